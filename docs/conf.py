@@ -1,0 +1,37 @@
+"""Sphinx configuration of the cellflux site."""
+
+from importlib import metadata
+
+project = "cellflux"
+author = "The cellflux developers"
+copyright = "2026, The cellflux developers"  # noqa: A001
+release = metadata.version("cellflux")
+
+extensions = [
+    "myst_parser",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.intersphinx",
+    "sphinx.ext.viewcode",
+]
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+exclude_patterns = ["_build", "requirements.txt"]
+autosummary_generate = True
+autodoc_typehints = "signature"
+autodoc_member_order = "bysource"
+napoleon_google_docstring = False
+napoleon_numpy_docstring = True
+napoleon_use_rtype = False
+intersphinx_mapping = {
+    "python": ("https://docs.python.org/3", None),
+    "anndata": ("https://anndata.readthedocs.io/en/stable/", None),
+    "numpy": ("https://numpy.org/doc/stable/", None),
+}
+intersphinx_disabled_reftypes = ["*"]
+intersphinx_timeout = 2
+nitpicky = False
+html_theme = "furo"
+html_title = "cellflux"
+myst_enable_extensions = ["colon_fence"]
+suppress_warnings = ["intersphinx"]

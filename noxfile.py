@@ -1,0 +1,65 @@
+"""Every task of the workspace as a nox session: tests, isolated, lint, docs, demo.
+
+Run ``nox -l`` to list them. Installs pin torch to the CPU build through ``constraints.txt``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+PACKAGES = ["core", "kernels", "estimators", "gp-differential", "velocity-vae", "streaming-models"]
+DUMMY_PLUGIN = "tests/dummy_plugin"
+PYTHON = "3.11"
+
+nox.options.default_venv_backend = "venv"
+nox.options.sessions = ["tests", "isolated", "lint", "docs"]
+
+
+def _install(session: nox.Session, *args: str) -> None:
+    session.install("-c", str(ROOT / "constraints.txt"), *args)
+
+
+def _editable(*folders: str) -> list[str]:
+    return [arg for folder in folders for arg in ("-e", folder)]
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Every package and the suite-level tests in one environment (with the dummy third-party plugin)."""
+    _install(session, *_editable(*(f"packages/{p}" for p in PACKAGES)), "-e", DUMMY_PLUGIN, "pytest>=8", "mudata>=0.3")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("package", PACKAGES)
+def isolated(session: nox.Session, package: str) -> None:
+    """One package alone in a fresh environment with only its own dependencies."""
+    folders = ["packages/core"] if package == "core" else ["packages/core", f"packages/{package}"]
+    _install(session, *folders[:-1], f"{folders[-1]}[test]")
+    session.chdir(ROOT / "packages" / package)
+    session.run("pytest", "--rootdir", ".", "-c", str(ROOT / "pyproject.toml"), "tests", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check over the workspace."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """Build the Sphinx site into docs/_build/html, warnings as errors."""
+    _install(session, *(f"packages/{p}" for p in PACKAGES), "-r", "docs/requirements.txt")
+    session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def demo(session: nox.Session) -> None:
+    """The main job: ``cellflux demo`` into ./cellflux-demo."""
+    _install(session, "-r", "requirements.txt")
+    session.run("cellflux", "demo", "--overwrite", *session.posargs)

@@ -1,0 +1,8 @@
+"""Gaussian-process differential abundance and expression between conditions, on mellon.
+
+This package is a skeleton: it registers with cellflux and its functionality lands with its own issue.
+"""
+
+from ._version import __version__
+
+__all__ = ["__version__"]

@@ -1,0 +1,18 @@
+"""cellflux-streaming-models registers with the core like any third-party plugin."""
+
+import importlib
+
+import cellflux as cf
+from cellflux._registry import Registry
+
+
+def test_registered_as_plugin():
+    registry = Registry()
+    info = {p.name: p for p in registry.plugins}["streaming_models"]
+    assert info.ok, info.error
+    assert info.distribution == "cellflux-streaming-models"
+    assert info.version == importlib.import_module("cellflux_streaming_models").__version__
+
+
+def test_module_reachable_from_core():
+    assert cf.streaming_models is importlib.import_module("cellflux_streaming_models")
