@@ -8,15 +8,14 @@ copyright = "2026, The cellflux developers"  # noqa: A001
 release = metadata.version("cellflux")
 
 extensions = [
-    "myst_parser",
+    "myst_nb",
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.napoleon",
     "sphinx.ext.intersphinx",
     "sphinx.ext.viewcode",
 ]
-source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
-exclude_patterns = ["_build", "requirements.txt"]
+exclude_patterns = ["_build", "requirements.txt", "**/.ipynb_checkpoints", "**/*.h5ad"]
 autosummary_generate = True
 autodoc_typehints = "signature"
 autodoc_member_order = "bysource"
@@ -35,3 +34,10 @@ html_theme = "furo"
 html_title = "cellflux"
 myst_enable_extensions = ["colon_fence"]
 suppress_warnings = ["intersphinx"]
+
+# Tutorials are MyST markdown notebooks (``docs/tutorials/*.md`` with a ``jupytext`` header), executed
+# on every build so that what they show is what the code does.
+nb_execution_mode = "force"
+nb_execution_timeout = 600
+nb_execution_raise_on_error = True
+nb_merge_streams = True
