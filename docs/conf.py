@@ -4,7 +4,7 @@ from importlib import metadata
 
 project = "cellflux"
 author = "The cellflux developers"
-copyright = "2026, The cellflux developers"  # noqa: A001
+copyright = "2026, The cellflux developers"
 release = metadata.version("cellflux")
 
 extensions = [

@@ -28,6 +28,8 @@ def test_import_and_listing_import_nothing_heavy():
 
 
 def test_datasets_are_imported_on_first_use():
-    result = run_fresh("import json, sys, cellflux as cf; cf.datasets; print(json.dumps({'modules': list(sys.modules)}))")
+    result = run_fresh(
+        "import json, sys, cellflux as cf; cf.datasets; print(json.dumps({'modules': list(sys.modules)}))"
+    )
     assert "cellflux.datasets" in result["modules"]
     assert "anndata" in result["modules"]

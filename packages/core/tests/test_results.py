@@ -144,7 +144,9 @@ def test_clean_params():
 
 
 def test_check_writable_accepts_h5ad_types():
-    check_writable({"a": 1, "b": "s", "c": np.arange(3), "d": ["x", "y"], "e": None, "f": pd.DataFrame({"x": [1]})}, "v")
+    check_writable(
+        {"a": 1, "b": "s", "c": np.arange(3), "d": ["x", "y"], "e": None, "f": pd.DataFrame({"x": [1]})}, "v"
+    )
 
 
 def test_copy_returns_copy_and_leaves_input(adata):

@@ -83,6 +83,7 @@ def _summary(adata, steps: list[tuple[str, float]]) -> str:
         "| lineage | " + " | ".join(str(c) for c in obs[TruthKey.CONDITION].cat.categories) + " |",
         "|---|" + "---|" * len(obs[TruthKey.CONDITION].cat.categories),
     ]
+    zeros = 1 - adata.layers[TruthKey.SPLICED].nnz / (adata.n_obs * adata.n_vars)
     counts = obs.groupby([TruthKey.STATE, TruthKey.CONDITION], observed=False).size().unstack(fill_value=0)
     for state, row in counts.iterrows():
         lines.append(f"| {state} | " + " | ".join(str(int(v)) for v in row) + " |")
@@ -91,7 +92,7 @@ def _summary(adata, steps: list[tuple[str, float]]) -> str:
         f"- terminal cells: {int(obs[TruthKey.TERMINAL].sum())}, initial cells: {int(obs[TruthKey.INITIAL].sum())}",
         f"- cells with planted differential abundance: {int(obs[TruthKey.DA].sum())}",
         f"- genes with planted differential expression: {int(var[TruthKey.DE].sum())}",
-        f"- fraction of zero spliced counts: {1 - adata.layers[TruthKey.SPLICED].nnz / (adata.n_obs * adata.n_vars):.2f}",
+        f"- fraction of zero spliced counts: {zeros:.2f}",
         "",
         "## Steps",
         "",

@@ -147,7 +147,9 @@ class PluginManifest:
         return getattr(self, namespace)
 
 
-def lazy_exports(package: str, exports: Mapping[str, str]) -> tuple[list[str], Callable[[str], Any], Callable[[], list[str]]]:
+def lazy_exports(
+    package: str, exports: Mapping[str, str]
+) -> tuple[list[str], Callable[[str], Any], Callable[[], list[str]]]:
     """Make a package's public names import on first use (PEP 562), keeping ``import package`` light.
 
     Parameters

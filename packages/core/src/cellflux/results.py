@@ -351,4 +351,3 @@ def _prepare(adata: AnnData, slot: str, key: str, value: Any) -> Any:
             raise ValueError(f"{where}: the DataFrame's index does not match obs_names.")
     check_writable(value, where)
     return value
-

@@ -27,4 +27,4 @@ def dummy_score(adata, *, key="dummy_score", bins=10, width=40):
         raise KeyError(f"obs[{key!r}] is missing; run cf.tl.dummy_score first.")
     counts, edges = np.histogram(adata.obs[key].to_numpy(), bins=bins)
     scale = width / max(counts.max(), 1)
-    return "\n".join(f"{lo:10.1f} {'#' * int(round(c * scale))}" for lo, c in zip(edges[:-1], counts, strict=True))
+    return "\n".join(f"{lo:10.1f} {'#' * round(c * scale)}" for lo, c in zip(edges[:-1], counts, strict=True))

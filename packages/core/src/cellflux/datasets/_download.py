@@ -77,7 +77,7 @@ def fetch(url: str, destination: Path, *, sha256: str | None = None, timeout: fl
     digest = hashlib.sha256()
     with tempfile.NamedTemporaryFile(dir=destination.parent, prefix=destination.name, delete=False) as tmp:
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (the URL is ours)
+            with urllib.request.urlopen(url, timeout=timeout) as response:
                 while block := response.read(_CHUNK):
                     digest.update(block)
                     tmp.write(block)

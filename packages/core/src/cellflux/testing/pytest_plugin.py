@@ -19,6 +19,7 @@ _MARKERS = {
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    """Register the suite's markers, so that strict markers work in every package's tests."""
     for name, text in _MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
 
