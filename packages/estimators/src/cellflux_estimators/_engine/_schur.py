@@ -1,0 +1,238 @@
+"""Partial real Schur decomposition of a row-stochastic matrix, without PETSc/SLEPc.
+
+``method="krylov"`` runs ARPACK's implicitly restarted Arnoldi (:func:`scipy.sparse.linalg.eigs`) on the
+sparse matrix, builds a real orthonormal basis of the dominant invariant subspace from the Ritz vectors
+(real and imaginary parts of complex pairs), and computes the real Schur form of the projected matrix
+(Rayleigh–Ritz), sorted with :func:`~._sort_schur.sort_schur`. Memory is ``O(nnz + n k)``.
+``method="dense"`` computes the full real Schur form with LAPACK, only below :data:`DENSE_MAX` states.
+
+As in GPCCA [Reuter18]_, the matrix is first weighted by the input distribution ``eta``
+(``P_bar = D^(1/2) P D^(-1/2)``, ``D = diag(eta)``) and the returned Schur vectors ``X`` are
+``eta``-orthonormal (``X.T @ diag(eta) @ X = I``) with a constant first column of ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from scipy import linalg, sparse
+from scipy.sparse import linalg as splinalg
+
+from ._sort_schur import Which, schur_eigenvalues, sort_key, sort_schur
+
+__all__ = ["DENSE_MAX", "AUTO_DENSE_MAX", "SchurResult", "partial_schur", "eta_orthonormalize", "splits_pair"]
+
+logger = logging.getLogger(__name__)
+
+#: Above this many states a dense decomposition is refused (it would need n x n dense memory).
+DENSE_MAX = 2_000
+#: ``method="auto"`` uses the dense decomposition up to this many states.
+AUTO_DENSE_MAX = 300
+
+
+@dataclass(frozen=True)
+class SchurResult:
+    """A partial real Schur decomposition ``P X = X R``.
+
+    Attributes
+    ----------
+    vectors
+        ``X``, shape ``(n, k)``: ``eta``-orthonormal Schur vectors, first column constant 1.
+    matrix
+        ``R``, shape ``(k, k)``: quasi-upper-triangular real Schur form.
+    eigenvalues
+        The ``k`` eigenvalues (complex), sorted by ``which``, descending.
+    which
+        The sorting criterion.
+    method
+        ``"krylov"`` or ``"dense"``.
+    residual
+        ``||P X - X R||_F / ||X||_F``, with ``X`` the Euclidean-orthonormal basis before the ``eta`` scaling.
+    """
+
+    vectors: np.ndarray
+    matrix: np.ndarray
+    eigenvalues: np.ndarray
+    which: str
+    method: str
+    residual: float
+
+
+def splits_pair(eigenvalues: np.ndarray, k: int, tol: float = 1e-12) -> bool:
+    """Whether keeping the first ``k`` of ``eigenvalues`` cuts a complex-conjugate pair in two."""
+    if k <= 0 or k >= len(eigenvalues):
+        return False
+    head = eigenvalues[:k]
+    last = head[-1]
+    if abs(last.imag) <= tol:
+        return False
+    n_pos = int(np.sum(head.imag > tol))
+    n_neg = int(np.sum(head.imag < -tol))
+    return n_pos != n_neg
+
+
+def _weighted(matrix: sparse.csr_matrix, eta: np.ndarray | None) -> sparse.csr_matrix:
+    if eta is None:
+        return matrix
+    s = np.sqrt(eta)
+    return sparse.csr_matrix(sparse.diags(s) @ matrix @ sparse.diags(1.0 / s))
+
+
+def _real_basis(values: np.ndarray, vectors: np.ndarray, tol: float) -> np.ndarray:
+    cols = []
+    for val, vec in zip(values, vectors.T, strict=True):
+        if abs(val.imag) <= tol:
+            # a real eigenvalue: rotate the (possibly complex-phased) vector to be real
+            phase = vec[np.argmax(np.abs(vec))]
+            cols.append(np.real(vec / (phase / abs(phase))))
+        elif val.imag > 0:
+            cols.extend([vec.real, vec.imag])
+    basis, _ = np.linalg.qr(np.column_stack(cols))
+    return basis
+
+
+def _select(values: np.ndarray, k: int, which: Which, tol: float) -> tuple[np.ndarray, int]:
+    """Indices of the top eigenvalues, sorted, and ``k`` enlarged so no conjugate pair is split."""
+    order = np.lexsort((-values.imag, -np.round(sort_key(values, which), 12)))
+    values = values[order]
+    if splits_pair(values, k, tol):
+        logger.info(
+            "Using %d Schur vectors would split a pair of complex-conjugate eigenvalues; using n_components=%d.", k, k + 1
+        )
+        k += 1
+    return order[:k], k
+
+
+def partial_schur(
+    matrix: sparse.spmatrix,
+    k: int,
+    *,
+    which: Which = "LR",
+    method: Literal["krylov", "dense", "auto"] = "auto",
+    eta: np.ndarray | None = None,
+    tol: float = 1e-12,
+    maxiter: int | None = None,
+    ncv: int | None = None,
+    seed: int = 0,
+) -> SchurResult:
+    """Compute the ``k`` dominant real Schur vectors of a row-stochastic sparse matrix.
+
+    Parameters
+    ----------
+    matrix
+        Row-stochastic transition matrix, shape ``(n, n)``.
+    k
+        Number of Schur vectors; increased by one (with a log message) if it would split a complex pair.
+    which
+        ``"LR"`` (largest real part) or ``"LM"`` (largest magnitude).
+    method
+        ``"krylov"`` (sparse, any size), ``"dense"`` (LAPACK, up to :data:`DENSE_MAX` states) or ``"auto"``.
+    eta
+        Input distribution over states (uniform if ``None``).
+    tol
+        Relative accuracy of the Ritz values (ARPACK ``tol``).
+    maxiter, ncv
+        ARPACK's iteration limit and number of Lanczos/Arnoldi vectors.
+    seed
+        Seed of ARPACK's start vector (results are reproducible).
+
+    Returns
+    -------
+    The decomposition as a :class:`SchurResult`.
+    """
+    mat = sparse.csr_matrix(matrix, dtype=np.float64)
+    n = mat.shape[0]
+    if which not in ("LR", "LM"):
+        raise ValueError(f"which={which!r} is not supported; use 'LR' or 'LM'.")
+    if not isinstance(k, (int, np.integer)) or k < 2:
+        raise ValueError(f"n_components must be an integer >= 2, got {k!r}.")
+    if k >= n:
+        raise ValueError(f"n_components={k} must be smaller than the number of states ({n}).")
+    if eta is None:
+        eta_w = None
+        eta = np.full(n, 1.0 / n)
+    else:
+        eta = np.asarray(eta, dtype=np.float64)
+        if eta.shape != (n,) or np.any(eta <= 0) or not np.isclose(eta.sum(), 1.0):
+            raise ValueError("initial_distribution must be a positive vector of length n_cells summing to 1.")
+        eta_w = eta
+    if method == "auto":
+        method = "dense" if n <= AUTO_DENSE_MAX or k + 2 >= n - 1 else "krylov"
+    pbar = _weighted(mat, eta_w)
+    imag_tol = 1e-10
+    if method == "dense":
+        if n > DENSE_MAX:
+            raise ValueError(
+                f"method='dense' densifies the {n} x {n} matrix; it is allowed up to {DENSE_MAX} states. "
+                "Use method='krylov' (sparse)."
+            )
+        t_full, z_full = linalg.schur(pbar.toarray(), output="real")
+        values = schur_eigenvalues(t_full)
+        _, k = _select(values, k, which, imag_tol)
+        t, z = sort_schur(t_full, z_full, k, which)
+        basis, r = z[:, :k], t[:k, :k]
+    elif method == "krylov":
+        n_eig = min(k + 2, n - 2)
+        v0 = np.random.default_rng(seed).random(n) + 0.5
+        values, vectors = splinalg.eigs(pbar, k=n_eig, which=which, tol=tol, v0=v0, maxiter=maxiter, ncv=ncv)
+        idx, k = _select(values, k, which, imag_tol)
+        if k > n_eig:
+            raise ValueError(f"n_components={k} needs more eigenvalues than were computed ({n_eig}).")
+        basis = _real_basis(values[idx], vectors[:, idx], imag_tol)
+        if basis.shape[1] != k:
+            raise np.linalg.LinAlgError(
+                f"The Krylov basis has dimension {basis.shape[1]}, expected {k}: complex pairs were not resolved. "
+                "Increase ncv or use a different n_components."
+            )
+        projected = basis.T @ (pbar @ basis)
+        t_small, z_small = linalg.schur(projected, output="real")
+        t, z_small = sort_schur(t_small, z_small, k, which)
+        basis, r = basis @ z_small, t
+    else:
+        raise ValueError(f"method={method!r} is not supported; use 'krylov', 'dense' or 'auto'.")
+    residual = float(np.linalg.norm(pbar @ basis - basis @ r) / np.sqrt(k))
+    eigenvalues = schur_eigenvalues(r)
+    vectors = eta_orthonormalize(basis, eta)
+    return SchurResult(
+        vectors=vectors, matrix=r, eigenvalues=eigenvalues, which=which, method=method, residual=residual
+    )
+
+
+def eta_orthonormalize(q: np.ndarray, eta: np.ndarray) -> np.ndarray:
+    """Turn an orthonormal basis ``q`` of an invariant subspace of ``P_bar`` into GPCCA's Schur vectors ``X``.
+
+    The first column of the result is constant 1 and ``X.T @ diag(eta) @ X = I``. The constant vector must
+    lie in the subspace (the eigenvalue 1 must be among the computed ones).
+    """
+    n, m = q.shape
+    sqrt_eta = np.sqrt(eta)
+    coef = q.T @ sqrt_eta
+    off = np.linalg.norm(q @ coef - sqrt_eta)
+    if off > 1e-6:
+        raise ValueError(
+            "The constant vector is not in the computed invariant subspace (distance "
+            f"{off:.2e}): the eigenvalue 1 is not among the dominant ones. Is the matrix row-stochastic, "
+            "and is `which` right?"
+        )
+    cols = q.copy()
+    # the column most aligned with the constant vector is replaced by it (it is the constant Schur vector
+    # when one exists); the first column takes its place, as in GPCCA
+    swap = int(np.argmax(np.abs(coef)))
+    if swap != 0:
+        cols[:, swap] = cols[:, 0]
+    cols[:, 0] = sqrt_eta
+    out = np.empty_like(cols)
+    for j in range(m):
+        v = cols[:, j].copy()
+        for i in range(j):
+            v -= (out[:, i] @ v) * out[:, i]
+        norm = np.linalg.norm(v)
+        if norm < 1e-12:
+            raise np.linalg.LinAlgError("The Schur vectors are linearly dependent; the decomposition is degenerate.")
+        out[:, j] = v / norm
+    x = out / sqrt_eta[:, None]
+    x[:, 0] = 1.0
+    return x

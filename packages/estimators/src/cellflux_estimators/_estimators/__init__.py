@@ -1,0 +1,1 @@
+"""Estimator classes: the thin layer between the engine and AnnData."""

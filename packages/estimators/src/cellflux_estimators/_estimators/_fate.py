@@ -1,0 +1,189 @@
+"""Fate probabilities, absorption times and lineage priming as estimator capabilities."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from .._engine._absorption import absorption_probabilities, absorption_times
+from .._engine._priming import priming_degree
+from .._engine._states import parse_keys
+from ._states import StatesMixin
+
+__all__ = ["FateMixin"]
+
+logger = logging.getLogger(__name__)
+
+
+class FateMixin(StatesMixin):
+    """Absorption probabilities and times towards the terminal states."""
+
+    def _absorbing_sets(self, keys: Sequence[str] | None) -> tuple[list[str], list[np.ndarray]]:
+        if self._terminal_states is None:
+            raise RuntimeError("Compute or set terminal states first (predict_terminal_states/set_terminal_states).")
+        states = self._terminal_states
+        names = [str(c) for c in states.cat.categories]
+        groups = parse_keys(list(keys) if keys is not None and not isinstance(keys, str) else keys, names)
+        codes = states.cat.codes.to_numpy()
+        sets, labels = [], []
+        for group in groups:
+            ids = [names.index(g) for g in group]
+            idx = np.flatnonzero(np.isin(codes, ids))
+            if idx.size == 0:
+                raise ValueError(f"Terminal state(s) {group} have no cells.")
+            sets.append(idx)
+            labels.append(", ".join(group))
+        return labels, sets
+
+    def compute_fate_probabilities(
+        self,
+        keys: Sequence[str] | None = None,
+        *,
+        solver: Literal["auto", "direct", "gmres", "lgmres", "bicgstab"] = "auto",
+        preconditioner: Literal["ilu", "jacobi"] | None = None,
+        tol: float = 1e-6,
+        maxiter: int | None = None,
+        show_progress_bar: bool = False,
+    ) -> FateMixin:
+        """Compute fate probabilities: the probability of each cell to be absorbed in each terminal state.
+
+        Parameters
+        ----------
+        keys
+            Terminal states to use; merge states as ``"Alpha, Beta"``. Default: every terminal state alone.
+        solver
+            ``"direct"`` (sparse LU), ``"gmres"``, ``"lgmres"``, ``"bicgstab"``, or ``"auto"`` (direct up to
+            200,000 transient cells, else GMRES with ILU).
+        preconditioner
+            For iterative solvers: ``"ilu"``, ``"jacobi"`` or ``None``.
+        tol
+            Relative residual of the iterative solvers.
+        maxiter
+            Iteration limit of the iterative solvers.
+        show_progress_bar
+            Progress over lineages (iterative solvers).
+
+        Returns
+        -------
+        Self; sets :attr:`fate_probabilities` (values in ``[0, 1]``, rows summing to 1).
+
+        Raises
+        ------
+        ReducibleChainError
+            A closed class of the chain contains no terminal state.
+        SolveError
+            An iterative solve did not converge (its residual is in the message).
+        """
+        names, sets = self._absorbing_sets(keys)
+        if len(names) == 1:
+            logger.warning("Only one lineage (%s): every cell has fate probability 1.", names[0])
+        res = absorption_probabilities(
+            self.transition_matrix,
+            sets,
+            solver=solver,
+            preconditioner=preconditioner,
+            tol=tol,
+            maxiter=maxiter,
+            show_progress_bar=show_progress_bar,
+        )
+        self._fate_probabilities = pd.DataFrame(res.probabilities, index=self.obs_names, columns=names)
+        for name in names:
+            if name not in self._colors:
+                parts = name.split(", ")
+                self._colors[name] = self._colors.get(parts[0], "#808080")
+        self._solve_report = {
+            "solver": res.report.solver,
+            "preconditioner": res.report.preconditioner or "none",
+            "max_residual": res.report.max_residual,
+            "clipped": res.clipped,
+        }
+        self.params["fate_probabilities"] = {"keys": names, "solver": solver, "tol": tol, **self._solve_report}
+        self._priming_degree = None
+        return self
+
+    def compute_absorption_times(
+        self,
+        keys: Sequence[str] | None = None,
+        *,
+        calculate_variance: bool = False,
+        solver: Literal["auto", "direct", "gmres", "lgmres", "bicgstab"] = "auto",
+        preconditioner: Literal["ilu", "jacobi"] | None = None,
+        tol: float = 1e-6,
+    ) -> FateMixin:
+        """Compute the mean (and variance of) the time to absorption.
+
+        With one key: the number of steps until the walk reaches that state (other terminal states are
+        transient). With several: for each, the time conditional on being absorbed there. ``inf`` where a
+        state cannot be reached.
+
+        Parameters
+        ----------
+        keys
+            Terminal states (merge as ``"Alpha, Beta"``); default all.
+        calculate_variance
+            Also compute the variance.
+        solver, preconditioner, tol
+            See :meth:`compute_fate_probabilities`.
+
+        Returns
+        -------
+        Self; sets :attr:`absorption_times` with columns ``"<key>_mean"`` (and ``"<key>_var"``).
+        """
+        names, sets = self._absorbing_sets(keys)
+        means, variances = absorption_times(
+            self.transition_matrix,
+            sets,
+            calculate_variance=calculate_variance,
+            solver=solver,
+            preconditioner=preconditioner,
+            tol=tol,
+        )
+        data: dict[str, Any] = {}
+        for j, name in enumerate(names):
+            data[f"{name}_mean"] = means[j]
+            if variances is not None:
+                data[f"{name}_var"] = variances[j]
+        self._absorption_times = pd.DataFrame(data, index=self.obs_names)
+        self.params["absorption_times"] = {"keys": names, "calculate_variance": calculate_variance}
+        return self
+
+    def compute_lineage_priming(
+        self,
+        method: Literal["kl_divergence", "entropy"] = "kl_divergence",
+        early_cells: Any = None,
+    ) -> pd.Series:
+        """Compute the degree of lineage priming of each cell.
+
+        Parameters
+        ----------
+        method
+            ``"kl_divergence"`` (divergence from the mean fate of early cells) or ``"entropy"``.
+        early_cells
+            Boolean mask, cell names, or ``{obs_column: [cluster, ...]}``; all cells if ``None``.
+
+        Returns
+        -------
+        The priming degree in ``[0, 1]``; also sets :attr:`priming_degree`.
+        """
+        if self._fate_probabilities is None:
+            raise RuntimeError("Compute fate probabilities first (compute_fate_probabilities).")
+        mask = None
+        if isinstance(early_cells, dict):
+            adata = self._require_adata("early_cells as clusters")
+            (key, values), *rest = early_cells.items()
+            if rest:
+                raise ValueError("early_cells as a dict takes exactly one obs column.")
+            if key not in adata.obs:
+                raise KeyError(f"adata.obs[{key!r}] does not exist.")
+            values = [values] if isinstance(values, str) else list(values)
+            mask = adata.obs[key].astype(str).isin([str(v) for v in values]).to_numpy()
+        elif early_cells is not None:
+            arr = np.asarray(early_cells)
+            mask = arr.astype(bool) if arr.dtype == bool else self.obs_names.isin(arr.astype(str))
+        values = priming_degree(self._fate_probabilities.to_numpy(), method=method, early=mask)
+        self._priming_degree = pd.Series(values, index=self.obs_names, name="priming_degree")
+        return self._priming_degree

@@ -1,0 +1,93 @@
+"""Plot methods of the estimators; they call the ``cf.pl`` functions (matplotlib is imported on first use)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ._base import BaseEstimator
+
+__all__ = ["PlotMixin"]
+
+
+def _pl(module: str, name: str):
+    # imported on use so that creating an estimator does not import matplotlib
+    return getattr(importlib.import_module(f"cellflux_estimators._plotting.{module}"), name)
+
+
+class PlotMixin(BaseEstimator):
+    """``plot_*`` methods: the ``cf.pl`` functions applied to this estimator."""
+
+    def plot_spectrum(self, **kwargs: Any):
+        """Plot the spectrum (see :func:`cellflux_estimators._plotting._spectrum.spectrum`).
+
+        Returns
+        -------
+        The matplotlib figure.
+        """
+        return _pl("_spectrum", "spectrum")(self, **kwargs)
+
+    def plot_schur_vectors(self, **kwargs: Any):
+        """Plot Schur vectors on an embedding.
+
+        Returns
+        -------
+        The matplotlib figure.
+        """
+        return _pl("_embedding", "schur_vectors")(self, **kwargs)
+
+    def plot_macrostates(self, which: str = "macrostates", **kwargs: Any):
+        """Plot macrostates, terminal or initial states (``which``) on an embedding.
+
+        Returns
+        -------
+        The matplotlib figure.
+        """
+        keys = {"macrostates": "macrostates", "terminal": "term_states", "initial": "init_states"}
+        key = f"{keys[which]}_{'bwd' if self.backward else 'fwd'}"
+        return _pl("_embedding", "macrostates")(self, key=key, **kwargs)
+
+    def plot_fate_probabilities(self, **kwargs: Any):
+        """Plot fate probabilities on an embedding.
+
+        Returns
+        -------
+        The matplotlib figure.
+        """
+        return _pl("_embedding", "fate_probabilities")(self, **kwargs)
+
+    def plot_coarse_T(self, **kwargs: Any):
+        """Plot the coarse-grained transition matrix.
+
+        Returns
+        -------
+        The matplotlib figure.
+        """
+        return _pl("_coarse", "coarse_T")(self, **kwargs)
+
+    def plot_aggregate_fate_probabilities(self, **kwargs: Any):
+        """Plot fate probabilities aggregated over clusters (bar, violin, heatmap).
+
+        Returns
+        -------
+        The matplotlib figure.
+        """
+        return _pl("_aggregate", "aggregate_fate_probabilities")(self, **kwargs)
+
+    def plot_lineage_drivers(self, lineage: str, **kwargs: Any):
+        """Plot the top drivers of a lineage.
+
+        Returns
+        -------
+        The matplotlib figure.
+        """
+        return _pl("_drivers", "lineage_drivers")(self, lineage=lineage, **kwargs)
+
+    def plot_gene_trends(self, genes: list[str], time_key: str, **kwargs: Any):
+        """Plot gene trends per lineage.
+
+        Returns
+        -------
+        The matplotlib figure.
+        """
+        return _pl("_trends", "gene_trends")(self, genes=genes, time_key=time_key, **kwargs)

@@ -1,0 +1,1 @@
+"""Plots of estimator results (``cf.pl``); matplotlib is imported only here."""

@@ -1,0 +1,152 @@
+"""Gene trends per lineage (our penalised-spline smoother) and the trend heatmap."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from .._engine._trends import fit_trends
+from .._estimators._drivers import expression
+from ._source import colors, fates, finish, to_adata
+
+__all__ = ["gene_trends", "trend_heatmap"]
+
+
+def _trends(ad, genes, time_key, key, lineages, layer, n_knots):
+    if time_key not in ad.obs:
+        raise KeyError(f"adata.obs[{time_key!r}] does not exist; pass the pseudotime's column as time_key.")
+    missing = [g for g in genes if g not in ad.var_names]
+    if missing:
+        raise KeyError(f"Gene(s) {missing[:5]} are not in adata.var_names.")
+    fp = fates(ad, key)
+    lineages = list(fp.columns) if lineages is None else list(lineages)
+    x, _ = expression(ad, layer, False)
+    x = x[:, ad.var_names.get_indexer(genes)]
+    res = fit_trends(x, ad.obs[time_key].to_numpy(dtype=float), fp.loc[:, lineages].to_numpy(), n_knots=n_knots)
+    return res, lineages, fp
+
+
+def gene_trends(
+    adata: Any,
+    *,
+    genes: list[str],
+    time_key: str,
+    key: str = "lineages_fwd",
+    lineages: list[str] | None = None,
+    layer: str | None = None,
+    n_knots: int = 8,
+    show_cells: bool = True,
+    ncols: int = 3,
+    save: str | Path | None = None,
+) -> plt.Figure:
+    """Plot smoothed expression along pseudotime, one line per lineage, one panel per gene.
+
+    Parameters
+    ----------
+    adata
+        AnnData with fate probabilities in ``obsm[key]`` or an estimator.
+    genes
+        Genes to plot.
+    time_key
+        Pseudotime in ``obs``.
+    key
+        Where the fate probabilities are.
+    lineages
+        Subset of lineages.
+    layer
+        Expression layer.
+    n_knots
+        Spline knots.
+    show_cells
+        Draw the cells behind the trends.
+    ncols
+        Panels per row.
+    save
+        Path to save the figure to.
+
+    Returns
+    -------
+    The matplotlib figure.
+    """
+    ad = to_adata(adata)
+    genes = [genes] if isinstance(genes, str) else list(genes)
+    res, lineages, fp = _trends(ad, genes, time_key, key, lineages, layer, n_knots)
+    cmap = colors(ad, key, lineages)
+    ncols = min(ncols, len(genes))
+    nrows = int(np.ceil(len(genes) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 2.8 * nrows), squeeze=False, layout="constrained")
+    x, _ = expression(ad, layer, False)
+    t = ad.obs[time_key].to_numpy(dtype=float)
+    for i, gene in enumerate(genes):
+        ax = axes.flat[i]
+        if show_cells:
+            col = x[:, ad.var_names.get_loc(gene)]
+            col = np.asarray(col.toarray()).ravel() if hasattr(col, "toarray") else np.asarray(col).ravel()
+            ax.scatter(t, col, s=2, c="lightgray")
+        for j, lin in enumerate(lineages):
+            mean, se = res.values[j][:, i], res.se[j][:, i]
+            ax.plot(res.grid, mean, color=cmap[lin], label=lin)
+            ax.fill_between(res.grid, mean - 2 * se, mean + 2 * se, color=cmap[lin], alpha=0.2)
+        ax.set(title=gene, xlabel=time_key)
+    for ax in axes.flat[len(genes):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7, frameon=False)
+    return finish(fig, save)
+
+
+def trend_heatmap(
+    adata: Any,
+    *,
+    genes: list[str],
+    time_key: str,
+    lineage: str,
+    key: str = "lineages_fwd",
+    layer: str | None = None,
+    n_knots: int = 8,
+    save: str | Path | None = None,
+) -> plt.Figure:
+    """Heatmap of smoothed, min-max scaled trends of ``genes`` along one lineage, sorted by peak time.
+
+    Parameters
+    ----------
+    adata
+        AnnData with fate probabilities in ``obsm[key]`` or an estimator.
+    genes
+        Genes to show.
+    time_key
+        Pseudotime in ``obs``.
+    lineage
+        The lineage.
+    key
+        Where the fate probabilities are.
+    layer
+        Expression layer.
+    n_knots
+        Spline knots.
+    save
+        Path to save the figure to.
+
+    Returns
+    -------
+    The matplotlib figure.
+    """
+    ad = to_adata(adata)
+    genes = list(genes)
+    res, _, _ = _trends(ad, genes, time_key, key, [lineage], layer, n_knots)
+    v = res.values[0]
+    lo, hi = v.min(axis=0), v.max(axis=0)
+    scaled = (v - lo) / np.where(hi > lo, hi - lo, 1.0)
+    order = np.argsort(np.argmax(scaled, axis=0))
+    df = pd.DataFrame(scaled[:, order].T, index=np.asarray(genes)[order])
+    fig, ax = plt.subplots(figsize=(6, 0.25 * len(genes) + 1.2), layout="constrained")
+    im = ax.imshow(df.to_numpy(), aspect="auto", cmap="viridis",
+                   extent=(res.grid[0], res.grid[-1], len(genes) - 0.5, -0.5))
+    ax.set_yticks(range(len(genes)))
+    ax.set_yticklabels(df.index)
+    ax.set(xlabel=time_key, title=f"{lineage}: gene trends")
+    fig.colorbar(im, ax=ax, label="scaled expression")
+    return finish(fig, save)
