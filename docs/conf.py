@@ -12,7 +12,6 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.napoleon",
-    "sphinx.ext.intersphinx",
     "sphinx.ext.viewcode",
 ]
 exclude_patterns = ["_build", "requirements.txt", "**/.ipynb_checkpoints", "**/*.h5ad"]
@@ -22,18 +21,10 @@ autodoc_member_order = "bysource"
 napoleon_google_docstring = False
 napoleon_numpy_docstring = True
 napoleon_use_rtype = False
-intersphinx_mapping = {
-    "python": ("https://docs.python.org/3", None),
-    "anndata": ("https://anndata.readthedocs.io/en/stable/", None),
-    "numpy": ("https://numpy.org/doc/stable/", None),
-}
-intersphinx_disabled_reftypes = ["*"]
-intersphinx_timeout = 2
 nitpicky = False
 html_theme = "furo"
 html_title = "cellflux"
 myst_enable_extensions = ["colon_fence"]
-suppress_warnings = ["intersphinx"]
 
 # Tutorials are MyST markdown notebooks (``docs/tutorials/*.md`` with a ``jupytext`` header), executed
 # on every build so that what they show is what the code does.
