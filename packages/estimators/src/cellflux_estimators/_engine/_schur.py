@@ -19,6 +19,7 @@ from typing import Literal
 
 import numpy as np
 from scipy import linalg, sparse
+from scipy.linalg import lapack
 from scipy.sparse import linalg as splinalg
 
 from ._sort_schur import Which, schur_eigenvalues, sort_key, sort_schur
@@ -170,10 +171,16 @@ def partial_schur(
                 "Use method='krylov' (sparse)."
             )
         t_full, z_full = linalg.schur(pbar.toarray(), output="real")
-        values = schur_eigenvalues(t_full)
-        _, k = _select(values, k, which, imag_tol)
-        t, z = sort_schur(t_full, z_full, k, which)
-        basis, r = z[:, :k], t[:k, :k]
+        values = schur_eigenvalues(t_full)  # in the order of the diagonal
+        idx, k = _select(values, k, which, imag_tol)
+        select = np.zeros(n, dtype=np.int32)
+        select[idx] = 1
+        # move the selected cluster to the top in one LAPACK call, then sort inside the small block
+        t_full, z_full, *_, info = lapack.dtrsen(select, t_full, z_full, job="N")
+        if info != 0:
+            raise np.linalg.LinAlgError(f"Reordering the Schur form failed (LAPACK dtrsen info={info}).")
+        t, z_small = sort_schur(t_full[:k, :k], np.eye(k), k, which)
+        basis, r = z_full[:, :k] @ z_small, t
     elif method == "krylov":
         n_eig = min(k + 2, n - 2)
         v0 = np.random.default_rng(seed).random(n) + 0.5
