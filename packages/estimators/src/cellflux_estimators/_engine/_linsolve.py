@@ -111,7 +111,8 @@ def solve_transient(
         m = _preconditioner(a, preconditioner)
         cols = range(bm.shape[1])
         for j in tqdm(cols, disable=not show_progress_bar, desc="solving", unit="rhs"):
-            x, _info = method(a, bm[:, j], rtol=tol, atol=0.0, M=m, maxiter=maxiter)
+            kwargs = {} if maxiter is None else {"maxiter": maxiter}
+            x, _info = method(a, bm[:, j], rtol=tol, atol=0.0, M=m, **kwargs)
             out[:, j] = x
     norms = np.linalg.norm(bm, axis=0)
     residuals = np.linalg.norm(a @ out - bm, axis=0) / np.where(norms > 0, norms, 1.0)
