@@ -1,8 +1,31 @@
 """Out-of-core models over collections of h5ad shards, trained with PyTorch Lightning and DDP.
 
-This package is a skeleton: it registers with cellflux and its functionality lands with its own issue.
+Public names are imported on first use, so ``import cellflux_streaming_models`` stays light.
 """
+
+from cellflux.plugin import lazy_exports
 
 from ._version import __version__
 
-__all__ = ["__version__"]
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "ShardCollection": ".data:ShardCollection",
+        "ShardDataset": ".data:ShardDataset",
+        "EpochPlan": ".data:EpochPlan",
+        "OnePassMeanVarStd": ".models:OnePassMeanVarStd",
+        "IncrementalPCA": ".models:IncrementalPCA",
+        "HVGSeuratV3": ".models:HVGSeuratV3",
+        "StreamingModel": ".models:StreamingModel",
+        "NormalizeTotal": ".transforms:NormalizeTotal",
+        "Log1p": ".transforms:Log1p",
+        "ZScore": ".transforms:ZScore",
+        "Filter": ".transforms:Filter",
+        "StreamingModule": ".lightning:StreamingModule",
+        "StreamDataModule": ".lightning:StreamDataModule",
+        "stream_fit": "._fit:stream_fit",
+        "highly_variable_genes_streaming": "._anndata._hvg:highly_variable_genes_streaming",
+        "pca_streaming": "._anndata._pca:pca_streaming",
+    },
+)
+__all__ = [*__all__, "__version__"]
