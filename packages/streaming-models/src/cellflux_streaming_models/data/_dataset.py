@@ -138,7 +138,8 @@ class ShardDataset(IterableDataset):
             batches = batches[skip:]
         return plan, batches
 
-    def __len__(self) -> int:
+    def n_batches(self) -> int:
+        """Number of batches this rank yields in an epoch (over all its workers)."""
         rank, world_size, _, _ = self._context()
         return len(self.plan().rank_batches(rank, world_size))
 

@@ -1,0 +1,179 @@
+"""Lightning module, data module, the ``cellflux stream`` command line and two-process DDP on CPU."""
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from cellflux_streaming_models._fit import stream_fit
+from cellflux_streaming_models.data import ShardCollection, ShardDataset
+from cellflux_streaming_models.lightning import StreamDataModule, StreamingModule
+from cellflux_streaming_models.lightning._cli import main as stream_main
+from cellflux_streaming_models.models import HVGSeuratV3, IncrementalPCA, OnePassMeanVarStd
+from cellflux_streaming_models.transforms import Log1p, NormalizeTotal
+
+# lightning < 2.6 with torch >= 2.10 (the pins cellarium-ml brings along) deprecates its own pytree use
+# and warns that a loader without workers may be a bottleneck (it is not: reading is not the bottleneck here)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:`isinstance\\(treespec, LeafSpec\\)`:FutureWarning"),
+    pytest.mark.filterwarnings("ignore:The '\\w+_dataloader' does not have many workers"),
+]
+
+
+def _trainer(tmp_path, epochs):
+    import lightning.pytorch as pl
+
+    return pl.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+
+
+def test_lightning_fit_mean_var(shard_paths, dense_x, tmp_path):
+    data = StreamDataModule([str(p) for p in shard_paths], batch_size=200, shuffle=True)
+    model = OnePassMeanVarStd(data.var_names_g)
+    _trainer(tmp_path, 1).fit(StreamingModule(model), datamodule=data)
+    np.testing.assert_allclose(model.mean_g.numpy(), dense_x.mean(0), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(model.var_g.numpy(), dense_x.var(0), rtol=1e-6)
+
+
+def _config(tmp_path, shard_dir, model, **extra):
+    config = {
+        "data": {"paths": str(shard_dir / "*.h5ad"), "batch_size": 256},
+        "model": model,
+        "trainer": {
+            "max_epochs": 1,
+            "accelerator": "cpu",
+            "devices": 1,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "default_root_dir": str(tmp_path / "run"),
+        },
+        **extra,
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_cli_fit_and_predict(shard_dir, shard_paths, dense_x, tmp_path):
+    pca = {"class_path": "cellflux_streaming_models.models.IncrementalPCA", "init_args": {"n_components": 3}}
+    transforms = [
+        {"class_path": "cellflux_streaming_models.transforms.NormalizeTotal"},
+        {"class_path": "cellflux_streaming_models.transforms.Log1p"},
+    ]
+    config = _config(tmp_path, shard_dir, pca, transforms=transforms)
+    assert stream_main(["fit", "--config", str(config)]) == 0
+    checkpoint = tmp_path / "run" / "model.ckpt"
+    assert checkpoint.exists()
+    out = tmp_path / "pred"
+    argv = ["predict", "--config", str(config), "--ckpt_path", str(checkpoint), "--output_dir", str(out)]
+    assert stream_main(argv) == 0
+    files = sorted(out.glob("*.csv"))
+    assert [f.stem for f in files] == [p.stem for p in shard_paths]
+    state = torch.load(tmp_path / "run" / "model_state.pt", weights_only=False)
+    y = np.log1p(dense_x / dense_x.sum(1, keepdims=True) * 1e4)
+    expected = (y - state["x_mean_g"].numpy()) @ state["V_kg"][:3].numpy().T
+    first = pd.read_csv(files[0], index_col=0)
+    assert list(first.columns) == ["PC1", "PC2", "PC3"] and len(first) == 300
+    np.testing.assert_allclose(first.to_numpy(), expected[:300], rtol=1e-3, atol=1e-3)
+
+
+def test_cli_refuses_unknown_keys_and_keeps_checkpoints(shard_dir, tmp_path):
+    model = {"class_path": "cellflux_streaming_models.models.OnePassMeanVarStd"}
+    config = _config(tmp_path, shard_dir, model)
+    assert stream_main(["fit", "--config", str(config)]) == 0
+    checkpoint = tmp_path / "run" / "model.ckpt"
+    before = checkpoint.read_bytes()
+    bad = yaml.safe_load(config.read_text())
+    bad["data"]["bacth_size"] = 10
+    config.write_text(yaml.safe_dump(bad))
+    with pytest.raises(SystemExit):
+        stream_main(["fit", "--config", str(config)])
+    bad["data"].pop("bacth_size")
+    bad["model"]["init_args"] = {"algorithm": "wrong"}
+    config.write_text(yaml.safe_dump(bad))
+    with pytest.raises(ValueError, match="algorithm"):
+        stream_main(["fit", "--config", str(config)])
+    assert checkpoint.read_bytes() == before
+    assert stream_main([]) == 2
+
+
+DDP_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    import lightning.pytorch as pl
+    from cellflux_streaming_models.lightning import StreamDataModule, StreamingModule
+    from cellflux_streaming_models.models import HVGSeuratV3, IncrementalPCA, OnePassMeanVarStd
+    from cellflux_streaming_models.transforms import Log1p, NormalizeTotal
+
+    shards, out = sys.argv[1], sys.argv[2]
+    results = {}
+    for name, epochs in [("meanvar", 1), ("pca", 1), ("hvg", 2)]:
+        data = StreamDataModule(shards, batch_size=100, shuffle=True, obs_columns={"batch_index_n": "sample"})
+        genes = data.var_names_g
+        if name == "meanvar":
+            model, transforms = OnePassMeanVarStd(genes, n_batch=len(data.collection.categories["sample"])), []
+        elif name == "pca":
+            model, transforms = IncrementalPCA(genes, n_components=3, n_oversamples=20), [NormalizeTotal(), Log1p()]
+        else:
+            model, transforms = HVGSeuratV3(genes, 20), []
+        trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=2, strategy="ddp", logger=False,
+                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+        trainer.fit(StreamingModule(model, transforms), datamodule=data)
+        if name == "meanvar":
+            results.update(mean=model.mean_g.numpy(), var=model.var_g.numpy(), batch_var=model.batch_var_bg.numpy())
+        elif name == "pca":
+            results.update(pca_var=model.explained_variance_k.numpy(), pca_mean=model.mean_g.numpy())
+        else:
+            results.update(hvg=model.hvg_df["highly_variable"].to_numpy(), hvg_norm=model.hvg_df["variances_norm"].to_numpy())
+        results[name + "_rank"] = np.array(trainer.global_rank)
+    np.savez(out + f".rank{trainer.global_rank}.npz", **results)
+    """
+)
+
+
+@pytest.mark.slow
+def test_two_process_ddp_equals_one_process(shard_dir, shard_paths, tmp_path):
+    script = tmp_path / "ddp_run.py"
+    script.write_text(DDP_SCRIPT)
+    out = tmp_path / "ddp"
+    run = subprocess.run(
+        [sys.executable, str(script), str(shard_dir / "*.h5ad"), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    ranks = [np.load(f"{out}.rank{r}.npz") for r in range(2)]
+    collection = ShardCollection(shard_paths, obs_columns={"batch_index_n": "sample"})
+    dataset = ShardDataset(collection, batch_size=100, shuffle=True)
+
+    def epochs(e):
+        dataset.set_epoch(e)
+        return dataset
+
+    meanvar = stream_fit(OnePassMeanVarStd(collection.var_names, n_batch=len(collection.categories["sample"])), epochs)
+    pca = stream_fit(IncrementalPCA(collection.var_names, 3, n_oversamples=20), epochs, transforms=[NormalizeTotal(), Log1p()])
+    hvg = stream_fit(HVGSeuratV3(collection.var_names, 20), epochs)
+    for result in ranks:  # every rank holds the reduced answer
+        np.testing.assert_allclose(result["mean"], meanvar.mean_g.numpy(), rtol=1e-12)
+        np.testing.assert_allclose(result["var"], meanvar.var_g.numpy(), rtol=1e-10)
+        np.testing.assert_allclose(result["batch_var"], meanvar.batch_var_bg.numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(result["pca_mean"], pca.mean_g.numpy(), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(result["pca_var"], pca.explained_variance_k.numpy(), rtol=2e-3)
+        np.testing.assert_array_equal(result["hvg"], hvg.hvg_df["highly_variable"].to_numpy())
+        np.testing.assert_allclose(result["hvg_norm"], hvg.hvg_df["variances_norm"].to_numpy(), rtol=1e-10)
