@@ -1,27 +1,27 @@
-"""Numerical engine of the simulator: exact transcription-splicing-degradation kinetics and count noise.
+r"""Numerical engine of the simulator: exact transcription-splicing-degradation kinetics and count noise.
 
 Arrays only (no AnnData). For every gene the unspliced (``u``) and spliced (``s``) abundances follow
 
 .. math::
 
-    \\frac{du}{dt} = \\alpha(t) - \\beta u, \\qquad \\frac{ds}{dt} = \\beta u - \\gamma s,
+    \frac{du}{dt} = \alpha(t) - \beta u, \qquad \frac{ds}{dt} = \beta u - \gamma s,
 
-with a piecewise-constant transcription rate :math:`\\alpha(t)`. On a segment with constant
-:math:`\\alpha`, starting at time :math:`t_0` from :math:`(u_0, s_0)` and writing
-:math:`\\tau = t - t_0`, :math:`\\delta u = u - \\alpha/\\beta`, :math:`\\delta s = s - \\alpha/\\gamma`:
+with a piecewise-constant transcription rate :math:`\alpha(t)`. On a segment with constant
+:math:`\alpha`, starting at time :math:`t_0` from :math:`(u_0, s_0)` and writing
+:math:`\tau = t - t_0`, :math:`\delta u = u - \alpha/\beta`, :math:`\delta s = s - \alpha/\gamma`:
 
 .. math::
 
-    \\delta u(\\tau) = \\delta u_0 e^{-\\beta\\tau}, \\qquad
-    \\delta s(\\tau) = \\delta s_0 e^{-\\gamma\\tau} + \\beta\\,\\delta u_0\\,\\varphi(\\tau),
-    \\qquad \\varphi(\\tau) = \\frac{e^{-\\beta\\tau} - e^{-\\gamma\\tau}}{\\gamma - \\beta},
+    \delta u(\tau) = \delta u_0 e^{-\beta\tau}, \qquad
+    \delta s(\tau) = \delta s_0 e^{-\gamma\tau} + \beta\,\delta u_0\,\varphi(\tau),
+    \qquad \varphi(\tau) = \frac{e^{-\beta\tau} - e^{-\gamma\tau}}{\gamma - \beta},
 
-and :math:`\\varphi(\\tau) = \\tau e^{-\\beta\\tau}` in the limit :math:`\\gamma = \\beta`. :math:`\\varphi` is
-evaluated as :math:`e^{-\\min(\\beta,\\gamma)\\tau}\\,\\tau\\,h(|\\gamma-\\beta|\\tau)` with
+and :math:`\varphi(\tau) = \tau e^{-\beta\tau}` in the limit :math:`\gamma = \beta`. :math:`\varphi` is
+evaluated as :math:`e^{-\min(\beta,\gamma)\tau}\,\tau\,h(|\gamma-\beta|\tau)` with
 :math:`h(x) = (1 - e^{-x})/x` (``-expm1(-x)/x``, :math:`h(0) = 1`), which is exact for every
-:math:`|\\gamma - \\beta|` including zero and never overflows. The velocities are computed from the
-deviations, :math:`v_u = \\alpha - \\beta u = -\\beta\\,\\delta u` and
-:math:`v_s = \\beta u - \\gamma s = \\beta\\,\\delta u - \\gamma\\,\\delta s`, so a gene sitting at its steady
+:math:`|\gamma - \beta|` including zero and never overflows. The velocities are computed from the
+deviations, :math:`v_u = \alpha - \beta u = -\beta\,\delta u` and
+:math:`v_s = \beta u - \gamma s = \beta\,\delta u - \gamma\,\delta s`, so a gene sitting at its steady
 state has a velocity of exactly zero.
 
 A schedule holds, per path ``p`` (a lineage in a condition) and gene ``g``, sorted breakpoints
@@ -43,6 +43,7 @@ __all__ = [
     "evolve",
     "prepare_schedule",
     "sample_negative_binomial",
+    "segment_index",
     "solve",
     "steady_state",
 ]
@@ -137,8 +138,34 @@ def steady_state(alpha: np.ndarray, beta: np.ndarray, gamma: np.ndarray) -> tupl
     return alpha / beta, alpha / gamma
 
 
-def _phi(beta: np.ndarray, gamma: np.ndarray, tau: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return ``exp(-beta tau)``, ``exp(-gamma tau)`` and ``(exp(-beta tau) - exp(-gamma tau)) / (gamma - beta)``.
+def _exp_neg(rate: np.ndarray, tau: np.ndarray) -> np.ndarray:
+    """Return ``exp(-rate * tau)`` with a single temporary.
+
+    Parameters
+    ----------
+    rate
+        Rates, broadcastable against ``tau``.
+    tau
+        Elapsed times.
+
+    Returns
+    -------
+    numpy.ndarray
+        Float64 array of the broadcast shape.
+    """
+    out = np.multiply(rate, tau)
+    np.negative(out, out=out)
+    return np.exp(out, out=out)
+
+
+def _phi(
+    beta: np.ndarray, gamma: np.ndarray, tau: np.ndarray, exp_beta: np.ndarray, exp_gamma: np.ndarray
+) -> np.ndarray:
+    """Return ``(exp(-beta tau) - exp(-gamma tau)) / (gamma - beta)``, exact for any ``gamma - beta``.
+
+    Evaluated as ``exp(-min(beta, gamma) tau) * tau * h(|gamma - beta| tau)`` with
+    ``h(x) = -expm1(-x) / x`` (``h(0) = 1``, reached through ``x = max(x, 1e-300)``), which is the
+    exact limit ``tau * exp(-beta tau)`` when ``gamma == beta`` and never cancels or overflows.
 
     Parameters
     ----------
@@ -146,28 +173,24 @@ def _phi(beta: np.ndarray, gamma: np.ndarray, tau: np.ndarray) -> tuple[np.ndarr
         Rates, broadcastable against ``tau``.
     tau
         Non-negative finite elapsed times.
+    exp_beta, exp_gamma
+        ``exp(-beta tau)`` and ``exp(-gamma tau)``.
 
     Returns
     -------
-    exp_beta, exp_gamma, phi
-        Float64 arrays of the broadcast shape; ``phi`` uses the exact limit ``tau * exp(-beta tau)``
-        when ``gamma == beta`` and is accurate for any ``|gamma - beta|``.
+    numpy.ndarray
+        Float64 array of the broadcast shape.
     """
-    rate_min = np.minimum(beta, gamma)
-    rate_max = np.maximum(beta, gamma)
-    exp_min = np.exp(-rate_min * tau)
-    exp_max = np.exp(-rate_max * tau)
-    x = (rate_max - rate_min) * tau
-    h = np.expm1(-x)
+    x = np.multiply(np.abs(gamma - beta), tau)
+    np.maximum(x, 1e-300, out=x)
+    h = np.negative(x)
+    np.expm1(h, out=h)
     np.negative(h, out=h)
-    np.divide(h, x, out=h, where=x > 0)
-    h[x <= 0] = 1.0
-    phi = exp_min * tau
+    h /= x
+    phi = np.where(beta <= gamma, exp_beta, exp_gamma)
+    phi *= tau
     phi *= h
-    beta_is_min = np.broadcast_to(beta <= gamma, phi.shape)
-    exp_beta = np.where(beta_is_min, exp_min, exp_max)
-    exp_gamma = np.where(beta_is_min, exp_max, exp_min)
-    return exp_beta, exp_gamma, phi
+    return phi
 
 
 def evolve(
@@ -198,27 +221,27 @@ def evolve(
     Returns
     -------
     KineticState
-        ``u``, ``s``, both velocities and ``alpha`` after ``tau``, broadcast to a common shape.
-        All inputs are broadcast together.
+        ``u``, ``s``, both velocities and ``alpha`` after ``tau``. All inputs are broadcast together.
     """
-    du0, ds0, alpha, beta, gamma, tau = (
-        np.asarray(a, dtype=np.float64) for a in (du0, ds0, alpha, beta, gamma, tau)
-    )
+    du0, ds0, alpha, beta, gamma, tau = (np.asarray(a, dtype=np.float64) for a in (du0, ds0, alpha, beta, gamma, tau))
     shape = np.broadcast_shapes(du0.shape, ds0.shape, alpha.shape, beta.shape, gamma.shape, tau.shape)
     tau = np.maximum(np.broadcast_to(tau, shape), 0.0)
-    exp_beta, exp_gamma, phi = _phi(beta, gamma, tau)
-    du = du0 * exp_beta
-    ds = ds0 * exp_gamma
+    exp_beta = _exp_neg(beta, tau)
+    exp_gamma = _exp_neg(gamma, tau)
+    phi = _phi(beta, gamma, tau, exp_beta, exp_gamma)
+    du = exp_beta
+    du *= du0
+    ds = exp_gamma
+    ds *= ds0
     phi *= du0
     phi *= beta
     ds += phi
-    velocity_u = -beta * du
-    velocity_s = beta * du
+    velocity_u = np.multiply(du, -beta, out=phi)
+    velocity_s = np.multiply(du, beta, out=tau)
     velocity_s -= gamma * ds
     du += alpha / beta
     ds += alpha / gamma
-    alpha = np.broadcast_to(alpha, shape)
-    return KineticState(u=du, s=ds, velocity_u=velocity_u, velocity_s=velocity_s, alpha=alpha)
+    return KineticState(u=du, s=ds, velocity_u=velocity_u, velocity_s=velocity_s, alpha=np.broadcast_to(alpha, shape))
 
 
 def _check_schedule_inputs(
@@ -255,7 +278,7 @@ def _check_schedule_inputs(
         raise ValueError(f"`beta` and `gamma` must have shape ({n_genes},).")
     if np.isnan(breakpoints).any() or (breakpoints < 0).any():
         raise ValueError("`breakpoints` must be non-negative (inf for unused ones).")
-    if n_breaks > 1 and (np.diff(breakpoints, axis=-1) < 0).any():
+    if n_breaks > 1 and (breakpoints[..., 1:] < breakpoints[..., :-1]).any():
         raise ValueError("`breakpoints` must be sorted along the last axis.")
     if not np.isfinite(alpha).all() or (alpha < 0).any():
         raise ValueError("`alpha` must be finite and non-negative.")
@@ -297,7 +320,7 @@ def prepare_schedule(
     for k in range(n_breaks):
         finite = np.isfinite(breakpoints[..., k])
         start_time[..., k + 1] = breakpoints[..., k]
-        tau = np.where(finite, breakpoints[..., k] - start_time[..., k], 0.0)
+        tau = np.subtract(breakpoints[..., k], start_time[..., k], out=np.zeros_like(start_time[..., k]), where=finite)
         end = evolve(du0[..., k], ds0[..., k], alpha[..., k], beta, gamma, tau)
         du0[..., k + 1] = end.u - alpha[..., k + 1] / beta
         ds0[..., k + 1] = end.s - alpha[..., k + 1] / gamma
