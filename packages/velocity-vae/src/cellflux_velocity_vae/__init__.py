@@ -1,8 +1,28 @@
 """VELOVI: RNA velocity by variational inference on scvi-tools base classes.
 
-This package is a skeleton: it registers with cellflux and its functionality lands with its own issue.
+``cellflux_velocity_vae.VELOVI`` is the model (scvi-tools' ``BaseModelClass`` with ``VAEMixin`` and
+``UnsupervisedTrainingMixin``), ``VELOVAE`` its module, ``preprocess_data`` the preparation veloVI
+needs, and ``cf.tl.velocity_vae`` the one-call tool that writes velocity, latent time, rates and
+uncertainty for the kernels.
 """
+
+from cellflux.plugin import lazy_exports
 
 from ._version import __version__
 
-__all__ = ["__version__"]
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "REGISTRY_KEYS": "._constants:REGISTRY_KEYS",
+        "VELOVAE": "._module:VELOVAE",
+        "VELOVI": "._model:VELOVI",
+        "default_max_epochs": "._model:default_max_epochs",
+        "directional_statistics": "._uncertainty:directional_statistics",
+        "fit_steady_state": "._steady_state:fit_steady_state",
+        "knn_moments": "._moments:knn_moments",
+        "moments": "._moments:moments",
+        "preprocess_data": "._preprocess:preprocess_data",
+        "velocity_vae": "._tools:velocity_vae",
+    },
+)
+__all__ = [*__all__, "__version__"]

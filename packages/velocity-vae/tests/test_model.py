@@ -1,0 +1,179 @@
+"""VELOVI on scvi-tools' base classes: queries, invariants, parity of the batched queries, save/load."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import spearmanr
+
+from cellflux_velocity_vae import VELOVI, default_max_epochs
+from cellflux_velocity_vae._constants import STATES
+from cellflux_velocity_vae._uncertainty import directional_statistics
+
+
+def cosine_rows(a, b):
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
+
+
+def test_base_classes():
+    from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin, VAEMixin
+    from scvi.module.base import BaseModuleClass
+
+    from cellflux_velocity_vae import VELOVAE
+
+    assert issubclass(VELOVI, BaseModelClass) and issubclass(VELOVI, VAEMixin)
+    assert issubclass(VELOVI, UnsupervisedTrainingMixin) and issubclass(VELOVAE, BaseModuleClass)
+
+
+def test_default_epochs_scale_with_cells():
+    assert default_max_epochs(1000) == 400
+    assert default_max_epochs(40_000) == 200
+    assert default_max_epochs(100_000) == 80
+
+
+def test_trained_and_history(trained):
+    assert trained.is_trained
+    assert len(trained.history["elbo_train"]) == 15
+    assert np.isfinite(float(trained.get_elbo()))
+
+
+def test_velocity_shapes_and_clip(trained):
+    adata = trained.adata
+    mean = trained.get_velocity(n_samples=4)
+    assert mean.shape == adata.shape and list(mean.columns) == list(adata.var_names)
+    samples = trained.get_velocity(n_samples=4, return_mean=False)
+    assert samples.shape == (4, *adata.shape)
+    assert np.all(samples >= -adata.layers["Ms"][None] - 1e-6)
+    genes = list(adata.var_names[:3])
+    subset = trained.get_velocity(n_samples=2, gene_list=genes, indices=[0, 5, 7])
+    assert subset.shape == (3, 3) and list(subset.columns) == genes
+    unspliced = trained.get_velocity(n_samples=2, velo_mode="unspliced", velo_statistic="max")
+    assert unspliced.shape == adata.shape
+
+
+def test_states_and_latent_time(trained):
+    states, names = trained.get_state_assignment(n_samples=3)
+    assert names == list(STATES)
+    np.testing.assert_allclose(states.sum(-1), 1.0, rtol=1e-4)
+    hard, _ = trained.get_state_assignment(n_samples=3, hard_assignment=True)
+    assert set(np.unique(hard.to_numpy())) <= set(STATES)
+    time = trained.get_latent_time(n_samples=3).to_numpy()
+    assert np.all(time >= 0) and np.all(time <= trained.module.t_max + 1e-4)
+    time_max = trained.get_latent_time(n_samples=3, time_statistic="max")
+    assert time_max.shape == time.shape
+
+
+def test_expression_fit_and_likelihood(trained):
+    fit_s, fit_u = trained.get_expression_fit(n_samples=3)
+    assert fit_s.shape == fit_u.shape == trained.adata.shape
+    assert np.all(fit_s.to_numpy() >= -1e-5)
+    ll = trained.get_gene_likelihood(n_samples=2)
+    assert ll.shape == trained.adata.shape and np.isfinite(ll).all()
+
+
+def test_rates_latent_and_marginal_ll(trained):
+    rates = trained.get_rates()
+    assert set(rates) == {"alpha", "beta", "gamma", "alpha_1", "lambda_alpha"}
+    assert all(rates[k].shape == (trained.adata.n_vars,) and np.all(rates[k] >= 0) for k in ("alpha", "beta", "gamma"))
+    assert trained.get_latent_representation().shape == (trained.adata.n_obs, 10)
+    assert np.isfinite(trained.get_marginal_ll(n_mc_samples=10, indices=np.arange(50)))
+    posterior = trained.get_aggregated_posterior(indices=np.arange(100))
+    assert posterior.log_prob(torch.zeros(3, 10)).shape == (3,)
+
+
+def test_directional_statistics_equal_scvi_tools_per_cell_loop(rng):
+    from scvi.external.velovi._model import _directional_statistics_per_cell
+
+    samples = rng.normal(size=(20, 6, 15))
+    stats, cos = directional_statistics(samples)
+    for cell in range(6):
+        cosines, *expected = _directional_statistics_per_cell(samples[:, cell, :])
+        np.testing.assert_allclose(cos[cell], cosines, rtol=1e-10)
+        np.testing.assert_allclose(stats[cell], [expected[2], expected[3], expected[0], expected[1], expected[4]], rtol=1e-8)
+
+
+def test_directional_uncertainty_streams_over_chunks(trained):
+    df, cos = trained.get_directional_uncertainty(n_samples=8, batch_size=50)
+    assert df.shape == (trained.adata.n_obs, 5) and cos.shape == (trained.adata.n_obs, 8)
+    assert np.all(cos <= 1) and np.all(df["directional_cosine_sim_variance"] >= 0)
+
+
+def _reference_with_our_weights(model):
+    import scvi
+    from scvi.external import VELOVI as ReferenceVELOVI
+
+    adata = model.adata.copy()
+    for key in [k for k in adata.uns if k.startswith("_scvi")]:
+        del adata.uns[key]
+    ReferenceVELOVI.setup_anndata(adata, spliced_layer="Ms", unspliced_layer="Mu")
+    scvi.settings.seed = 0
+    reference = ReferenceVELOVI(adata, n_hidden=64)
+    reference.module.load_state_dict(model.module.state_dict())
+    reference.module.eval()
+    reference.is_trained_ = True
+    return reference
+
+
+def test_batched_queries_match_scvi_tools_queries_on_the_same_weights(trained):
+    reference = _reference_with_our_weights(trained)
+    cells = np.arange(120)
+    ours_v = trained.get_velocity(n_samples=60, indices=cells).to_numpy()
+    ref_v = reference.get_velocity(n_samples=60, indices=cells).to_numpy()
+    ref_v2 = reference.get_velocity(n_samples=60, indices=cells).to_numpy()
+    # agreement with the reference is as good as the reference's agreement with itself (Monte Carlo noise)
+    noise = np.median(cosine_rows(ref_v2, ref_v))
+    assert np.median(cosine_rows(ours_v, ref_v)) > noise - 0.03
+    ours_t = trained.get_latent_time(n_samples=60, indices=cells).to_numpy().mean(1)
+    ref_t = reference.get_latent_time(n_samples=60, indices=cells).to_numpy().mean(1)
+    ref_t2 = reference.get_latent_time(n_samples=60, indices=cells).to_numpy().mean(1)
+    assert spearmanr(ours_t, ref_t)[0] > spearmanr(ref_t2, ref_t)[0] - 0.03
+    ours_fit, _ = trained.get_expression_fit(n_samples=30)
+    ref_fit, _ = reference.get_expression_fit(n_samples=30)
+    np.testing.assert_allclose(ours_fit.to_numpy().mean(0), ref_fit.to_numpy().mean(0), atol=0.02)
+
+
+def test_permutation_scores(trained):
+    trained.adata.obs["type"] = np.where(np.arange(trained.adata.n_obs) % 2 == 0, "a", "b")
+    scores, permuted = trained.get_permutation_scores("type", seed=0)
+    assert scores.shape == (trained.adata.n_vars, 2)
+    for layer in ("Ms", "Mu"):  # a within-type permutation keeps each type's values per gene
+        for label in ("a", "b"):
+            rows = trained.adata.obs["type"].to_numpy() == label
+            np.testing.assert_allclose(
+                np.sort(permuted.layers[layer][rows], axis=0), np.sort(trained.adata.layers[layer][rows], axis=0)
+            )
+    with pytest.raises(KeyError, match="missing"):
+        trained.get_permutation_scores("no_such_column")
+
+
+def test_save_load_round_trip_weights_only(trained, tmp_path):
+    trained.save(str(tmp_path / "model"), save_anndata=True, prefix="v_")
+    with pytest.raises(ValueError, match="already exists"):
+        trained.save(str(tmp_path / "model"))
+    payload = torch.load(tmp_path / "model" / "v_model.pt", weights_only=True)  # no pickled code inside
+    assert "model_state_dict" in payload
+    loaded = VELOVI.load(str(tmp_path / "model"), prefix="v_")
+    for key, value in trained.module.state_dict().items():
+        torch.testing.assert_close(loaded.module.state_dict()[key], value)
+    assert loaded.is_trained and len(loaded.history["elbo_train"]) == 15
+    np.testing.assert_allclose(loaded.get_latent_representation(), trained.get_latent_representation(), rtol=1e-5)
+    loaded2 = VELOVI.load(str(tmp_path / "model"), adata=trained.adata.copy(), prefix="v_")
+    np.testing.assert_allclose(loaded2.get_rates()["gamma"], trained.get_rates()["gamma"])
+
+
+class _Boom:
+    def __reduce__(self):
+        return (exec, ("import pathlib; pathlib.Path('PWNED').write_text('x')",))
+
+
+def test_load_never_executes_pickled_code(trained, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "evil"
+    trained.save(str(folder))
+    with open(folder / "model.pt", "wb") as handle:
+        pickle.dump({"model_state_dict": _Boom()}, handle, protocol=2)
+    with pytest.raises(pickle.UnpicklingError):
+        VELOVI.load(str(folder), adata=trained.adata.copy())
+    assert not (tmp_path / "PWNED").exists()
