@@ -12,9 +12,11 @@ from scipy import sparse
 from scipy.integrate import solve_ivp
 
 from cellflux._keys import TruthKey
-from cellflux.datasets import _simulate as sim
 from cellflux.datasets import iter_simulate, simulate, simulate_shards
 from cellflux.datasets._kinetics import evolve, prepare_schedule, sample_negative_binomial, solve
+from cellflux.datasets._simulator._config import make_config
+from cellflux.datasets._simulator._constants import PROGRAMS
+from cellflux.datasets._simulator._model import build_model
 
 SMALL = {"n_cells": 1500, "n_genes": 60}
 
@@ -225,6 +227,27 @@ def test_shards_match_simulate(tmp_path) -> None:
     _assert_adata_equal(simulate(2100, 30, seed=2), ad.concat(shards, merge="same", uns_merge="same"))
 
 
+def test_truth_layers_off_drops_only_the_velocity_layers(tmp_path) -> None:
+    kwargs = {"n_cells": 2345, "n_genes": 50, "seed": 6}
+    full = simulate(**kwargs)
+    lean = simulate(truth_layers=False, n_jobs=2, **kwargs)
+    assert full.uns[TruthKey.SIMULATION]["params"]["truth_layers"] is True
+    assert lean.uns[TruthKey.SIMULATION]["params"]["truth_layers"] is False
+    assert set(lean.layers) == {TruthKey.SPLICED, TruthKey.UNSPLICED}
+    # same counts, cells and truth: only the two dense layers and the recorded parameter differ
+    expected = full.copy()
+    del expected.layers[TruthKey.VELOCITY], expected.layers[TruthKey.VELOCITY_U]
+    expected.uns[TruthKey.SIMULATION]["params"]["truth_layers"] = False
+    _assert_adata_equal(lean, expected)
+    # chunks cutting blocks, threads and shards stay consistent
+    chunks = list(iter_simulate(chunk_size=1100, truth_layers=False, n_jobs=2, **kwargs))
+    _assert_adata_equal(lean, ad.concat(chunks, merge="same", uns_merge="same"))
+    paths = simulate_shards(tmp_path, shard_size=700, truth_layers=False, show_progress=False, **kwargs)
+    shards = [ad.read_h5ad(path) for path in paths]
+    assert all(set(s.layers) == {TruthKey.SPLICED, TruthKey.UNSPLICED} for s in shards)
+    _assert_adata_equal(lean, ad.concat(shards, merge="same", uns_merge="same"))
+
+
 def test_h5ad_round_trip(adata: ad.AnnData, tmp_path) -> None:
     path = tmp_path / "sim.h5ad"
     adata.write_h5ad(path)
@@ -314,7 +337,7 @@ def test_equal_rates_limit_is_exact_and_finite() -> None:
 
 
 def test_true_velocity_is_the_time_derivative() -> None:
-    model = sim._build_model(sim._make_config(n_genes=150, seed=11))
+    model = build_model(make_config(n_genes=150, seed=11))
     n_lineages = model.config.n_lineages
     path = n_lineages + model.config.de_lineage  # treated x DE lineage: carries the DE breakpoint too
     times = np.linspace(0.002, 0.998, 800)
@@ -332,12 +355,12 @@ def test_true_velocity_is_the_time_derivative() -> None:
     moving = (np.abs(at.velocity_s) > 1e-6 * scale) & ~near_break
     step = ahead.s - at.s
     assert (np.sign(step[moving]) == np.sign(at.velocity_s[moving])).mean() > 0.999
-    assert (at.velocity_s[:, model.genes.program == sim.PROGRAMS.index("housekeeping")] == 0).all()
+    assert (at.velocity_s[:, model.genes.program == PROGRAMS.index("housekeeping")] == 0).all()
 
 
 def test_velocity_layers_match_the_engine(adata: ad.AnnData) -> None:
-    config = sim._make_config(2000, 200, seed=7)
-    model = sim._build_model(config)
+    config = make_config(2000, 200, seed=7)
+    model = build_model(config)
     obs = adata.obs
     condition = obs[TruthKey.CONDITION].cat.codes.to_numpy()
     path = condition * config.n_lineages + obs[TruthKey.LINEAGE].cat.codes.to_numpy()
@@ -422,12 +445,12 @@ def test_sample_variability_jitters_weights() -> None:
 
 
 def test_differential_expression_truth() -> None:
-    model = sim._build_model(sim._make_config(n_genes=300, seed=4))
+    model = build_model(make_config(n_genes=300, seed=4))
     config, n_lineages = model.config, model.config.n_lineages
     de, lfc = model.de_genes, model.de_log_fold_change
     assert de.size == 30 and set(np.abs(np.round(lfc, 12))) == {np.round(np.log(3.0), 12)}
     assert (lfc > 0).any() and (lfc < 0).any()
-    dynamic = np.isin(model.genes.program, [sim.PROGRAMS.index(p) for p in ("trunk", "lineage_specific", "shared")])
+    dynamic = np.isin(model.genes.program, [PROGRAMS.index(p) for p in ("trunk", "lineage_specific", "shared")])
     assert dynamic[de].all()
 
     scale = model.genes.scale
@@ -564,6 +587,7 @@ def test_negative_binomial_streams_are_prefix_stable() -> None:
         ({"de_time_start": 0.1}, "de_time_start"),
         ({"unspliced_ratio": 0}, "unspliced_ratio"),
         ({"seed": -1}, "seed"),
+        ({"truth_layers": 1}, "truth_layers"),
         ({"n_jobs": 0}, "n_jobs"),
     ],
 )
