@@ -7,7 +7,6 @@ import pytest
 def prepared():
     """600 simulated cells with min-max scaled moments, filtered on the steady-state fit."""
     import cellflux as cf
-
     from cellflux_velocity_vae import moments, preprocess_data
 
     adata = cf.datasets.simulate(n_cells=600, n_genes=80, seed=1)
@@ -28,4 +27,3 @@ def trained(prepared):
     model = VELOVI(adata, n_hidden=64)
     model.train(max_epochs=15, enable_progress_bar=False, batch_size=128)
     return model
-

@@ -91,7 +91,9 @@ def test_directional_statistics_equal_scvi_tools_per_cell_loop(rng):
     for cell in range(6):
         cosines, *expected = _directional_statistics_per_cell(samples[:, cell, :])
         np.testing.assert_allclose(cos[cell], cosines, rtol=1e-10)
-        np.testing.assert_allclose(stats[cell], [expected[2], expected[3], expected[0], expected[1], expected[4]], rtol=1e-8)
+        np.testing.assert_allclose(
+            stats[cell], [expected[2], expected[3], expected[0], expected[1], expected[4]], rtol=1e-8
+        )
 
 
 def test_directional_uncertainty_streams_over_chunks(trained):

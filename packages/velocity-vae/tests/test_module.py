@@ -26,7 +26,11 @@ def test_dirichlet_kl_equals_torch():
 
 @pytest.mark.parametrize("time_dependent", [False, True])
 def test_induction_solves_the_ode(time_dependent):
-    alpha, alpha_1, lam = torch.tensor(1.3, dtype=torch.float64), torch.tensor(0.7, dtype=torch.float64), torch.tensor(0.4, dtype=torch.float64)
+    alpha, alpha_1, lam = (
+        torch.tensor(1.3, dtype=torch.float64),
+        torch.tensor(0.7, dtype=torch.float64),
+        torch.tensor(0.4, dtype=torch.float64),
+    )
     beta, gamma = torch.tensor(0.9, dtype=torch.float64), torch.tensor(0.3, dtype=torch.float64)
     t = torch.linspace(0.5, 5, 10, dtype=torch.float64)
     h = 1e-5
@@ -90,7 +94,12 @@ def test_loss_equals_scvi_tools_velovae_for_the_same_draws(kl_weight):
     torch.manual_seed(5)
     *_, our_loss = ours(tensors, loss_kwargs={"kl_weight": kl_weight})
     torch.testing.assert_close(our_loss.loss, ref_loss.loss, rtol=1e-5, atol=1e-4)
-    torch.testing.assert_close(our_loss.reconstruction_loss["reconstruction_loss"], ref_loss.reconstruction_loss["reconstruction_loss"], rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(
+        our_loss.reconstruction_loss["reconstruction_loss"],
+        ref_loss.reconstruction_loss["reconstruction_loss"],
+        rtol=1e-5,
+        atol=1e-4,
+    )
     torch.testing.assert_close(our_loss.kl_local["kl_local"], ref_loss.kl_local["kl_local"], rtol=1e-5, atol=1e-4)
     our_loss.loss.backward()
     ref_loss.loss.backward()

@@ -10,7 +10,6 @@ from cellflux_velocity_vae._preprocess import min_max_scale
 @pytest.fixture(scope="module")
 def with_moments():
     import cellflux as cf
-
     from cellflux_velocity_vae import moments
 
     adata = cf.datasets.simulate(n_cells=400, n_genes=60, seed=2)

@@ -44,7 +44,7 @@ _NOISY = (
 
 
 def default_max_epochs(n_cells: int) -> int:
-    """veloVI's default: ``min(round(20000 / n_cells * 400), 400)`` epochs."""
+    """VeloVI's default: ``min(round(20000 / n_cells * 400), 400)`` epochs."""
     return int(min(round(20000 / max(n_cells, 1) * 400), 400))
 
 
@@ -233,9 +233,13 @@ class VELOVI(VelocityQueriesMixin, VAEMixin, UnsupervisedTrainingMixin, BaseMode
         n_cells = self.adata.n_obs
         if max_epochs is None:
             max_epochs = default_max_epochs(n_cells)
-        n_train = len(external_indexing[0]) if external_indexing is not None else int(np.ceil((train_size or 0.9) * n_cells))
+        n_train = (
+            len(external_indexing[0]) if external_indexing is not None else int(np.ceil((train_size or 0.9) * n_cells))
+        )
         if n_train < 2:
-            raise ValueError(f"Too few cells to train: {n_cells} cells give {n_train} training cells; veloVI needs more.")
+            raise ValueError(
+                f"Too few cells to train: {n_cells} cells give {n_train} training cells; veloVI needs more."
+            )
         if n_cells < batch_size:
             raise ValueError(
                 f"adata has {n_cells} cells, fewer than one batch (batch_size={batch_size}); "

@@ -106,9 +106,7 @@ class DecoderVELOVI(nn.Module):
         return px_pi_alpha, px_rho, px_tau
 
 
-def mixture_log_prob(
-    x: torch.Tensor, pi: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor
-) -> torch.Tensor:
+def mixture_log_prob(x: torch.Tensor, pi: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """Log density of ``x`` (..., genes) under a Gaussian mixture with weights ``pi`` (..., genes, 4).
 
     Equals ``MixtureSameFamily(Categorical(probs=pi), Normal(mean, scale)).log_prob(x)`` (including
@@ -427,7 +425,9 @@ class VELOVAE(BaseModuleClass):
             inference = self.inference(spliced, unspliced, n_samples=max(n, 2))
             z = inference[MODULE_KEYS.Z_KEY][:n]
             qz_m, qz_v = inference[MODULE_KEYS.QZM_KEY][:n], inference[MODULE_KEYS.QZV_KEY][:n]
-            generative = self.generative(z, *(inference[k] for k in ("gamma", "beta", "alpha", "alpha_1", "lambda_alpha")))
+            generative = self.generative(
+                z, *(inference[k] for k in ("gamma", "beta", "alpha", "alpha_1", "lambda_alpha"))
+            )
             ll_s, ll_u = self.log_likelihood(spliced.to(z.device), unspliced.to(z.device), generative)
             pi, conc = generative["px_pi"], generative["px_pi_alpha"]
             prior_pi = Dirichlet(torch.full_like(conc, self.dirichlet_concentration), validate_args=False)

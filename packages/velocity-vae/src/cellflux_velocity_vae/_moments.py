@@ -28,7 +28,9 @@ def _normalize(x: np.ndarray | sparse.spmatrix) -> sparse.csr_matrix:
     return sparse.diags(scale) @ x
 
 
-def knn_graph(x: np.ndarray | sparse.spmatrix, n_neighbors: int = 30, n_pcs: int = 30, seed: int = 0) -> sparse.csr_matrix:
+def knn_graph(
+    x: np.ndarray | sparse.spmatrix, n_neighbors: int = 30, n_pcs: int = 30, seed: int = 0
+) -> sparse.csr_matrix:
     """Row-normalised kNN connectivities (self included) on a PCA of ``log1p(x)``."""
     from sklearn.decomposition import PCA
     from sklearn.neighbors import NearestNeighbors

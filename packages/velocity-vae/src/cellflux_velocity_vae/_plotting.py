@@ -44,7 +44,12 @@ def _scatter_embedding(adata: AnnData, values: np.ndarray, basis: str, title: st
 
 
 def latent_time(
-    adata: AnnData, *, basis: str = "umap", time_key: str = Key.LATENT_TIME, cmap: str = "gnuplot", ax: Axes | None = None
+    adata: AnnData,
+    *,
+    basis: str = "umap",
+    time_key: str = Key.LATENT_TIME,
+    cmap: str = "gnuplot",
+    ax: Axes | None = None,
 ) -> Axes:
     """Cell-level latent time of ``cf.tl.velocity_vae`` on an embedding.
 
@@ -103,7 +108,11 @@ def uncertainty(
     column = f"{key_added}_{statistic}"
     if column not in adata.obs:
         raise KeyError(f"adata.obs[{column!r}] is missing; run cf.tl.velocity_vae (key_added={key_added!r}) first.")
-    values = np.log10(np.clip(np.asarray(adata.obs[column], dtype=float), 1e-12, None)) if "variance" in statistic else np.asarray(adata.obs[column], dtype=float)
+    values = (
+        np.log10(np.clip(np.asarray(adata.obs[column], dtype=float), 1e-12, None))
+        if "variance" in statistic
+        else np.asarray(adata.obs[column], dtype=float)
+    )
     title = f"log10 {statistic}" if "variance" in statistic else statistic
     return _scatter_embedding(adata, values, basis, title, cmap, ax)
 
@@ -176,7 +185,9 @@ def phase_portraits(
     u = min_max_scale(layer_values(adata, unspliced_layer)[:, idx])
     fit_t = np.asarray(adata.layers[f"{key_added}_{Key.FIT_T}"])[:, idx]
     nrows = int(np.ceil(len(genes) / ncols))
-    fig, axes = plt.subplots(nrows, min(ncols, len(genes)), figsize=(3.2 * min(ncols, len(genes)), 3 * nrows), squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, min(ncols, len(genes)), figsize=(3.2 * min(ncols, len(genes)), 3 * nrows), squeeze=False
+    )
     for j, gene in enumerate(genes):
         ax = axes.flat[j]
         var = adata.var.loc[gene]

@@ -73,11 +73,19 @@ class VelocityQueriesMixin:
             return_numpy = True
         return adata, indices, spliced, unspliced, gene_mask, return_numpy
 
-    def _chunks(self: Any, spliced: Any, unspliced: Any, indices: np.ndarray, n_samples: int, batch_size: int | None, **kw: Any):
+    def _chunks(
+        self: Any, spliced: Any, unspliced: Any, indices: np.ndarray, n_samples: int, batch_size: int | None, **kw: Any
+    ):
         return post.iterate_posterior(self.module, spliced, unspliced, indices, n_samples, batch_size=batch_size, **kw)
 
     @staticmethod
-    def _as_frame(values: np.ndarray, adata: AnnData, indices: np.ndarray, gene_mask: np.ndarray | slice, return_numpy: bool | None):
+    def _as_frame(
+        values: np.ndarray,
+        adata: AnnData,
+        indices: np.ndarray,
+        gene_mask: np.ndarray | slice,
+        return_numpy: bool | None,
+    ):
         if return_numpy:
             return values
         return pd.DataFrame(values, columns=adata.var_names[gene_mask], index=adata.obs_names[indices])
@@ -309,7 +317,9 @@ class VelocityQueriesMixin:
         -------
         A cells x genes array (``(samples, cells, genes)`` without ``return_mean``).
         """
-        adata, indices, s, u, mask, _ = self._query_setup(adata, indices, gene_list, n_samples, return_mean, return_numpy)
+        adata, indices, s, u, mask, _ = self._query_setup(
+            adata, indices, gene_list, n_samples, return_mean, return_numpy
+        )
         return post.reduce_samples(
             self._chunks(s, u, indices, n_samples, batch_size),
             lambda c: post.gene_likelihood(self.module, c),

@@ -28,15 +28,24 @@ def to_plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [to_plain(v) for v in value]
     if isinstance(value, pd.DataFrame):
-        return {_FRAME: {"columns": [str(c) for c in value.columns], "index": to_plain(np.asarray(value.index)),
-                         "data": {str(c): to_plain(np.asarray(value[c])) for c in value.columns}}}
+        return {
+            _FRAME: {
+                "columns": [str(c) for c in value.columns],
+                "index": to_plain(np.asarray(value.index)),
+                "data": {str(c): to_plain(np.asarray(value[c])) for c in value.columns},
+            }
+        }
     if isinstance(value, (pd.Index, pd.Series)):
         return to_plain(np.asarray(value))
     if isinstance(value, np.ndarray):
         kind = value.dtype.kind
         if kind in "OUS":
             return {_ARRAY: [str(v) for v in value.ravel().tolist()], "dtype": "str", "shape": list(value.shape)}
-        return {_ARRAY: torch.from_numpy(np.ascontiguousarray(value)), "dtype": str(value.dtype), "shape": list(value.shape)}
+        return {
+            _ARRAY: torch.from_numpy(np.ascontiguousarray(value)),
+            "dtype": str(value.dtype),
+            "shape": list(value.shape),
+        }
     if isinstance(value, np.generic):
         return value.item()
     if value is None or isinstance(value, (bool, int, float, str)):

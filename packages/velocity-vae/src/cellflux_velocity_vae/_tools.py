@@ -6,6 +6,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
 from cellflux.results import Results, resolve_target
 
 from ._keys import Key
@@ -33,7 +34,9 @@ def _planned_fields(key_added: str, vkey: str, time_key: str, n_velocity_samples
     layers = [vkey, f"{vkey}{Key.VELOCITY_U_SUFFIX}", f"{Key.VARIANCE_PREFIX}{vkey}", f"{key_added}_{Key.FIT_T}"]
     obs = [time_key, *(f"{key_added}_{s}" for s in STATISTICS)]
     var = [f"{key_added}_{n}" for n in ("alpha", "beta", "gamma", "switch_time", "scaling", "genes")]
-    return [("layers", k) for k in layers] + [("obs", k) for k in obs] + [("var", k) for k in var] + [("uns", key_added)]
+    return (
+        [("layers", k) for k in layers] + [("obs", k) for k in obs] + [("var", k) for k in var] + [("uns", key_added)]
+    )
 
 
 def velocity_vae(
@@ -128,8 +131,12 @@ def velocity_vae(
         Gene-wise latent time on ``[0, 20]``.
     ``obs[time_key]``
         Cell-level latent time in ``[0, 1]``.
-    ``obs[f"{key_added}_directional_variance"]``, ``obs[f"{key_added}_directional_difference"]``, ``obs[f"{key_added}_directional_cosine_sim_variance"]``, ``obs[f"{key_added}_directional_cosine_sim_difference"]``, ``obs[f"{key_added}_directional_cosine_sim_mean"]``
-        Directional (intrinsic) uncertainty of each cell's velocity.
+    ``obs[f"{key_added}_directional_variance"]`` and the other directional statistics
+        ``obs[f"{key_added}_directional_difference"]``,
+        ``obs[f"{key_added}_directional_cosine_sim_variance"]``,
+        ``obs[f"{key_added}_directional_cosine_sim_difference"]``,
+        ``obs[f"{key_added}_directional_cosine_sim_mean"]``: directional (intrinsic)
+        uncertainty of each cell's velocity.
     ``var[f"{key_added}_alpha"]``, ``var[f"{key_added}_beta"]``, ``var[f"{key_added}_gamma"]``
         Transcription, splicing and degradation rates on the rescaled time axis.
     ``var[f"{key_added}_switch_time"]``, ``var[f"{key_added}_scaling"]``
@@ -143,7 +150,11 @@ def velocity_vae(
     target = resolve_target(adata, mod=mod, copy=copy)
     data = target.adata
     if not overwrite:
-        taken = [f"{s}[{k!r}]" for s, k in _planned_fields(key_added, vkey, time_key, n_velocity_samples) if k in getattr(data, s)]
+        taken = [
+            f"{s}[{k!r}]"
+            for s, k in _planned_fields(key_added, vkey, time_key, n_velocity_samples)
+            if k in getattr(data, s)
+        ]
         if taken:
             raise KeyError(
                 f"{', '.join(taken)} already exist; nothing was written. Pass key_added=/vkey=/time_key= to "
@@ -220,7 +231,11 @@ def _fit(data: AnnData, **kw: Any) -> dict[str, Any]:
         },
     )
     work = preprocess_data(
-        work, kw["spliced_layer"], kw["unspliced_layer"], min_max_scale=kw["min_max_scale"], filter_on_r2=kw["filter_on_r2"]
+        work,
+        kw["spliced_layer"],
+        kw["unspliced_layer"],
+        min_max_scale=kw["min_max_scale"],
+        filter_on_r2=kw["filter_on_r2"],
     )
     genes = np.asarray(data.var_names.isin(work.var_names))
     scvi.settings.seed = kw["seed"]
@@ -261,7 +276,7 @@ def _fit(data: AnnData, **kw: Any) -> dict[str, Any]:
         "genes": genes,
         "elbo_train": np.asarray(history["elbo_train"]).ravel().astype(np.float64),
         "elbo_validation": np.asarray(history.get("elbo_validation", [[np.nan]])).ravel().astype(np.float64),
-        "n_epochs": int(len(history["elbo_train"])),
+        "n_epochs": len(history["elbo_train"]),
     }
     if kw["n_velocity_samples"]:
         k = min(kw["n_velocity_samples"], n)

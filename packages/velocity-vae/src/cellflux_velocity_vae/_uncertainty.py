@@ -47,7 +47,5 @@ def directional_statistics(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]
         angles = np.arccos(cos)
     cos_lo, cos_hi = np.percentile(cos, [5, 95], axis=1)
     ang_lo, ang_hi = np.percentile(angles, [5, 95], axis=1)
-    stats = np.column_stack(
-        [angles.var(axis=1), ang_hi - ang_lo, cos.var(axis=1), cos_hi - cos_lo, cos.mean(axis=1)]
-    )
+    stats = np.column_stack([angles.var(axis=1), ang_hi - ang_lo, cos.var(axis=1), cos_hi - cos_lo, cos.mean(axis=1)])
     return stats, cos

@@ -77,7 +77,9 @@ def check_same_genes(reference: np.ndarray, adata: AnnData) -> None:
     reference = np.asarray(reference)
     if names.shape != reference.shape or not np.array_equal(names, reference):
         missing = np.setdiff1d(reference, names)
-        detail = f"{missing.size} of the model's genes are missing" if missing.size else "the genes are in another order"
+        detail = (
+            f"{missing.size} of the model's genes are missing" if missing.size else "the genes are in another order"
+        )
         raise ValueError(
             f"This AnnData has {names.size} genes, the model was set up with {reference.size} ({detail}). "
             "Query with the model's genes: adata[:, model.adata.var_names]."
