@@ -101,10 +101,7 @@ def run_cellarium(paths: list[Path], name: str, batch_size: int) -> tuple[float,
             with torch.no_grad():
                 model(x_ng=x, var_names_g=batch["var_names_g"])
         if hasattr(model, "on_train_epoch_end"):
-            try:
-                model.on_train_epoch_end(trainer)
-            except UserWarning:
-                pass
+            model.on_train_epoch_end(trainer)
     return time.perf_counter() - start, model
 
 
@@ -135,10 +132,10 @@ def pca_accuracy(components: np.ndarray, explained: np.ndarray, ref: dict, k: in
 
 def peak_rss_child(n_cells: int, folder: Path) -> float:
     code = (
-        "import resource, sys; sys.path.insert(0, %r); import run; from pathlib import Path; "
-        "paths = sorted(Path(%r).glob('*.h5ad')); run.run_ours(paths, 'onepass_mean_var', 1000); "
+        f"import resource, sys; sys.path.insert(0, {str(HERE)!r}); import run; from pathlib import Path; "
+        f"paths = sorted(Path({str(folder)!r}).glob('*.h5ad')); run.run_ours(paths, 'onepass_mean_var', 1000); "
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
-    ) % (str(HERE), str(folder))
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return int(out.stdout.strip().splitlines()[-1]) / 1024
 
@@ -169,23 +166,39 @@ def main() -> None:
             row["ours_var_max_rel_error"] = float(np.max(np.abs(model.var_g.numpy() - ref["var"]) / ref["var"]))
         if name == "incremental_pca":
             for k in (10, 50):
-                row.update({f"ours_{key}": v for key, v in pca_accuracy(
-                    model.components_kg.numpy(), model.explained_variance_k.numpy(), ref, k).items()})
+                row.update(
+                    {
+                        f"ours_{key}": v
+                        for key, v in pca_accuracy(
+                            model.components_kg.numpy(), model.explained_variance_k.numpy(), ref, k
+                        ).items()
+                    }
+                )
         if have_reference:
             seconds, theirs = run_cellarium(paths, name, 1000)
             row["cellarium_s"] = seconds
             row["cellarium_cells_per_s"] = n_cells * (2 if name == "hvg_seurat_v3" else 1) / seconds
             row["speedup"] = row["cellarium_s"] / row["ours_s"]
             if name == "onepass_mean_var":
-                row["cellarium_var_max_rel_error"] = float(np.max(np.abs(theirs.var_g.numpy() - ref["var"]) / ref["var"]))
+                row["cellarium_var_max_rel_error"] = float(
+                    np.max(np.abs(theirs.var_g.numpy() - ref["var"]) / ref["var"])
+                )
             if name == "incremental_pca":
                 for k in (10, 50):
-                    row.update({f"cellarium_{key}": v for key, v in pca_accuracy(
-                        theirs.components_kg.numpy(), theirs.explained_variance_k.numpy(), ref, k).items()})
+                    row.update(
+                        {
+                            f"cellarium_{key}": v
+                            for key, v in pca_accuracy(
+                                theirs.components_kg.numpy(), theirs.explained_variance_k.numpy(), ref, k
+                            ).items()
+                        }
+                    )
             if name == "hvg_seurat_v3":
                 ours_set = set(model.hvg_df.index[model.hvg_df["highly_variable"]])
                 theirs_df = theirs.hvg_dfs[200]
-                row["hvg_overlap_with_cellarium"] = len(ours_set & set(theirs_df.index[theirs_df["highly_variable"]])) / 200
+                row["hvg_overlap_with_cellarium"] = (
+                    len(ours_set & set(theirs_df.index[theirs_df["highly_variable"]])) / 200
+                )
         print(json.dumps(row), flush=True)
         rows.append(row)
     summary = {"rows": rows, "peak_rss_mb_bench_process": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}

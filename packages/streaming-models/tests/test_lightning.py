@@ -138,7 +138,8 @@ DDP_SCRIPT = textwrap.dedent(
         elif name == "pca":
             results.update(pca_var=model.explained_variance_k.numpy(), pca_mean=model.mean_g.numpy())
         else:
-            results.update(hvg=model.hvg_df["highly_variable"].to_numpy(), hvg_norm=model.hvg_df["variances_norm"].to_numpy())
+            df = model.hvg_df
+            results.update(hvg=df["highly_variable"].to_numpy(), hvg_norm=df["variances_norm"].to_numpy())
         results[name + "_rank"] = np.array(trainer.global_rank)
     np.savez(out + f".rank{trainer.global_rank}.npz", **results)
     """
@@ -167,7 +168,9 @@ def test_two_process_ddp_equals_one_process(shard_dir, shard_paths, tmp_path):
         return dataset
 
     meanvar = stream_fit(OnePassMeanVarStd(collection.var_names, n_batch=len(collection.categories["sample"])), epochs)
-    pca = stream_fit(IncrementalPCA(collection.var_names, 3, n_oversamples=20), epochs, transforms=[NormalizeTotal(), Log1p()])
+    pca = stream_fit(
+        IncrementalPCA(collection.var_names, 3, n_oversamples=20), epochs, transforms=[NormalizeTotal(), Log1p()]
+    )
     hvg = stream_fit(HVGSeuratV3(collection.var_names, 20), epochs)
     for result in ranks:  # every rank holds the reduced answer
         np.testing.assert_allclose(result["mean"], meanvar.mean_g.numpy(), rtol=1e-12)

@@ -137,7 +137,7 @@ def test_transforms(collection):
     np.testing.assert_allclose(out.sum(1).numpy(), [10.0, 10.0], rtol=1e-5)
     np.testing.assert_allclose(Log1p()(x)["x_ng"].numpy(), np.log1p(x.numpy()))
     z = ZScore([1.0, 2.0, 3.0], [1.0, 1.0, 2.0], names)(x, names)["x_ng"]
-    np.testing.assert_allclose(z.numpy(), (x.numpy() - [1, 2, 3]) / ([1, 1, 2] + np.array(1e-6)), rtol=1e-5)
+    np.testing.assert_allclose(z.numpy(), (x.numpy() - np.array([1, 2, 3])) / (np.array([1, 1, 2]) + 1e-6), rtol=1e-5)
     kept = Filter(["c", "a"])(x, names)
     np.testing.assert_array_equal(kept["x_ng"].numpy(), x.numpy()[:, [2, 0]])
     np.testing.assert_array_equal(kept["var_names_g"], ["c", "a"])

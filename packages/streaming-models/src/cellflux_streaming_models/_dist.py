@@ -27,7 +27,7 @@ def all_reduce_sum(*tensors: torch.Tensor) -> None:
 
 def all_gather_objects(value: Any) -> list[Any]:
     """Every process's ``value``, in rank order (a one-element list on a single process)."""
-    rank, size = world()
+    size = world()[1]
     if size == 1:
         return [value]
     gathered: list[Any] = [None] * size

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from cellflux.results import Results, resolve_target
 
-from .._keys import ResultKey
 from .._fit import stream_fit
+from .._keys import ResultKey
 from ..models import HVGSeuratV3
 from ._batches import anndata_batches, batch_codes, check_chunk_size
 
@@ -92,7 +92,9 @@ def highly_variable_genes_streaming(
         "span": span,
         "chunk_size": chunk_size,
     }
-    results = Results(key_added, function="pp.highly_variable_genes_streaming", plugin="cellflux-streaming-models", params=params)
+    results = Results(
+        key_added, function="pp.highly_variable_genes_streaming", plugin="cellflux-streaming-models", params=params
+    )
     results.add("var", key_added, df["highly_variable"].to_numpy())
     results.add("var", f"{key_added}_rank", df["highly_variable_rank"].to_numpy())
     results.add("var", f"{key_added}_means", df["means"].to_numpy())

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
 from cellflux.results import Results, resolve_target
 
 from .._fit import stream_fit
@@ -73,15 +74,13 @@ def pca_streaming(
     data = target.adata
     check_chunk_size(chunk_size)
     if not isinstance(n_components, int) or not 1 <= n_components <= min(data.n_obs, data.n_vars):
-        raise ValueError(f"n_components must be an integer in [1, {min(data.n_obs, data.n_vars)}], got {n_components!r}.")
+        raise ValueError(
+            f"n_components must be an integer in [1, {min(data.n_obs, data.n_vars)}], got {n_components!r}."
+        )
     model = IncrementalPCA(data.var_names, n_components, n_oversamples=n_oversamples, seed=seed)
-    total_variance = np.zeros(1)
-
-    def batches(epoch: int):
-        for batch in anndata_batches(data, layer=layer, chunk_size=chunk_size):
-            yield batch
-
-    stream_fit(model, batches, show_progress=show_progress)
+    stream_fit(
+        model, lambda epoch: anndata_batches(data, layer=layer, chunk_size=chunk_size), show_progress=show_progress
+    )
     embedding = np.empty((data.n_obs, n_components), dtype=np.float32)
     sums = np.zeros(data.n_vars)
     squares = np.zeros(data.n_vars)
@@ -96,13 +95,19 @@ def pca_streaming(
             squares += (x64 * x64).sum(0).numpy()
             at += n
     mean = sums / data.n_obs
-    total_variance[0] = float((squares / data.n_obs - mean**2).sum())
+    total_variance = float((squares / data.n_obs - mean**2).sum())
     explained = model.explained_variance_k.numpy()
     results = Results(
         key_added,
         function="tl.pca_streaming",
         plugin="cellflux-streaming-models",
-        params={"n_components": n_components, "layer": layer, "chunk_size": chunk_size, "n_oversamples": n_oversamples, "seed": seed},
+        params={
+            "n_components": n_components,
+            "layer": layer,
+            "chunk_size": chunk_size,
+            "n_oversamples": n_oversamples,
+            "seed": seed,
+        },
     )
     results.add("obsm", key_added, embedding)
     results.add("varm", key_added, model.components_kg.T.numpy())
@@ -111,7 +116,7 @@ def pca_streaming(
         key_added,
         {
             "explained_variance": explained,
-            "explained_variance_ratio": explained / total_variance[0],
+            "explained_variance_ratio": explained / total_variance,
             "mean": model.mean_g.numpy(),
         },
     )

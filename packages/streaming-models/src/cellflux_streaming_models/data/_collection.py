@@ -155,7 +155,9 @@ class ShardCollection:
                 fixed = self._fixed_categories[column]
                 unknown = sorted(values - set(map(str, fixed)))
                 if unknown:
-                    raise ValueError(f"obs column {column!r} has categories {unknown[:5]} not in categories[{column!r}].")
+                    raise ValueError(
+                        f"obs column {column!r} has categories {unknown[:5]} not in categories[{column!r}]."
+                    )
                 self.categories[column] = fixed
             else:
                 self.categories[column] = np.asarray(sorted(values), dtype=object)
@@ -185,10 +187,7 @@ class ShardCollection:
 
 
 def _mismatch_message(path: Path, names: np.ndarray, schema: np.ndarray) -> str:
-    if len(names) != len(schema):
-        head = f"has {len(names)} genes, the schema {len(schema)}"
-    else:
-        head = ""
+    head = f"has {len(names)} genes, the schema {len(schema)}" if len(names) != len(schema) else ""
     common = min(len(names), len(schema))
     diff = np.flatnonzero(names[:common] != schema[:common])
     if len(diff):

@@ -106,7 +106,11 @@ class ShardDataset(IterableDataset):
     def plan(self, epoch: int | None = None) -> EpochPlan:
         """The :class:`EpochPlan` of an epoch (by default the current one)."""
         return EpochPlan(
-            self.collection.n_obs_per_shard, self.batch_size, self.shuffle, self.seed, self.epoch if epoch is None else epoch
+            self.collection.n_obs_per_shard,
+            self.batch_size,
+            self.shuffle,
+            self.seed,
+            self.epoch if epoch is None else epoch,
         )
 
     def state_dict(self, batches_consumed: int = 0) -> dict[str, Any]:

@@ -77,7 +77,11 @@ class StreamDataModule(pl.LightningDataModule):
 
     def _loader(self, dataset: ShardDataset) -> DataLoader:
         return DataLoader(
-            dataset, batch_size=None, num_workers=self.num_workers, persistent_workers=False, multiprocessing_context=None
+            dataset,
+            batch_size=None,
+            num_workers=self.num_workers,
+            persistent_workers=False,
+            multiprocessing_context=None,
         )
 
     def state_dict(self) -> dict[str, Any]:

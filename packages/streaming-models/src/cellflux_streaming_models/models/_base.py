@@ -22,7 +22,11 @@ def check_var_names(model_var_names: np.ndarray, var_names_g: np.ndarray | Seque
     if len(var_names_g) != len(model_var_names) or not np.array_equal(var_names_g, model_var_names):
         common = min(len(var_names_g), len(model_var_names))
         diff = np.flatnonzero(var_names_g[:common] != model_var_names[:common])
-        where = f"first mismatch at {int(diff[0])}: {var_names_g[diff[0]]!r} vs {model_var_names[diff[0]]!r}" if len(diff) else ""
+        where = (
+            f"first mismatch at {int(diff[0])}: {var_names_g[diff[0]]!r} vs {model_var_names[diff[0]]!r}"
+            if len(diff)
+            else ""
+        )
         raise ValueError(
             f"The batch's genes ({len(var_names_g)}) differ from the model's ({len(model_var_names)}) {where}."
         )

@@ -132,7 +132,14 @@ class HVGSeuratV3(StreamingModel):
         self.batch_n_cell_minimum = batch_n_cell_minimum
         self.n_batch_minimum = n_batch_minimum
         b, g = n_batch, self.n_vars
-        for name in ("x_sums_bg", "x_squared_sums_bg", "clip_val_bg", "reg_std_bg", "counts_sum_bg", "sq_counts_sum_bg"):
+        for name in (
+            "x_sums_bg",
+            "x_squared_sums_bg",
+            "clip_val_bg",
+            "reg_std_bg",
+            "counts_sum_bg",
+            "sq_counts_sum_bg",
+        ):
             self.register_buffer(name, torch.zeros(b, g, dtype=torch.float64))
         self.register_buffer("x_size_b", torch.zeros(b, dtype=torch.float64))
         self.hvg_df: pd.DataFrame | None = None

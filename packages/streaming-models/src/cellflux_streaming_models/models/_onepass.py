@@ -97,8 +97,7 @@ class OnePassMeanVarStd(StreamingModel):
             if float(self.x_size_b.sum()) == 0:
                 self.x_shift_g.copy_(x.mean(dim=0))
             x = x - self.x_shift_g
-        if self.n_batch == 1:
-            batch_index_n = batch_indices(batch_index_n, n, 1, x.device)
+        if self.n_batch == 1:  # batch codes, if any, are ignored: one batch
             self.x_sums_bg[0] += x.sum(dim=0)
             self.x_squared_sums_bg[0] += torch.einsum("ng,ng->g", x, x)
             self.x_size_b[0] += n
