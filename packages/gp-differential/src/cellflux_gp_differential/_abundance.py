@@ -1,0 +1,332 @@
+"""Differential abundance: where does the cell density differ between two conditions?"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+from scipy.stats import norm
+
+from ._density import fit_density
+from ._jax import DEFAULT_JITTER
+from ._params import default_length_scale, fractal_dimension, landmarks_kmeans, mellon_length_scale, nn_distances, prior_mean
+from ._sample_variance import SampleVarianceEstimator
+from ._validate import check_cells, check_groups, check_landmarks, check_n_landmarks
+
+__all__ = ["DEFAULT_N_LANDMARKS", "DifferentialAbundance", "direction_calls"]
+
+logger = logging.getLogger(__name__)
+
+#: Landmarks used when ``n_landmarks`` is ``None`` (capped at the number of cells).
+DEFAULT_N_LANDMARKS = 1000
+_DENSITY_KWARGS = {"ls", "d", "mu", "jitter", "d_method", "max_iter", "n_neighbors"}
+#: Neighbour whose distance the density likelihood uses (1: mellon's nearest-neighbour likelihood).
+DEFAULT_N_NEIGHBORS = 1
+
+
+def direction_calls(lfc: np.ndarray, neg_log10_ptp: np.ndarray, lfc_threshold: float, ptp_threshold: float) -> np.ndarray:
+    """``"up"``/``"down"``/``"neutral"``: ``|lfc| > lfc_threshold`` and ``ptp < ptp_threshold``."""
+    significant = (np.abs(lfc) > lfc_threshold) & (neg_log10_ptp > -np.log10(ptp_threshold))
+    out = np.full(lfc.shape, "neutral", dtype=object)
+    out[significant & (lfc > 0)] = "up"
+    out[significant & (lfc < 0)] = "down"
+    return out
+
+
+class DifferentialAbundance:
+    """Differential abundance between two conditions from Gaussian-process log densities (mellon's model).
+
+    Parameters
+    ----------
+    log_fold_change_threshold
+        ``|log fold change|`` above which a cell can be called up or down.
+    ptp_threshold
+        Posterior tail probability below which a cell can be called.
+    n_landmarks
+        Landmarks shared by both conditions (k-means of the pooled cells); ``None``: ``min(1000, cells)``.
+    use_sample_variance
+        Add the between-sample variance (``None``: when sample indices or variance predictors are given).
+    eps
+        Added to the variance before the z-score.
+    jit_compile
+        Kept for kompot compatibility; the engine is always compiled.
+    density_predictor1, density_predictor2
+        Pre-fitted log-density predictors (callable ``f(X, normalize=True)`` with ``.uncertainty(X)``,
+        e.g. mellon predictors); then :meth:`fit` fits nothing but the sample variance.
+    variance_predictor1, variance_predictor2
+        Pre-fitted sample-variance predictors ``v(X, diag=True)``.
+    random_state
+        Seed of the landmark k-means.
+    batch_size
+        Cells per prediction batch.
+
+    Attributes
+    ----------
+    log_density_condition1, log_density_condition2, log_fold_change, log_fold_change_uncertainty,
+    log_fold_change_zscore, neg_log10_fold_change_ptp, log_fold_change_direction
+        The last :meth:`predict` results.
+    landmarks, ls, d1, d2
+        The fitted landmarks, length scale and intrinsic dimensions.
+    """
+
+    def __init__(
+        self,
+        log_fold_change_threshold: float = 1.0,
+        ptp_threshold: float = 0.05,
+        n_landmarks: int | None = None,
+        use_sample_variance: bool | None = None,
+        eps: float = 1e-12,
+        jit_compile: bool = False,
+        density_predictor1: Any = None,
+        density_predictor2: Any = None,
+        variance_predictor1: Any = None,
+        variance_predictor2: Any = None,
+        random_state: int | None = None,
+        batch_size: int | None = None,
+    ) -> None:
+        if not 0 < ptp_threshold < 1:
+            raise ValueError(f"ptp_threshold must be in (0, 1), got {ptp_threshold}.")
+        if log_fold_change_threshold < 0:
+            raise ValueError(f"log_fold_change_threshold must be >= 0, got {log_fold_change_threshold}.")
+        self.log_fold_change_threshold = log_fold_change_threshold
+        self.ptp_threshold = ptp_threshold
+        self.n_landmarks = n_landmarks
+        self.use_sample_variance_explicit = use_sample_variance is not None
+        self.use_sample_variance = (
+            use_sample_variance if use_sample_variance is not None else (variance_predictor1 is not None or variance_predictor2 is not None)
+        )
+        self.eps = eps
+        self.jit_compile = jit_compile
+        self.density_predictor1 = density_predictor1
+        self.density_predictor2 = density_predictor2
+        self.variance_predictor1 = variance_predictor1
+        self.variance_predictor2 = variance_predictor2
+        self.random_state = random_state
+        self.batch_size = batch_size
+        self.landmarks: np.ndarray | None = None
+        self.ls: float | None = None
+        self.d1 = self.d2 = None
+        for name in (
+            "log_density_condition1",
+            "log_density_condition2",
+            "log_density_uncertainty_condition1",
+            "log_density_uncertainty_condition2",
+            "log_fold_change",
+            "log_fold_change_uncertainty",
+            "log_fold_change_zscore",
+            "neg_log10_fold_change_ptp",
+            "log_fold_change_direction",
+        ):
+            setattr(self, name, None)
+
+    def fit(
+        self,
+        X_condition1: np.ndarray,
+        X_condition2: np.ndarray,
+        landmarks: np.ndarray | None = None,
+        ls_factor: float | None = None,
+        condition1_sample_indices: np.ndarray | None = None,
+        condition2_sample_indices: np.ndarray | None = None,
+        sample_estimator_ls: float | None = None,
+        sync_parameters: bool = False,
+        allow_single_condition_variance: bool = False,
+        **density_kwargs: Any,
+    ) -> DifferentialAbundance:
+        """Fit the log density of each condition (and of each sample, for the sample variance).
+
+        Parameters
+        ----------
+        X_condition1, X_condition2
+            ``(n_cells, n_features)`` cell states of each condition (same representation).
+        landmarks
+            ``(m, n_features)`` inducing points shared by both conditions; default k-means of the pooled
+            cells (``n_landmarks``).
+        ls_factor
+            ``None`` (default): the data-driven length scale of
+            :func:`~cellflux_gp_differential._params.default_length_scale` on the pooled cells. A number:
+            kompot's rule, mellon's length scale (``exp(mean log nn + 3)``) times ``ls_factor`` (kompot
+            uses 10).
+        condition1_sample_indices, condition2_sample_indices
+            Sample label of every cell of each condition; turns on the sample variance.
+        sample_estimator_ls
+            Length scale of the per-sample densities (default: the conditions' length scale).
+        sync_parameters
+            Compute the intrinsic dimension, prior mean and (with ``ls_factor``) length scale once on the
+            pooled cells instead of per condition.
+        allow_single_condition_variance
+            If one condition has fewer than two samples, use the other condition's sample variance for
+            both instead of raising.
+        **density_kwargs
+            ``ls``, ``d``, ``mu``, ``jitter`` (default ``1e-6``), ``d_method`` (``"fractal"``, default, or
+            ``"embedding"``), ``max_iter``, ``n_neighbors`` (likelihood of the distance to the
+            ``n_neighbors``-th neighbour; ``1``, the default, is mellon's nearest-neighbour likelihood).
+
+        Returns
+        -------
+        ``self``.
+        """
+        unknown = set(density_kwargs) - _DENSITY_KWARGS
+        if unknown:
+            raise TypeError(f"Unknown density options {sorted(unknown)}; expected some of {sorted(_DENSITY_KWARGS)}.")
+        x1 = check_cells(X_condition1, "X_condition1")
+        x2 = check_cells(X_condition2, "X_condition2", n_features=x1.shape[1])
+        pooled = np.vstack([x1, x2])
+        have_samples = condition1_sample_indices is not None or condition2_sample_indices is not None
+        if have_samples and not self.use_sample_variance_explicit:
+            self.use_sample_variance = True
+        if self.use_sample_variance_explicit and self.use_sample_variance and not have_samples and self.variance_predictor1 is None and self.variance_predictor2 is None:
+            raise ValueError(
+                "use_sample_variance=True but neither sample indices nor variance predictors were given; pass "
+                "condition1_sample_indices/condition2_sample_indices."
+            )
+        jitter = density_kwargs.get("jitter", DEFAULT_JITTER)
+        d_method = density_kwargs.get("d_method", "fractal")
+        if d_method not in ("fractal", "embedding"):
+            raise ValueError(f"d_method must be 'fractal' or 'embedding', got {d_method!r}.")
+
+        if landmarks is not None:
+            self.landmarks = check_landmarks(landmarks, x1.shape[1])
+        else:
+            check_n_landmarks(self.n_landmarks, pooled.shape[0])
+            n_landmarks = self.n_landmarks or min(DEFAULT_N_LANDMARKS, pooled.shape[0])
+            self.landmarks = landmarks_kmeans(pooled, n_landmarks, self.random_state)
+
+        def dimension(x: np.ndarray) -> float:
+            if "d" in density_kwargs:
+                return float(density_kwargs["d"])
+            return float(x.shape[1]) if d_method == "embedding" else fractal_dimension(x)
+
+        k = int(density_kwargs.get("n_neighbors", DEFAULT_N_NEIGHBORS))
+        if k < 1 or k >= min(len(x1), len(x2)):
+            raise ValueError(f"n_neighbors must be between 1 and the cells of a condition minus one, got {k}.")
+        self.n_neighbors = k
+        nn1, nn2 = nn_distances(x1, k), nn_distances(x2, k)
+        if sync_parameters:
+            nn_pooled = nn_distances(pooled, k)
+            d_pooled = dimension(pooled)
+            self.d1 = self.d2 = d_pooled
+            mu1 = mu2 = density_kwargs.get("mu", prior_mean(nn_pooled, d_pooled, k))
+        else:
+            self.d1, self.d2 = dimension(x1), dimension(x2)
+            mu1 = density_kwargs.get("mu", prior_mean(nn1, self.d1, k))
+            mu2 = density_kwargs.get("mu", prior_mean(nn2, self.d2, k))
+        if "ls" in density_kwargs:
+            ls1 = ls2 = float(density_kwargs["ls"])
+        elif ls_factor is not None:
+            if sync_parameters:
+                ls1 = ls2 = mellon_length_scale(nn_distances(pooled)) * ls_factor
+            else:
+                ls1, ls2 = mellon_length_scale(nn1) * ls_factor, mellon_length_scale(nn2) * ls_factor
+        else:
+            ls1 = ls2 = default_length_scale(pooled)
+        self.ls = ls1 if ls1 == ls2 else (ls1, ls2)
+        self.mu1, self.mu2 = float(mu1), float(mu2)
+        max_iter = int(density_kwargs.get("max_iter", 5000))
+
+        if self.density_predictor1 is None or self.density_predictor2 is None:
+            common = {"jitter": jitter, "batch_size": self.batch_size, "max_iter": max_iter, "n_neighbors": k}
+            self.density_predictor1 = fit_density(x1, self.landmarks, ls=ls1, d=self.d1, mu=self.mu1, nn=nn1, **common)
+            self.density_predictor2 = fit_density(x2, self.landmarks, ls=ls2, d=self.d2, mu=self.mu2, nn=nn2, **common)
+
+        if self.use_sample_variance and have_samples:
+            self._fit_sample_variance(
+                (x1, x2),
+                (condition1_sample_indices, condition2_sample_indices),
+                (ls1, ls2),
+                (self.d1, self.d2),
+                sample_estimator_ls,
+                jitter,
+                allow_single_condition_variance,
+            )
+        return self
+
+    def _fit_sample_variance(self, xs, indices, ls, ds, sample_ls, jitter, allow_single) -> None:
+        fitted = []
+        for i, (x, idx, ls_c, d_c) in enumerate(zip(xs, indices, ls, ds, strict=True), start=1):
+            if idx is None:
+                fitted.append(None)
+                continue
+            idx = check_groups(idx, x.shape[0], f"condition{i}_sample_indices")
+            estimator = SampleVarianceEstimator(eps=self.eps, estimator_type="density")
+            try:
+                estimator.fit(
+                    x,
+                    grouping_vector=idx,
+                    estimator_kwargs={"landmarks": self.landmarks, "ls": sample_ls or ls_c, "d": d_c, "jitter": jitter, "n_neighbors": self.n_neighbors},
+                )
+            except ValueError as err:
+                if not allow_single:
+                    raise ValueError(f"condition {i}: {err}") from err
+                logger.info("No sample variance for condition %d: %s", i, err)
+                estimator = None
+            fitted.append(estimator)
+        if all(f is None for f in fitted):
+            raise ValueError("Sample variance could not be estimated for either condition (each needs >= 2 samples).")
+        first, second = fitted
+        first = first or second
+        second = second or first
+        self.variance_predictor1 = first.predict
+        self.variance_predictor2 = second.predict
+
+    def predict(
+        self,
+        X_new: np.ndarray,
+        log_fold_change_threshold: float | None = None,
+        ptp_threshold: float | None = None,
+        progress: bool = True,
+    ) -> dict[str, np.ndarray]:
+        """Log densities, log fold change (condition 2 - condition 1) and its significance at ``X_new``.
+
+        Parameters
+        ----------
+        X_new
+            ``(n_cells, n_features)`` points.
+        log_fold_change_threshold, ptp_threshold
+            Override the thresholds of the direction calls.
+        progress
+            Show progress bars.
+
+        Returns
+        -------
+        Dict with ``log_density_condition1``, ``log_density_condition2``, ``log_fold_change``,
+        ``log_fold_change_uncertainty`` (variance), ``log_fold_change_zscore``,
+        ``neg_log10_fold_change_ptp`` (``-log10`` of the one-sided posterior tail probability
+        ``Phi(-|z|)``) and ``log_fold_change_direction``; also stored as attributes.
+        """
+        if self.density_predictor1 is None or self.density_predictor2 is None:
+            raise ValueError("Model not fitted. Call fit() first.")
+        n_features = getattr(self.density_predictor1, "n_input_features", None)
+        X_new = check_cells(X_new, "X_new", n_features=n_features, min_cells=1)
+        lfc_t = self.log_fold_change_threshold if log_fold_change_threshold is None else log_fold_change_threshold
+        ptp_t = self.ptp_threshold if ptp_threshold is None else ptp_threshold
+        ld1, var1 = _density_and_variance(self.density_predictor1, X_new, progress)
+        ld2, var2 = _density_and_variance(self.density_predictor2, X_new, progress)
+        if self.use_sample_variance:
+            if self.variance_predictor1 is not None:
+                var1 = var1 + np.ravel(self.variance_predictor1(X_new, diag=True))
+            if self.variance_predictor2 is not None:
+                var2 = var2 + np.ravel(self.variance_predictor2(X_new, diag=True))
+        lfc = ld2 - ld1
+        variance = var1 + var2
+        z = lfc / np.sqrt(variance + self.eps)
+        neg_log10_ptp = -norm.logcdf(-np.abs(z)) / np.log(10)
+        result = {
+            "log_density_condition1": ld1,
+            "log_density_condition2": ld2,
+            "log_fold_change": lfc,
+            "log_fold_change_uncertainty": variance,
+            "log_fold_change_zscore": z,
+            "neg_log10_fold_change_ptp": neg_log10_ptp,
+            "log_fold_change_direction": direction_calls(lfc, neg_log10_ptp, lfc_t, ptp_t),
+        }
+        self.log_density_uncertainty_condition1, self.log_density_uncertainty_condition2 = var1, var2
+        for key, value in result.items():
+            setattr(self, key, value)
+        return result
+
+
+def _density_and_variance(predictor: Any, x: np.ndarray, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    if hasattr(predictor, "predict_all"):
+        return predictor.predict_all(x, normalize=True, progress=progress)
+    return np.asarray(predictor(x, normalize=True)), np.asarray(predictor.uncertainty(x))

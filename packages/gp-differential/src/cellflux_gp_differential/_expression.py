@@ -1,0 +1,409 @@
+"""Differential expression: which genes change between two conditions, and where?"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from ._expression_model import DEFAULT_N_LANDMARKS, ExpressionModel, resolve_length_scale
+from ._fdr import compute_fdr
+from ._jax import DEFAULT_JITTER
+from ._mahalanobis import gene_batch_for_budget, mahalanobis, mahalanobis_memory
+from ._params import landmarks_kmeans
+from ._regression import landmark_design
+from ._validate import check_cells, check_expression, check_landmarks, check_n_landmarks
+
+__all__ = ["DifferentialExpression"]
+
+logger = logging.getLogger(__name__)
+
+#: Default working-memory budget of the Mahalanobis step.
+DEFAULT_MEMORY_BUDGET = 1 * 1024**3
+
+
+class DifferentialExpression:
+    """Differential expression between two conditions from Gaussian-process smoothed expression.
+
+    Parameters
+    ----------
+    n_landmarks
+        Landmarks shared by both conditions (k-means of the pooled cells); ``None``: ``min(1000, cells)``.
+    use_sample_variance
+        Add the between-sample variance (``None``: when sample indices or variance predictors are given).
+    use_empirical_variance
+        Estimate per-gene observation variance from leave-one-out residuals and include it.
+    eps
+        Added to variances before square roots and to the covariance diagonal.
+    jit_compile
+        Kept for kompot compatibility; the engine is always compiled.
+    function_predictor1, function_predictor2, variance_predictor1, variance_predictor2,
+    obs_variance_predictor1, obs_variance_predictor2
+        Pre-fitted predictors (e.g. mellon's) for the conditions.
+    random_state
+        Seed of the landmark k-means.
+    batch_size
+        Points per prediction batch.
+    store_arrays_on_disk, disk_storage_dir
+        Kept for kompot compatibility; not needed (nothing ``points x points x genes`` is materialised).
+    max_memory_ratio
+        Share of the available memory the Mahalanobis step may use (``memory_budget`` overrides).
+    model1, model2
+        Pre-fitted :class:`ExpressionModel` of each condition.
+    memory_budget
+        Bytes for the Mahalanobis step; genes are streamed in batches that fit.
+
+    Attributes
+    ----------
+    condition1_smoothed, condition2_smoothed, condition1_std, condition2_std, fold_change,
+    fold_change_zscores, mean_log_fold_change, mahalanobis_distances
+        The last :meth:`predict` results.
+    """
+
+    def __init__(
+        self,
+        n_landmarks: int | None = None,
+        use_sample_variance: bool | None = None,
+        use_empirical_variance: bool = True,
+        eps: float = 1e-8,
+        jit_compile: bool = False,
+        function_predictor1: Any = None,
+        function_predictor2: Any = None,
+        variance_predictor1: Any = None,
+        variance_predictor2: Any = None,
+        obs_variance_predictor1: Any = None,
+        obs_variance_predictor2: Any = None,
+        random_state: int | None = None,
+        batch_size: int = 500,
+        store_arrays_on_disk: bool | None = None,
+        disk_storage_dir: str | None = None,
+        max_memory_ratio: float = 0.8,
+        model1: ExpressionModel | None = None,
+        model2: ExpressionModel | None = None,
+        memory_budget: float | None = None,
+    ) -> None:
+        self.n_landmarks = n_landmarks
+        self.use_empirical_variance = use_empirical_variance
+        self.eps = eps
+        self.jit_compile = jit_compile
+        self.random_state = random_state
+        self.batch_size = batch_size
+        self.store_arrays_on_disk = store_arrays_on_disk
+        self.disk_storage_dir = disk_storage_dir
+        if not 0 < max_memory_ratio <= 1:
+            raise ValueError(f"max_memory_ratio must be in (0, 1], got {max_memory_ratio}.")
+        self.max_memory_ratio = max_memory_ratio
+        self.memory_budget = memory_budget
+        self.use_sample_variance_explicit = use_sample_variance is not None
+        self.use_sample_variance = (
+            use_sample_variance if use_sample_variance is not None else (variance_predictor1 is not None or variance_predictor2 is not None)
+        )
+        self.model1 = model1 or self._wrap(function_predictor1, obs_variance_predictor1, variance_predictor1)
+        self.model2 = model2 or self._wrap(function_predictor2, obs_variance_predictor2, variance_predictor2)
+        self.computed_landmarks: np.ndarray | None = None
+        self.mahalanobis_distances: np.ndarray | None = None
+        self.last_memory_estimate: int | None = None
+        for name in ("condition1_smoothed", "condition2_smoothed", "condition1_std", "condition2_std", "fold_change", "fold_change_zscores", "mean_log_fold_change"):
+            setattr(self, name, None)
+
+    def _wrap(self, function, obs_variance, variance) -> ExpressionModel | None:
+        if function is None:
+            return None
+        return ExpressionModel(
+            use_empirical_variance=self.use_empirical_variance and obs_variance is not None,
+            eps=self.eps,
+            batch_size=self.batch_size,
+            function_predictor=function,
+            obs_variance_predictor=obs_variance,
+            variance_predictor=variance,
+        )
+
+    @property
+    def function_predictor1(self) -> Any:
+        """Mean predictor of condition 1."""
+        return self.model1.predictor if self.model1 else None
+
+    @property
+    def function_predictor2(self) -> Any:
+        """Mean predictor of condition 2."""
+        return self.model2.predictor if self.model2 else None
+
+    def fit(
+        self,
+        X_condition1: np.ndarray,
+        y_condition1,
+        X_condition2: np.ndarray,
+        y_condition2,
+        sigma: float = 1.0,
+        ls: float | None = None,
+        ls_factor: float | None = None,
+        landmarks: np.ndarray | None = None,
+        sample_estimator_ls: float | None = None,
+        condition1_sample_indices: np.ndarray | None = None,
+        condition2_sample_indices: np.ndarray | None = None,
+        allow_single_condition_variance: bool = False,
+        jitter: float = DEFAULT_JITTER,
+    ) -> DifferentialExpression:
+        """Fit the expression GPs of both conditions on shared landmarks and one length scale.
+
+        Parameters
+        ----------
+        X_condition1, X_condition2
+            ``(n_cells, n_features)`` cell states.
+        y_condition1, y_condition2
+            ``(n_cells, n_genes)`` expression (dense or sparse, same genes).
+        sigma
+            Noise standard deviation.
+        ls
+            Length scale; ``None``: see ``ls_factor``.
+        ls_factor
+            ``None`` (default): the data-driven length scale on the pooled cells; a number: kompot's rule
+            (mellon's length scale of condition 1 times ``ls_factor``; kompot uses 10).
+        landmarks
+            ``(m, n_features)`` inducing points; default k-means of the pooled cells.
+        sample_estimator_ls
+            Length scale of the per-sample GPs.
+        condition1_sample_indices, condition2_sample_indices
+            Sample label of every cell; turns on the between-sample variance.
+        allow_single_condition_variance
+            With one condition lacking replicates, use the other's sample variance for both.
+        jitter
+            Diagonal jitter of the landmark kernel matrix.
+
+        Returns
+        -------
+        ``self``.
+        """
+        x1 = check_cells(X_condition1, "X_condition1")
+        x2 = check_cells(X_condition2, "X_condition2", n_features=x1.shape[1])
+        y1 = check_expression(y_condition1, "y_condition1", x1.shape[0])
+        y2 = check_expression(y_condition2, "y_condition2", x2.shape[0])
+        if y1.shape[1] != y2.shape[1]:
+            raise ValueError(f"y_condition1 has {y1.shape[1]} genes but y_condition2 has {y2.shape[1]}; pass the same genes.")
+        have_samples = condition1_sample_indices is not None or condition2_sample_indices is not None
+        if have_samples and not self.use_sample_variance_explicit:
+            self.use_sample_variance = True
+        if self.use_sample_variance_explicit and self.use_sample_variance and not have_samples and not (self.model1 and self.model1.has_sample_variance):
+            raise ValueError("use_sample_variance=True but no sample indices were given; pass condition1/2_sample_indices.")
+        pooled = np.vstack([x1, x2])
+        if landmarks is None:
+            check_n_landmarks(self.n_landmarks, pooled.shape[0])
+            landmarks = landmarks_kmeans(pooled, self.n_landmarks or min(DEFAULT_N_LANDMARKS, pooled.shape[0]), self.random_state)
+        else:
+            landmarks = check_landmarks(landmarks, x1.shape[1])
+        self.computed_landmarks = landmarks
+        if ls is None and ls_factor is not None:
+            ls = resolve_length_scale(x1, None, ls_factor)  # kompot: condition 1 defines the length scale
+        design = landmark_design(landmarks, resolve_length_scale(pooled, ls, None), jitter)
+        self.ls = design.ls
+        use_samples = self.use_sample_variance
+        models = []
+        for i, (x, y, idx, model) in enumerate(
+            [(x1, y1, condition1_sample_indices, self.model1), (x2, y2, condition2_sample_indices, self.model2)], start=1
+        ):
+            if model is None or model.predictor is None:
+                model = ExpressionModel(
+                    n_landmarks=self.n_landmarks, use_empirical_variance=self.use_empirical_variance, eps=self.eps,
+                    random_state=self.random_state, batch_size=self.batch_size,
+                )
+                try:
+                    model.fit(
+                        x, y, sigma=sigma, sample_indices=idx if use_samples else None, sample_estimator_ls=sample_estimator_ls,
+                        allow_single_condition_variance=allow_single_condition_variance, design=design,
+                    )
+                except ValueError as err:
+                    raise ValueError(f"condition {i}: {err}") from err
+            models.append(model)
+        self.model1, self.model2 = models
+        if use_samples and have_samples and allow_single_condition_variance:
+            m1, m2 = self.model1, self.model2
+            if m1.has_sample_variance != m2.has_sample_variance:
+                src, dst = (m1, m2) if m1.has_sample_variance else (m2, m1)
+                dst._sample_variance_predictor = src._sample_variance_predictor
+                dst._sample_variance_estimator = src._sample_variance_estimator
+            elif not m1.has_sample_variance:
+                raise ValueError("Sample variance could not be estimated for either condition (each needs >= 2 samples).")
+        return self
+
+    def _require(self) -> None:
+        if self.model1 is None or self.model1.predictor is None or self.model2 is None or self.model2.predictor is None:
+            raise ValueError("Model not fitted. Call fit() first.")
+
+    def predict(
+        self,
+        X_new: np.ndarray,
+        compute_mahalanobis: bool = False,
+        progress: bool = True,
+        use_landmarks: bool = True,
+        landmarks_override: np.ndarray | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Smoothed expression of both conditions, fold changes and (optionally) Mahalanobis distances.
+
+        Parameters
+        ----------
+        X_new
+            ``(n_cells, n_features)`` points.
+        compute_mahalanobis
+            Also compute each gene's Mahalanobis distance (at the landmarks by default).
+        progress
+            Show progress bars.
+        use_landmarks, landmarks_override
+            Points of the Mahalanobis distance: the landmarks (default), ``landmarks_override``, or
+            ``X_new`` itself (``use_landmarks=False``).
+
+        Returns
+        -------
+        Dict with ``condition1_smoothed``, ``condition2_smoothed``, ``condition1_std``,
+        ``condition2_std``, ``fold_change`` (condition 2 - condition 1), ``fold_change_zscores``,
+        ``mean_log_fold_change`` (mean of the fold change over ``X_new``) and, with
+        ``compute_mahalanobis``, ``mahalanobis_distances``; also stored as attributes.
+        """
+        self._require()
+        X_new = check_cells(X_new, "X_new", n_features=getattr(self.model1.predictor, "n_input_features", None), min_cells=1)
+        s1 = self.model1.predict(X_new, progress=progress)
+        s2 = self.model2.predict(X_new, progress=progress)
+        v1 = self.model1.total_variance(X_new)
+        v2 = self.model2.total_variance(X_new)
+        fold_change = s2 - s1
+        result = {
+            "condition1_smoothed": s1,
+            "condition2_smoothed": s2,
+            "condition1_std": np.sqrt(v1 + self.eps),
+            "condition2_std": np.sqrt(v2 + self.eps),
+            "fold_change": fold_change,
+            "fold_change_zscores": fold_change / np.sqrt(v1 + v2 + self.eps),
+            "mean_log_fold_change": fold_change.mean(axis=0),
+        }
+        if compute_mahalanobis:
+            result["mahalanobis_distances"] = self.compute_mahalanobis_distances(
+                X_new, fold_change=fold_change, use_landmarks=use_landmarks, landmarks_override=landmarks_override, progress=progress
+            )
+        for key, value in result.items():
+            setattr(self, key, value)
+        return result
+
+    def _budget(self) -> float:
+        if self.memory_budget is not None:
+            return float(self.memory_budget)
+        try:
+            import psutil
+
+            return min(DEFAULT_MEMORY_BUDGET * 4, self.max_memory_ratio * psutil.virtual_memory().available)
+        except ImportError:  # pragma: no cover
+            return DEFAULT_MEMORY_BUDGET
+
+    def estimate_memory(self, n_points: int | None = None, n_genes: int | None = None, gene_batch: int | None = None) -> dict[str, int]:
+        """Dry-run estimate of the Mahalanobis step: the gene batch it would use and its peak memory (bytes).
+
+        Parameters
+        ----------
+        n_points
+            Points of the distance (default: the landmarks).
+        n_genes
+            Genes (default: the fitted genes).
+        gene_batch
+            Genes per batch (default: the largest that fits the memory budget).
+
+        Returns
+        -------
+        ``{"gene_batch": ..., "bytes": ..., "budget": ...}``.
+        """
+        self._require()
+        m = n_points if n_points is not None else len(self.model1.landmarks)
+        g = n_genes if n_genes is not None else self.model1.predictor.weights.shape[1]
+        s = self._n_factors()
+        budget = self._budget()
+        batch = gene_batch or gene_batch_for_budget(m, g, s, budget)
+        return {"gene_batch": int(batch), "bytes": int(mahalanobis_memory(m, g, s, batch)), "budget": int(budget)}
+
+    def _n_factors(self) -> int:
+        n = 0
+        for model in (self.model1, self.model2):
+            est = model._sample_variance_estimator if self.use_sample_variance else None
+            n += est.n_groups if est is not None else 0
+        return n
+
+    def compute_mahalanobis_distances(
+        self,
+        X: np.ndarray,
+        fold_change: np.ndarray | None = None,
+        use_landmarks: bool = True,
+        landmarks_override: np.ndarray | None = None,
+        progress: bool = True,
+    ) -> np.ndarray:
+        """Mahalanobis distance of every gene's fold-change vector.
+
+        The covariance is the sum of both conditions' GP posterior covariances, plus (with empirical
+        variance) the diagonal observation variances and (with samples) the between-sample covariances;
+        see :mod:`cellflux_gp_differential._mahalanobis` for how genes share one factorisation.
+
+        Parameters
+        ----------
+        X
+            Cell states (used when ``use_landmarks=False`` or no landmarks exist).
+        fold_change
+            ``(len(X), n_genes)`` fold changes at ``X`` (used with ``use_landmarks=False``).
+        use_landmarks
+            Evaluate at the landmarks (default).
+        landmarks_override
+            Evaluate at these points instead.
+        progress
+            Progress bar over gene batches.
+
+        Returns
+        -------
+        ``(n_genes,)`` distances (also in ``self.mahalanobis_distances``).
+        """
+        self._require()
+        m1, m2 = self.model1, self.model2
+        if landmarks_override is not None:
+            points = check_landmarks(landmarks_override, m1.predictor.n_input_features)
+        elif use_landmarks and m1.landmarks is not None:
+            points = m1.landmarks
+        else:
+            points = check_cells(X, "X", min_cells=2)
+        cov = m1.covariance(points, diag=False) + m2.covariance(points, diag=False)
+        if fold_change is not None and points is X:
+            diff = np.asarray(fold_change)
+        else:
+            diff = m2.predict(points, progress=False) - m1.predict(points, progress=False)
+        diag_var = None
+        if self.use_empirical_variance and m1.has_empirical_variance and m2.has_empirical_variance:
+            diag_var = m1.obs_variance(points) + m2.obs_variance(points)
+        factors = None
+        if self.use_sample_variance and (m1.has_sample_variance or m2.has_sample_variance):
+            if m1._sample_variance_estimator is None and m2._sample_variance_estimator is None:
+                raise NotImplementedError("Mahalanobis distances with external variance predictors are not supported; fit with sample indices.")
+
+            def factors(genes: np.ndarray) -> np.ndarray:
+                parts = [f for f in (m1.sample_variance_factors(points, genes), m2.sample_variance_factors(points, genes)) if f is not None]
+                return np.concatenate(parts, axis=2)
+
+        plan = self.estimate_memory(n_points=len(points), n_genes=diff.shape[1])
+        self.last_memory_estimate = plan["bytes"]
+        distances = mahalanobis(
+            diff, cov, diag_variance=diag_var, factors=factors, eps=self.eps, gene_batch=plan["gene_batch"], progress=progress
+        )
+        self.mahalanobis_distances = distances
+        return distances
+
+    def compute_fdr(self, null_mahalanobis: np.ndarray, threshold: float = 0.05, gene_names=None):
+        """FDR of the last Mahalanobis distances against null distances (see :func:`~cellflux_gp_differential._fdr.compute_fdr`).
+
+        Parameters
+        ----------
+        null_mahalanobis
+            Distances of null genes (e.g. expression shuffled across cells).
+        threshold
+            FDR level of ``is_de``.
+        gene_names
+            Index of the result.
+
+        Returns
+        -------
+        DataFrame with ``mahalanobis``, ``pvalue``, ``local_fdr``, ``tail_fdr``, ``is_de``.
+        """
+        if self.mahalanobis_distances is None:
+            raise ValueError("No Mahalanobis distances yet; call predict(compute_mahalanobis=True) first.")
+        return compute_fdr(self.mahalanobis_distances, null_mahalanobis, threshold, gene_names)

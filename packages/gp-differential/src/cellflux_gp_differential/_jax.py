@@ -1,0 +1,80 @@
+"""JAX set-up shared by the engine: float64 precision, the Matérn-5/2 kernel, padding helpers.
+
+Importing this module imports :mod:`mellon`, which switches JAX to 64-bit precision on the CPU; the
+engine relies on that (Cholesky factorisations of kernel matrices with a ``1e-6`` jitter need it).
+Only engine modules import this one, never the package ``__init__`` or the manifest.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from functools import partial
+
+with warnings.catch_warnings():
+    # mellon imports jaxopt, which warns that it is unmaintained on import
+    warnings.filterwarnings("ignore", message="JAXopt is no longer maintained", category=DeprecationWarning)
+    import mellon  # noqa: F401  (sets jax_enable_x64 and the CPU platform, as for every mellon user)
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.linalg import solve_triangular
+
+if not jax.config.jax_enable_x64:  # pragma: no cover - someone switched it off after importing mellon
+    raise RuntimeError("cellflux-gp-differential needs JAX in 64-bit mode: jax.config.update('jax_enable_x64', True).")
+
+__all__ = [
+    "DEFAULT_JITTER",
+    "as_f64",
+    "bucket",
+    "cholesky_jitter",
+    "jnp",
+    "jax",
+    "matern52",
+    "pad_rows",
+    "solve_triangular",
+]
+
+#: Jitter on the diagonal of landmark kernel matrices (mellon's default).
+DEFAULT_JITTER = 1e-6
+_SQRT5 = math.sqrt(5.0)
+
+
+def as_f64(x: np.ndarray) -> np.ndarray:
+    """``x`` as a C-contiguous float64 numpy array."""
+    return np.ascontiguousarray(np.asarray(x, dtype=np.float64))
+
+
+@jax.jit
+def matern52(x: jax.Array, y: jax.Array, ls: jax.Array) -> jax.Array:
+    """Matérn-5/2 covariance between the rows of ``x`` and ``y`` (unit variance).
+
+    Same definition as :class:`mellon.cov.Matern52`: ``(1 + r + r^2/3) exp(-r)`` with
+    ``r = sqrt(5) |x - y| / ls`` and ``|x - y|`` computed as ``sqrt(max(xx - 2xy + yy + 1e-12, 0))``.
+    """
+    xx = jnp.sum(x * x, axis=1)[:, None]
+    yy = jnp.sum(y * y, axis=1)[None, :]
+    sq = xx - 2.0 * (x @ y.T) + yy + 1e-12
+    r = _SQRT5 * jnp.sqrt(jnp.maximum(sq, 0.0)) / ls
+    return (1.0 + r + r * r / 3.0) * jnp.exp(-r)
+
+
+@partial(jax.jit, static_argnames=())
+def cholesky_jitter(K: jax.Array, jitter: jax.Array) -> jax.Array:
+    """Lower Cholesky factor of ``K + jitter * I``."""
+    return jnp.linalg.cholesky(K + jitter * jnp.eye(K.shape[0], dtype=K.dtype))
+
+
+def bucket(n: int, step: int = 256) -> int:
+    """``n`` rounded up to a multiple of ``step`` (array shapes seen by jitted code stay few)."""
+    return max(step, -(-int(n) // step) * step)
+
+
+def pad_rows(x: np.ndarray, n: int) -> np.ndarray:
+    """``x`` padded with zero rows to ``n`` rows."""
+    if x.shape[0] == n:
+        return x
+    out = np.zeros((n, *x.shape[1:]), dtype=x.dtype)
+    out[: x.shape[0]] = x
+    return out
