@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from cellflux._keys import TruthKey
 
+from cellflux._keys import TruthKey
 from cellflux_estimators import knn_transition_matrix
 
 

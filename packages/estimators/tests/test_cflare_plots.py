@@ -4,9 +4,9 @@ matplotlib.use("Agg")
 
 import numpy as np
 import pytest
-from cellflux._keys import TruthKey
 
 import cellflux as cf
+from cellflux._keys import TruthKey
 from cellflux_estimators import CFLARE, GPCCA
 from cellflux_estimators._engine._cluster import leiden_available
 

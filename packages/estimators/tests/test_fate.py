@@ -1,9 +1,9 @@
 import numpy as np
 import pandas as pd
 import pytest
-from cellflux._keys import TruthKey
 from scipy import sparse, stats
 
+from cellflux._keys import TruthKey
 from cellflux_estimators import GPCCA, ReducibleChainError, SolveError, absorption_times, driver_test
 from cellflux_estimators._engine._drivers import benjamini_hochberg
 from cellflux_estimators._engine._linsolve import solve_transient
@@ -34,12 +34,15 @@ def test_fate_probabilities_are_probabilities_and_match_truth(fates, chain):
 
 
 def test_solvers_agree_and_keys_merge(fates):
+    auto = fates.fate_probabilities.copy()
+    fates.compute_fate_probabilities(solver="direct")
     direct = fates.fate_probabilities.copy()
+    np.testing.assert_allclose(auto.to_numpy(), direct.to_numpy(), atol=1e-5)
     for solver in ("gmres", "lgmres", "bicgstab"):
         fates.compute_fate_probabilities(solver=solver, preconditioner="ilu", tol=1e-10)
         np.testing.assert_allclose(fates.fate_probabilities.to_numpy(), direct.to_numpy(), atol=1e-6)
     a, b, c = direct.columns
-    fates.compute_fate_probabilities([f"{b}, {a}", c])
+    fates.compute_fate_probabilities([f"{b}, {a}", c], solver="direct")
     merged = fates.fate_probabilities
     assert list(merged.columns) == [f"{a}, {b}", c]
     np.testing.assert_allclose(merged[f"{a}, {b}"], direct[a] + direct[b], atol=1e-10)
@@ -113,8 +116,11 @@ def test_drivers_match_scipy(fates, chain):
         assert df.loc[gene, f"{lin}_corr"] == pytest.approx(r, abs=1e-10)
         assert df.loc[gene, f"{lin}_ci_low"] < r < df.loc[gene, f"{lin}_ci_high"]
     p = df[f"{lin}_pval"].to_numpy()
-    np.testing.assert_allclose(df[f"{lin}_qval"], stats.false_discovery_control(np.nan_to_num(p, nan=1.0)) if
-                               not np.isnan(p).any() else benjamini_hochberg(p), equal_nan=True)
+    np.testing.assert_allclose(
+        df[f"{lin}_qval"],
+        stats.false_discovery_control(np.nan_to_num(p, nan=1.0)) if not np.isnan(p).any() else benjamini_hochberg(p),
+        equal_nan=True,
+    )
     assert df[f"{lin}_corr"].is_monotonic_decreasing or df.index[0] == df[f"{lin}_corr"].idxmax()
     sp = fates.compute_lineage_drivers(lin, correlation="spearman", layer="log1p")
     gene = sp[f"{lin}_corr"].idxmax()
@@ -136,7 +142,9 @@ def test_permutation_test_is_seeded(rng):
 
 def test_priming_and_trends(fates, chain, rng):
     adata, _ = chain
-    prim = fates.compute_lineage_priming(early_cells={TruthKey.CLUSTERS: [adata.obs[TruthKey.CLUSTERS].cat.categories[0]]})
+    prim = fates.compute_lineage_priming(
+        early_cells={TruthKey.CLUSTERS: [adata.obs[TruthKey.CLUSTERS].cat.categories[0]]}
+    )
     assert prim.between(0, 1).all()
     t = adata.obs[TruthKey.TIME].to_numpy()
     assert stats.spearmanr(prim, t).statistic > 0.3  # later cells are more committed

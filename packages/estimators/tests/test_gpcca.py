@@ -2,8 +2,8 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-from cellflux._keys import TruthKey
 
+from cellflux._keys import TruthKey
 from cellflux_estimators import GPCCA, from_adata
 
 
@@ -37,7 +37,9 @@ def test_terminal_states_are_the_true_lineage_ends(g, chain):
     # the chosen cells are late cells, one true lineage per terminal state
     assert adata.obs[TruthKey.TIME].to_numpy()[cells].min() > 0.6
     lineage = adata.obs[TruthKey.LINEAGE].astype(str).to_numpy()
-    purity = [pd.Series(lineage[(term == s).to_numpy()]).value_counts(normalize=True).iloc[0] for s in term.cat.categories]
+    purity = [
+        pd.Series(lineage[(term == s).to_numpy()]).value_counts(normalize=True).iloc[0] for s in term.cat.categories
+    ]
     assert min(purity) > 0.9
     assert len({pd.Series(lineage[(term == s).to_numpy()]).mode()[0] for s in term.cat.categories}) == 3
 
@@ -120,8 +122,12 @@ def test_range_of_states_and_reproducibility(chain):
 
 
 def test_tsi_score(g):
-    score = g.tsi(5, terminal_states=["lineage_1_late", "lineage_2_late", "lineage_3_late"],
-                  cluster_key=TruthKey.CLUSTERS, n_cells=10)
+    score = g.tsi(
+        5,
+        terminal_states=["lineage_1_late", "lineage_2_late", "lineage_3_late"],
+        cluster_key=TruthKey.CLUSTERS,
+        n_cells=10,
+    )
     assert 0 <= score <= 1
     table = g.tsi_table
     assert table["identified_terminal_states"].le(table["optimal_identification"]).all()

@@ -12,12 +12,20 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from cellflux._keys import TruthKey
 from scipy.linalg import subspace_angles
 
+from cellflux._keys import TruthKey
 from cellflux_estimators import GPCCA
 
-pytestmark = pytest.mark.parity
+pytestmark = [
+    pytest.mark.parity,
+    # the shared dentate gyrus file is written in an old h5ad format; CellRank/scVelo warn on import and use
+    pytest.mark.filterwarnings("ignore::anndata._warnings.OldFormatWarning"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore::FutureWarning"),
+    pytest.mark.filterwarnings("ignore::UserWarning"),
+    pytest.mark.filterwarnings("ignore::RuntimeWarning"),
+]
 
 
 def _cr():

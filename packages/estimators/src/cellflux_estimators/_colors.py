@@ -11,7 +11,7 @@ PALETTE = (
 
 
 def colors_for(names: list[str], reference: dict[str, str] | None = None) -> dict[str, str]:
-    """A colour per name: from ``reference`` (e.g. cluster colours, matched on the name before ``_<n>``) or the palette."""
+    """A colour per name: from ``reference`` (cluster colours, matched on the name before ``_<n>``) or a palette."""
     out = {}
     for i, name in enumerate(names):
         base = name.rsplit("_", 1)[0] if "_" in name and name.rsplit("_", 1)[1].isdigit() else name

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
 from cellflux._keys import TruthKey
 
 from ._engine._toy import knn_transition_matrix
@@ -23,8 +24,12 @@ def _prepare(adata: AnnData) -> None:
     """Log-normalised expression, a PCA and a toy forward-biased kNN transition matrix in ``obsp["T_fwd"]``."""
     if Key.transition() in adata.obsp:
         return
-    x = np.asarray(adata.layers[TruthKey.SPLICED].toarray() if hasattr(adata.layers[TruthKey.SPLICED], "toarray")
-                   else adata.layers[TruthKey.SPLICED], dtype=np.float64)
+    x = np.asarray(
+        adata.layers[TruthKey.SPLICED].toarray()
+        if hasattr(adata.layers[TruthKey.SPLICED], "toarray")
+        else adata.layers[TruthKey.SPLICED],
+        dtype=np.float64,
+    )
     x = np.log1p(x / x.sum(axis=1, keepdims=True) * 1e4)
     x -= x.mean(axis=0)
     u, s, _ = np.linalg.svd(x, full_matrices=False)

@@ -71,8 +71,11 @@ def write_estimator(est: Any, adata: AnnData) -> None:
         adata.obs[Key.macrostates(b)] = _cat(macro, idx)
         adata.obsm[Key.memberships(Key.macrostates(b))] = est._memberships.set_axis(idx)
         if est._coarse_T is not None:
-            coarse = {"T": est._coarse_T.to_numpy(), "names": list(est._coarse_T.columns),
-                      "init": est._coarse_init.to_numpy()}
+            coarse = {
+                "T": est._coarse_T.to_numpy(),
+                "names": list(est._coarse_T.columns),
+                "init": est._coarse_init.to_numpy(),
+            }
             if est._coarse_stat is not None:
                 coarse["stat"] = est._coarse_stat.to_numpy()
             state["coarse"] = coarse
@@ -124,8 +127,13 @@ def read_estimator(est: Any, adata: AnnData) -> None:
     if "eig" in state:
         e = state["eig"]
         est._eig = Eigendecomposition(
-            np.asarray(e["real"]) + 1j * np.asarray(e["imag"]), None, None, None, int(e["eigengap"]),
-            str(e["which"]), float(e["alpha"]),
+            np.asarray(e["real"]) + 1j * np.asarray(e["imag"]),
+            None,
+            None,
+            None,
+            int(e["eigengap"]),
+            str(e["which"]),
+            float(e["alpha"]),
         )
     if Key.macrostates(b) in obs and hasattr(est, "_macrostates"):
         col = obs[Key.macrostates(b)]

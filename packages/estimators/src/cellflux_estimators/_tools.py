@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
+
 from cellflux.results import Results, resolve_target
 
 from ._engine._drivers import driver_test
@@ -106,8 +107,16 @@ def macrostates(
         uns["coarse_init"] = g.coarse_initial_distribution.to_numpy()
         if g.coarse_stationary_distribution is not None:
             uns["coarse_stat"] = g.coarse_stationary_distribution.to_numpy()
-    params = {"n_states": n_states, "transition_key": transition_key, "n_cells": n_cells, "cluster_key": cluster_key,
-              "n_components": n_components, "which": which, "method": g._schur.method, "seed": seed}
+    params = {
+        "n_states": n_states,
+        "transition_key": transition_key,
+        "n_cells": n_cells,
+        "cluster_key": cluster_key,
+        "n_components": n_components,
+        "which": which,
+        "method": g._schur.method,
+        "seed": seed,
+    }
     res = Results(key_added, function="tl.macrostates", plugin=_PLUGIN, params=params)
     res.add("obs", key_added, pd.Categorical(g.macrostates.astype(object), categories=names))
     res.add("obsm", Key.memberships(key_added), g.macrostates_memberships)
@@ -192,8 +201,14 @@ def terminal_states(
     sub = mem.loc[:, chosen].to_numpy()
     labels = top_cells(sub, n_cells)
     colors = dict(zip(names, ad.uns[macrostates_key].get("colors", []), strict=False))
-    params = {"method": method, "macrostates_key": macrostates_key, "n_cells": n_cells,
-              "stability_threshold": stability_threshold, "n_states": n_states, "alpha": alpha}
+    params = {
+        "method": method,
+        "macrostates_key": macrostates_key,
+        "n_cells": n_cells,
+        "stability_threshold": stability_threshold,
+        "n_states": n_states,
+        "alpha": alpha,
+    }
     res = Results(key_added, function="tl.terminal_states", plugin=_PLUGIN, params=params)
     res.add("obs", key_added, pd.Categorical.from_codes(labels, categories=chosen))
     res.add("obs", Key.probs(key_added), (sub / sub.max(axis=0)).max(axis=1))
@@ -256,12 +271,26 @@ def fate_probabilities(
     g = _gpcca_with_states(ad, transition_key, terminal_key, 0)
     g.compute_fate_probabilities(keys, solver=solver, preconditioner=preconditioner, tol=tol)
     fp = g.fate_probabilities
-    params = {"terminal_key": terminal_key, "transition_key": transition_key, "keys": keys, "solver": solver,
-              "preconditioner": preconditioner, "tol": tol}
+    params = {
+        "terminal_key": terminal_key,
+        "transition_key": transition_key,
+        "keys": keys,
+        "solver": solver,
+        "preconditioner": preconditioner,
+        "tol": tol,
+    }
     res = Results(key_added, function="tl.fate_probabilities", plugin=_PLUGIN, params=params)
     res.add("obsm", key_added, fp)
-    res.add("uns", key_added, {"names": list(fp.columns), "colors": [g.colors.get(c, "#808080") for c in fp.columns],
-                               "max_residual": g._solve_report["max_residual"], "solver": g._solve_report["solver"]})
+    res.add(
+        "uns",
+        key_added,
+        {
+            "names": list(fp.columns),
+            "colors": [g.colors.get(c, "#808080") for c in fp.columns],
+            "max_residual": g._solve_report["max_residual"],
+            "solver": g._solve_report["solver"],
+        },
+    )
     res.write(ad, overwrite=overwrite)
     return target.returned()
 
@@ -314,8 +343,14 @@ def absorption_times(
     ad = target.adata
     g = _gpcca_with_states(ad, transition_key, terminal_key, 0)
     g.compute_absorption_times(keys, calculate_variance=calculate_variance, solver=solver, tol=tol)
-    params = {"terminal_key": terminal_key, "transition_key": transition_key, "keys": keys,
-              "calculate_variance": calculate_variance, "solver": solver, "tol": tol}
+    params = {
+        "terminal_key": terminal_key,
+        "transition_key": transition_key,
+        "keys": keys,
+        "calculate_variance": calculate_variance,
+        "solver": solver,
+        "tol": tol,
+    }
     res = Results(key_added, function="tl.absorption_times", plugin=_PLUGIN, params=params)
     res.add("obsm", key_added, g.absorption_times)
     res.write(ad, overwrite=overwrite)
@@ -397,12 +432,27 @@ def lineage_drivers(
             raise KeyError(f"No cell of adata.obs[{cluster_key!r}] is in {wanted}.")
     x, _ = expression(ad, layer, False)
     stats = driver_test(
-        x[mask] if not mask.all() else x, fp.loc[:, used].to_numpy()[mask], method=method, correlation=correlation,
-        confidence_level=confidence_level, n_perms=n_perms, seed=seed, show_progress_bar=False,
+        x[mask] if not mask.all() else x,
+        fp.loc[:, used].to_numpy()[mask],
+        method=method,
+        correlation=correlation,
+        confidence_level=confidence_level,
+        n_perms=n_perms,
+        seed=seed,
+        show_progress_bar=False,
     )
-    params = {"fate_key": fate_key, "lineages": lineages, "method": method, "correlation": correlation,
-              "layer": layer, "cluster_key": cluster_key, "clusters": clusters,
-              "confidence_level": confidence_level, "n_perms": n_perms, "seed": seed}
+    params = {
+        "fate_key": fate_key,
+        "lineages": lineages,
+        "method": method,
+        "correlation": correlation,
+        "layer": layer,
+        "cluster_key": cluster_key,
+        "clusters": clusters,
+        "confidence_level": confidence_level,
+        "n_perms": n_perms,
+        "seed": seed,
+    }
     res = Results(key_added, function="tl.lineage_drivers", plugin=_PLUGIN, params=params)
     for j, lin in enumerate(used):
         for stat in ("corr", "pval", "qval", "ci_low", "ci_high"):
@@ -410,4 +460,3 @@ def lineage_drivers(
     res.add("uns", key_added, {"lineages": used})
     res.write(ad, overwrite=overwrite)
     return target.returned()
-

@@ -50,7 +50,9 @@ def as_transition_matrix(matrix: object, *, name: str = "transition matrix") -> 
     if not np.all(np.isfinite(mat.data)):
         raise ValueError(f"The {name} contains NaN or infinite values; recompute the kernel.")
     if mat.nnz and mat.data.min() < 0:
-        raise ValueError(f"The {name} has negative entries (min {mat.data.min():.3g}); transition probabilities are >= 0.")
+        raise ValueError(
+            f"The {name} has negative entries (min {mat.data.min():.3g}); transition probabilities are >= 0."
+        )
     sums = np.asarray(mat.sum(axis=1)).ravel()
     dev = np.abs(sums - 1.0)
     if dev.max() > ROW_SUM_TOL:

@@ -134,7 +134,7 @@ def gpcca_memberships(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     -------
     ``chi`` (n, m), the rotation matrix (m, m) and the crispness in ``[0, 1]``.
     """
-    n, m = x.shape
+    m = x.shape[1]
     if m < 2:
         raise ValueError("GPCCA needs at least 2 Schur vectors.")
     index = index_search(x)
@@ -258,7 +258,8 @@ def optimize_gpcca(
         if splits_pair(eigenvalues, m):
             if lo == hi:
                 raise ValueError(
-                    f"n_states={m} would split a pair of complex-conjugate eigenvalues; use n_states={m + 1} or {m - 1}."
+                    f"n_states={m} would split a pair of complex-conjugate eigenvalues; "
+                    f"use n_states={m + 1} or {m - 1}."
                 )
             crisp.append(0.0)
             results.append(None)

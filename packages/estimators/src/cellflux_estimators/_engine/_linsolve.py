@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 Solver = Literal["auto", "direct", "gmres", "lgmres", "bicgstab"]
 SOLVERS = ("auto", "direct", "gmres", "lgmres", "bicgstab")
 #: ``solver="auto"`` factorises directly up to this many transient states, else uses GMRES with ILU.
-AUTO_DIRECT_MAX = 200_000
+AUTO_DIRECT_MAX = 5_000
 
 
 class SolveError(RuntimeError):
@@ -71,7 +71,8 @@ def solve_transient(
     b
         Right-hand sides, shape ``(t,)`` or ``(t, k)``.
     solver
-        ``"direct"`` (sparse LU), ``"gmres"``, ``"lgmres"``, ``"bicgstab"`` or ``"auto"``.
+        ``"direct"`` (sparse LU), ``"gmres"``, ``"lgmres"``, ``"bicgstab"`` or ``"auto"`` (a short unpreconditioned
+        GMRES, then a sparse LU up to :data:`AUTO_DIRECT_MAX` states or ILU-preconditioned GMRES above).
     preconditioner
         For the iterative solvers: ``None``, ``"ilu"`` or ``"jacobi"``.
     tol
@@ -98,9 +99,16 @@ def solve_transient(
     t = q.shape[0]
     a = sparse.csc_matrix(sparse.eye(t, format="csc") - sparse.csc_matrix(q))
     if solver == "auto":
+        # unpreconditioned GMRES converges in a few dozen iterations on well-mixing chains; otherwise fall back to
+        # a sparse LU (small) or ILU-preconditioned GMRES (large)
+        try:
+            return solve_transient(q, b, solver="gmres", tol=tol, maxiter=maxiter or 10, show_progress_bar=False)
+        except SolveError:
+            logger.info("Unpreconditioned GMRES did not converge quickly; switching solver.")
         solver = "direct" if t <= AUTO_DIRECT_MAX else "gmres"
         if solver == "gmres" and preconditioner is None:
             preconditioner = "ilu"
+        maxiter = None
     out = np.zeros_like(bm)
     if solver == "direct":
         lu = splinalg.splu(a)

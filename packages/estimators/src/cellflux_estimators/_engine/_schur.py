@@ -101,7 +101,9 @@ def _select(values: np.ndarray, k: int, which: Which, tol: float) -> tuple[np.nd
     values = values[order]
     if splits_pair(values, k, tol):
         logger.info(
-            "Using %d Schur vectors would split a pair of complex-conjugate eigenvalues; using n_components=%d.", k, k + 1
+            "Using %d Schur vectors would split a pair of complex-conjugate eigenvalues; using n_components=%d.",
+            k,
+            k + 1,
         )
         k += 1
     return order[:k], k
@@ -214,7 +216,7 @@ def eta_orthonormalize(q: np.ndarray, eta: np.ndarray) -> np.ndarray:
     The first column of the result is constant 1 and ``X.T @ diag(eta) @ X = I``. The constant vector must
     lie in the subspace (the eigenvalue 1 must be among the computed ones).
     """
-    n, m = q.shape
+    m = q.shape[1]
     sqrt_eta = np.sqrt(eta)
     coef = q.T @ sqrt_eta
     off = np.linalg.norm(q @ coef - sqrt_eta)

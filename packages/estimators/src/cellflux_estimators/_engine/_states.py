@@ -66,7 +66,9 @@ def top_cells(memberships: np.ndarray, n_cells: int, *, raise_threshold: float =
     if n_cells <= 0:
         raise ValueError(f"n_cells must be positive, got {n_cells}.")
     if n_cells > n // k:
-        raise ValueError(f"n_cells={n_cells} is too many: at most {n // k} cells per state for {n} cells and {k} states.")
+        raise ValueError(
+            f"n_cells={n_cells} is too many: at most {n // k} cells per state for {n} cells and {k} states."
+        )
     chosen = np.zeros((n, k), dtype=bool)
     for j in range(k):
         chosen[np.argpartition(-memberships[:, j], n_cells - 1)[:n_cells], j] = True

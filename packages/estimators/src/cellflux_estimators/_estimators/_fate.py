@@ -56,8 +56,8 @@ class FateMixin(StatesMixin):
         keys
             Terminal states to use; merge states as ``"Alpha, Beta"``. Default: every terminal state alone.
         solver
-            ``"direct"`` (sparse LU), ``"gmres"``, ``"lgmres"``, ``"bicgstab"``, or ``"auto"`` (direct up to
-            200,000 transient cells, else GMRES with ILU).
+            ``"direct"`` (sparse LU), ``"gmres"``, ``"lgmres"``, ``"bicgstab"``, or ``"auto"`` (a short
+            unpreconditioned GMRES, then direct up to 5,000 transient cells, else GMRES with ILU).
         preconditioner
             For iterative solvers: ``"ilu"``, ``"jacobi"`` or ``None``.
         tol

@@ -107,7 +107,9 @@ class GPCCA(PlotMixin, DriversMixin, DecompositionMixin):
     def _resolve_n_states(self, n_states: int | Sequence[int] | None, select: str) -> int | tuple[int, int]:
         if n_states is None:
             if self._eig is None:
-                raise RuntimeError("Pass n_states, or compute the eigendecomposition/Schur vectors first for the eigengap.")
+                raise RuntimeError(
+                    "Pass n_states, or compute the eigendecomposition/Schur vectors first for the eigengap."
+                )
             n = self._eig.eigengap + 1
             logger.info("Using n_states=%d from the eigengap.", n)
             return n
@@ -218,10 +220,7 @@ class GPCCA(PlotMixin, DriversMixin, DecompositionMixin):
         self, memberships: np.ndarray, res: GPCCAResult | None, n_cells: int | None, cluster_key: str | None
     ) -> None:
         k = memberships.shape[1]
-        if n_cells is None:
-            labels = np.argmax(memberships, axis=1)
-        else:
-            labels = top_cells(memberships, n_cells)
+        labels = np.argmax(memberships, axis=1) if n_cells is None else top_cells(memberships, n_cells)
         names = self._state_names(labels, k, cluster_key)
         index = self.obs_names
         self._macrostates = pd.Series(pd.Categorical.from_codes(labels, categories=names), index=index)
@@ -366,8 +365,10 @@ class GPCCA(PlotMixin, DriversMixin, DecompositionMixin):
         -------
         Self; sets :attr:`terminal_states`.
         """
-        if states is None or isinstance(states, str) or (
-            isinstance(states, Sequence) and not isinstance(states, pd.Series)
+        if (
+            states is None
+            or isinstance(states, str)
+            or (isinstance(states, Sequence) and not isinstance(states, pd.Series))
         ):
             return self._set_from_macrostates("terminal", states, n_cells, allow_overlap, merge=merge)
         return super().set_terminal_states(states, cluster_key=cluster_key, merge=merge)
@@ -390,7 +391,11 @@ class GPCCA(PlotMixin, DriversMixin, DecompositionMixin):
         if not allow_overlap and other is not None:
             overlap = (labels >= 0) & other.notna().to_numpy()
             if overlap.any():
-                logger.warning("Dropping %d cell(s) that are also %s states.", int(overlap.sum()), "initial" if which == "terminal" else "terminal")
+                logger.warning(
+                    "Dropping %d cell(s) that are also %s states.",
+                    int(overlap.sum()),
+                    "initial" if which == "terminal" else "terminal",
+                )
                 labels[overlap] = -1
         series = pd.Series(pd.Categorical.from_codes(labels, categories=names), index=self.obs_names)
         x = mem.to_numpy()
@@ -399,9 +404,7 @@ class GPCCA(PlotMixin, DriversMixin, DecompositionMixin):
         return self
 
     # ------------------------------------------------------------------ TSI
-    def tsi(
-        self, n_macrostates: int, *, terminal_states: Sequence[str], cluster_key: str, n_cells: int = 30
-    ) -> float:
+    def tsi(self, n_macrostates: int, *, terminal_states: Sequence[str], cluster_key: str, n_cells: int = 30) -> float:
         """Terminal-state identification (TSI) score (Weiler et al. 2024).
 
         For ``m = 1 .. n_macrostates`` macrostates, count how many of the known ``terminal_states`` are found among
@@ -433,13 +436,20 @@ class GPCCA(PlotMixin, DriversMixin, DecompositionMixin):
         for m in range(1, n_macrostates + 1):
             try:
                 g.compute_macrostates(m, n_cells=n_cells, cluster_key=cluster_key)
-                found = {str(c).rsplit("_", 1)[0] if str(c).rsplit("_", 1)[-1].isdigit() else str(c)
-                         for c in g.macrostates.cat.categories}
+                found = {
+                    str(c).rsplit("_", 1)[0] if str(c).rsplit("_", 1)[-1].isdigit() else str(c)
+                    for c in g.macrostates.cat.categories
+                }
                 last = len(found & known)
             except ValueError as err:
                 logger.info("TSI: %d macrostates failed (%s); carrying the previous count.", m, err)
-            rows.append({"number_of_macrostates": m, "identified_terminal_states": last,
-                         "optimal_identification": min(m, len(known))})
+            rows.append(
+                {
+                    "number_of_macrostates": m,
+                    "identified_terminal_states": last,
+                    "optimal_identification": min(m, len(known)),
+                }
+            )
         table = pd.DataFrame(rows)
         self.tsi_table = table
         return float(table["identified_terminal_states"].sum() / table["optimal_identification"].sum())

@@ -114,8 +114,9 @@ class StatesMixin(BaseEstimator):
         if probs is None:
             probs = pd.Series(np.where(series.isna(), 0.0, 1.0), index=series.index)
         names = [str(c) for c in series.cat.categories]
-        self._colors.update({k: v for k, v in colors_for(names, self._cluster_colors(cluster_key)).items()
-                             if k not in self._colors})
+        self._colors.update(
+            {k: v for k, v in colors_for(names, self._cluster_colors(cluster_key)).items() if k not in self._colors}
+        )
         if which == "terminal":
             self._terminal_states, self._terminal_probs = series, probs
             self._terminal_memberships = memberships

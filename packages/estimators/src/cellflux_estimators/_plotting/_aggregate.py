@@ -56,8 +56,11 @@ def aggregate_fate_probabilities(
     if cluster_key not in ad.obs:
         raise KeyError(f"adata.obs[{cluster_key!r}] does not exist.")
     col = ad.obs[cluster_key].astype(str)
-    cl = list(dict.fromkeys(ad.obs[cluster_key].cat.categories.astype(str))) if hasattr(
-        ad.obs[cluster_key], "cat") else sorted(col.unique())
+    cl = (
+        list(dict.fromkeys(ad.obs[cluster_key].cat.categories.astype(str)))
+        if hasattr(ad.obs[cluster_key], "cat")
+        else sorted(col.unique())
+    )
     if clusters is not None:
         unknown = [c for c in clusters if c not in cl]
         if unknown:
@@ -79,8 +82,9 @@ def aggregate_fate_probabilities(
     elif mode == "violin":
         ncols = min(ncols, len(names))
         nrows = int(np.ceil(len(names) / ncols))
-        fig, axes = plt.subplots(nrows, ncols, figsize=(0.6 * len(cl) * ncols + 1, 3 * nrows), squeeze=False,
-                                 layout="constrained")
+        fig, axes = plt.subplots(
+            nrows, ncols, figsize=(0.6 * len(cl) * ncols + 1, 3 * nrows), squeeze=False, layout="constrained"
+        )
         for i, n in enumerate(names):
             ax = axes.flat[i]
             data = [fp.loc[(col == c).to_numpy(), n].to_numpy() for c in cl]
@@ -91,7 +95,7 @@ def aggregate_fate_probabilities(
             ax.set_xticks(np.arange(1, len(cl) + 1))
             ax.set_xticklabels(cl, rotation=45, ha="right")
             ax.set(title=n, ylim=(-0.02, 1.02), ylabel="fate probability" if i % ncols == 0 else None)
-        for ax in axes.flat[len(names):]:
+        for ax in axes.flat[len(names) :]:
             ax.axis("off")
     elif mode == "heatmap":
         means = np.array([[fp.loc[(col == c).to_numpy(), n].mean() for n in names] for c in cl])

@@ -48,8 +48,14 @@ def lineage_drivers(
     col = Key.driver_column(key, lineage, "corr")
     if col not in ad.var:
         raise KeyError(f"adata.var[{col!r}] does not exist; run cf.tl.lineage_drivers for lineage {lineage!r}.")
-    df = ad.var[[col, Key.driver_column(key, lineage, "ci_low"), Key.driver_column(key, lineage, "ci_high"),
-                 Key.driver_column(key, lineage, "qval")]].dropna()
+    df = ad.var[
+        [
+            col,
+            Key.driver_column(key, lineage, "ci_low"),
+            Key.driver_column(key, lineage, "ci_high"),
+            Key.driver_column(key, lineage, "qval"),
+        ]
+    ].dropna()
     df = df.sort_values(col, ascending=ascending).head(n_genes)[::-1]
     fig, ax = plt.subplots(figsize=(4.5, 0.3 * len(df) + 1), layout="constrained")
     y = np.arange(len(df))

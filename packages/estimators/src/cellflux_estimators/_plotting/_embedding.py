@@ -26,7 +26,9 @@ def _panels(coords: np.ndarray, values: pd.DataFrame, cmap: str, ncols: int, tit
         ax = axes.flat[i]
         v = col.to_numpy()
         order = np.argsort(v)
-        sc = ax.scatter(coords[order, 0], coords[order, 1], c=v[order], cmap=cmap, s=4, vmin=0 if v.min() >= 0 else None)
+        sc = ax.scatter(
+            coords[order, 0], coords[order, 1], c=v[order], cmap=cmap, s=4, vmin=0 if v.min() >= 0 else None
+        )
         ax.set(title=str(name), xticks=[], yticks=[])
         fig.colorbar(sc, ax=ax, shrink=0.7)
     for ax in axes.flat[k:]:
@@ -77,8 +79,10 @@ def schur_vectors(
     The matplotlib figure.
     """
     ad = to_adata(adata)
-    skey = f"{key}_schur" if f"{key}_schur" in ad.obsm else next(
-        (Key.schur(b) for b in (False, True) if Key.schur(b) in ad.obsm), None
+    skey = (
+        f"{key}_schur"
+        if f"{key}_schur" in ad.obsm
+        else next((Key.schur(b) for b in (False, True) if Key.schur(b) in ad.obsm), None)
     )
     if skey is None:
         raise KeyError(f"No Schur vectors in adata.obsm[{key + '_schur'!r}]; run cf.tl.macrostates first.")

@@ -53,17 +53,21 @@ def coarse(adata, key: str) -> tuple[pd.DataFrame, pd.Series | None, pd.Series |
         d = adata.uns[key]
         names = [str(n) for n in d["names"]]
         stat = d.get("coarse_stat")
-        return (pd.DataFrame(np.asarray(d["coarse_T"]), index=names, columns=names),
-                pd.Series(np.asarray(d["coarse_init"]), index=names),
-                None if stat is None else pd.Series(np.asarray(stat), index=names))
+        return (
+            pd.DataFrame(np.asarray(d["coarse_T"]), index=names, columns=names),
+            pd.Series(np.asarray(d["coarse_init"]), index=names),
+            None if stat is None else pd.Series(np.asarray(stat), index=names),
+        )
     for b in (False, True):
         state = adata.uns.get(Key.estimator(b))
         if state is not None and "coarse" in state:
             c = state["coarse"]
             names = [str(n) for n in c["names"]]
-            return (pd.DataFrame(np.asarray(c["T"]), index=names, columns=names),
-                    pd.Series(np.asarray(c["init"]), index=names),
-                    pd.Series(np.asarray(c["stat"]), index=names) if "stat" in c else None)
+            return (
+                pd.DataFrame(np.asarray(c["T"]), index=names, columns=names),
+                pd.Series(np.asarray(c["init"]), index=names),
+                pd.Series(np.asarray(c["stat"]), index=names) if "stat" in c else None,
+            )
     raise KeyError(f"No coarse-grained transition matrix in adata.uns[{key!r}]; run cf.tl.macrostates first.")
 
 

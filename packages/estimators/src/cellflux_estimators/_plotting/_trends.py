@@ -74,7 +74,7 @@ def gene_trends(
     """
     ad = to_adata(adata)
     genes = [genes] if isinstance(genes, str) else list(genes)
-    res, lineages, fp = _trends(ad, genes, time_key, key, lineages, layer, n_knots)
+    res, lineages, _ = _trends(ad, genes, time_key, key, lineages, layer, n_knots)
     cmap = colors(ad, key, lineages)
     ncols = min(ncols, len(genes))
     nrows = int(np.ceil(len(genes) / ncols))
@@ -92,7 +92,7 @@ def gene_trends(
             ax.plot(res.grid, mean, color=cmap[lin], label=lin)
             ax.fill_between(res.grid, mean - 2 * se, mean + 2 * se, color=cmap[lin], alpha=0.2)
         ax.set(title=gene, xlabel=time_key)
-    for ax in axes.flat[len(genes):]:
+    for ax in axes.flat[len(genes) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7, frameon=False)
     return finish(fig, save)
@@ -143,8 +143,9 @@ def trend_heatmap(
     order = np.argsort(np.argmax(scaled, axis=0))
     df = pd.DataFrame(scaled[:, order].T, index=np.asarray(genes)[order])
     fig, ax = plt.subplots(figsize=(6, 0.25 * len(genes) + 1.2), layout="constrained")
-    im = ax.imshow(df.to_numpy(), aspect="auto", cmap="viridis",
-                   extent=(res.grid[0], res.grid[-1], len(genes) - 0.5, -0.5))
+    im = ax.imshow(
+        df.to_numpy(), aspect="auto", cmap="viridis", extent=(res.grid[0], res.grid[-1], len(genes) - 0.5, -0.5)
+    )
     ax.set_yticks(range(len(genes)))
     ax.set_yticklabels(df.index)
     ax.set(xlabel=time_key, title=f"{lineage}: gene trends")

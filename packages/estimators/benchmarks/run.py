@@ -1,0 +1,156 @@
+"""Benchmarks of cellflux-estimators next to CellRank (no PETSc) in one process.
+
+Default (CI-sized): a simulated 1,500-cell differentiation side by side, and 20,000 cells through ours alone.
+``--full``: pancreas (3,696 cells; CellRank's pseudotime + connectivity kernels on scVelo's velocity pseudotime)
+side by side, and 100,000 and 1,000,000 simulated cells (30-neighbour graphs) through Schur, macrostates and fate
+probabilities. Writes ``results/bench[_full].json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+import cellflux as cf
+from cellflux_estimators import CFLARE, GPCCA, knn_transition_matrix
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def simulated(n_cells: int, n_genes: int = 60, seed: int = 0):
+    adata = cf.datasets.simulate(n_cells=n_cells, n_genes=n_genes, n_lineages=3, seed=seed)
+    x = adata.layers["spliced"]
+    x = np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float64)
+    x = np.log1p(x / x.sum(axis=1, keepdims=True) * 1e4)
+    adata.X = x
+    xc = x - x.mean(axis=0)
+    _, _, vt = np.linalg.svd(xc[: min(len(xc), 20000)], full_matrices=False)
+    coords = xc @ vt[:10].T
+    # forward-biased kNN walk plus 0.25 of the reversed edges: like 0.8 pseudotime + 0.2 connectivity kernels
+    t = knn_transition_matrix(coords, adata.obs["true_time"].to_numpy(), n_neighbors=30, backflow=0.25)
+    adata.obs["clusters"] = adata.obs["clusters"].astype("category")
+    return adata, t
+
+
+def pancreas():
+    import cellrank as cr
+    import scvelo as scv
+
+    adata = cf.datasets.pancreas()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scv.pp.filter_and_normalize(adata, min_shared_counts=20, n_top_genes=2000)
+        scv.pp.moments(adata, n_pcs=30, n_neighbors=30)
+        scv.tl.velocity(adata, mode="stochastic")
+        scv.tl.velocity_graph(adata)
+        scv.tl.velocity_pseudotime(adata)
+        pk = cr.kernels.PseudotimeKernel(adata, time_key="velocity_pseudotime").compute_transition_matrix(
+            show_progress_bar=False
+        )
+        ck = cr.kernels.ConnectivityKernel(adata).compute_transition_matrix()
+        t = (0.8 * pk + 0.2 * ck).transition_matrix
+    return adata, t
+
+
+def side_by_side(name: str, adata, t, n_states: int, n_terminal: int) -> dict:
+    import cellrank as cr
+
+    row: dict = {"data": name, "n_cells": int(t.shape[0]), "nnz": int(t.nnz)}
+    g = GPCCA(t, adata=adata)
+    _, row["ours_schur_s"] = timed(lambda: g.compute_schur(20))
+    _, row["ours_macrostates_s"] = timed(lambda: g.compute_macrostates(n_states, cluster_key="clusters"))
+    g.predict_terminal_states(method="top_n", n_states=n_terminal)
+    _, row["ours_fate_s"] = timed(lambda: g.compute_fate_probabilities())
+    _, row["ours_drivers_s"] = timed(lambda: g.compute_lineage_drivers())
+    c = CFLARE(t, adata=adata)
+    _, row["ours_cflare_s"] = timed(lambda: c.fit(k=20, use=n_terminal, method="kmeans"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = cr.estimators.GPCCA(cr.kernels.PrecomputedKernel(t, adata=adata))
+        _, row["cellrank_schur_s"] = timed(lambda: r.compute_schur(20))
+        _, row["cellrank_macrostates_s"] = timed(lambda: r.compute_macrostates(n_states, cluster_key="clusters"))
+        r.predict_terminal_states(method="top_n", n_states=n_terminal)
+        _, row["cellrank_fate_s"] = timed(
+            lambda: r.compute_fate_probabilities(use_petsc=False, show_progress_bar=False)
+        )
+        _, row["cellrank_drivers_s"] = timed(lambda: r.compute_lineage_drivers())
+        rc = cr.estimators.CFLARE(cr.kernels.PrecomputedKernel(t, adata=adata))
+
+        def cflare():
+            rc.compute_eigendecomposition(k=20)
+            rc.predict(use=n_terminal, method="kmeans")
+
+        _, row["cellrank_cflare_s"] = timed(cflare)
+    fp_ref = r.fate_probabilities
+    common = [n for n in fp_ref.names if n in g.fate_probabilities.columns]
+    row["same_terminal_states"] = set(fp_ref.names) == set(g.fate_probabilities.columns)
+    row["fate_max_abs_diff"] = (
+        float(max(np.abs(g.fate_probabilities[n].to_numpy() - fp_ref[n].X.ravel()).max() for n in common))
+        if common
+        else None
+    )
+    for step in ("schur", "cflare", "fate", "drivers", "macrostates"):
+        row[f"speedup_{step}"] = row[f"cellrank_{step}_s"] / row[f"ours_{step}_s"]
+    return row
+
+
+def scale(n_cells: int) -> dict:
+    adata, t = simulated(n_cells, n_genes=30)
+    row: dict = {"data": "simulated", "n_cells": n_cells, "nnz": int(t.nnz)}
+    g = GPCCA(t, adata=adata)
+    _, row["schur_s"] = timed(lambda: g.compute_schur(10))
+    _, row["macrostates_s"] = timed(lambda: g.compute_macrostates(6, n_cells=100, cluster_key="clusters"))
+    g.predict_terminal_states(method="top_n", n_states=3, n_cells=100)
+    _, row["fate_s"] = timed(lambda: g.compute_fate_probabilities())
+    row["total_s"] = row["schur_s"] + row["macrostates_s"] + row["fate_s"]
+    row["fate_solver"] = g.params["fate_probabilities"]["solver"]
+    row["peak_rss_gb"] = peak_rss_gb()
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--full", action="store_true", help="pancreas side by side, 100k and 1M cells")
+    args = parser.parse_args(argv)
+    out = {
+        "python": sys.version.split()[0],
+        "machine": platform.machine(),
+        "full": args.full,
+        "side_by_side": [],
+        "scale": [],
+    }
+    if args.full:
+        adata, t = pancreas()
+        out["side_by_side"].append(side_by_side("pancreas", adata, t, n_states=10, n_terminal=4))
+    else:
+        adata, t = simulated(1500)
+        out["side_by_side"].append(side_by_side("simulated", adata, t, n_states=6, n_terminal=3))
+    print(json.dumps(out["side_by_side"], indent=1), flush=True)
+    for n in (100_000, 1_000_000) if args.full else (20_000,):
+        out["scale"].append(scale(n))
+        print(json.dumps(out["scale"][-1], indent=1), flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / ("bench_full.json" if args.full else "bench.json")).write_text(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
