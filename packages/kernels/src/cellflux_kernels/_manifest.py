@@ -11,4 +11,14 @@ manifest = PluginManifest(
     distribution="cellflux-kernels",
     module="cellflux_kernels",
     version=__version__,
+    tl={"transition_matrix": "cellflux_kernels._tools:transition_matrix"},
+    pp={"kernel_inputs": "cellflux_kernels._tools:kernel_inputs"},
+    pl={
+        "kernel_projection": "cellflux_kernels._plotting:projection",
+        "random_walks": "cellflux_kernels._plotting:random_walks",
+    },
+    examples={
+        "tl.transition_matrix": "cellflux_kernels._tools:example_transition_matrix",
+        "pp.kernel_inputs": "cellflux_kernels._tools:example_kernel_inputs",
+    },
 )

@@ -1,0 +1,1 @@
+"""The numerical engine: arrays and sparse matrices in, arrays and sparse matrices out (no AnnData)."""

@@ -1,0 +1,1 @@
+"""The AnnData layer: kernel objects and their algebra."""
