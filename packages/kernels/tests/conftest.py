@@ -10,7 +10,6 @@ import pytest
 @pytest.fixture(scope="session")
 def _prepared() -> ad.AnnData:
     from cellflux.datasets import simulate
-
     from cellflux_kernels._tools import kernel_inputs
 
     adata = simulate(n_cells=400, n_genes=80, n_conditions=1, seed=1)

@@ -50,7 +50,11 @@ def test_hard_threshold_keeps_future_and_strongest(tiny):
 
 def test_soft_threshold_downweights_the_past(tiny):
     adata, W = tiny
-    T = PseudotimeKernel(adata, time_key="t").compute_transition_matrix(threshold_scheme="soft", b=2.0, nu=0.5).transition_matrix.toarray()
+    T = (
+        PseudotimeKernel(adata, time_key="t")
+        .compute_transition_matrix(threshold_scheme="soft", b=2.0, nu=0.5)
+        .transition_matrix.toarray()
+    )
     dt = np.arange(5)[3] - np.arange(5)
     w = np.where(dt > 0, 2.0 / (1.0 + np.exp(2.0 * dt)) ** 2, 1.0)
     expected = W[3] * w
@@ -58,8 +62,10 @@ def test_soft_threshold_downweights_the_past(tiny):
 
 
 def test_callable_scheme_and_backward_and_palantir(tiny, assert_stochastic):
-    adata, W = tiny
-    pk = PseudotimeKernel(adata, time_key="t").compute_transition_matrix(threshold_scheme=lambda t, nt, c: c * (nt >= t) + 1e-3 * c)
+    adata, _ = tiny
+    pk = PseudotimeKernel(adata, time_key="t").compute_transition_matrix(
+        threshold_scheme=lambda t, nt, c: c * (nt >= t) + 1e-3 * c
+    )
     assert_stochastic(pk.transition_matrix)
     bk = PseudotimeKernel(adata, time_key="t", backward=True)
     np.testing.assert_allclose(bk.pseudotime, 4 - np.arange(5.0))

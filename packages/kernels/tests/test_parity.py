@@ -13,13 +13,8 @@ import pytest
 
 import cellflux_kernels as ck
 
-pytestmark = [
-    pytest.mark.parity,
-    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
-    pytest.mark.filterwarnings("ignore::FutureWarning"),
-    pytest.mark.filterwarnings("ignore::UserWarning"),
-    pytest.mark.filterwarnings("ignore::RuntimeWarning"),
-]
+# the reference stack (CellRank 2.0, scVelo, numba, jax) warns a lot on current numpy/pandas
+pytestmark = [pytest.mark.parity, pytest.mark.filterwarnings("ignore")]
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +90,12 @@ def maxdiff(a, b):
 @pytest.mark.parametrize("similarity", ["correlation", "cosine", "dot_product"])
 def test_deterministic(cr, datasets, name, backward, similarity):
     adata = datasets[name]
-    ref = cr.kernels.VelocityKernel(adata, backward=backward).compute_transition_matrix(similarity=similarity, show_progress_bar=False)
-    ours = ck.VelocityKernel(adata, backward=backward).compute_transition_matrix(similarity=similarity, show_progress_bar=False)
+    ref = cr.kernels.VelocityKernel(adata, backward=backward).compute_transition_matrix(
+        similarity=similarity, show_progress_bar=False
+    )
+    ours = ck.VelocityKernel(adata, backward=backward).compute_transition_matrix(
+        similarity=similarity, show_progress_bar=False
+    )
     assert ours.params["softmax_scale"] == pytest.approx(ref.params["softmax_scale"], rel=1e-3)
     assert maxdiff(ref.transition_matrix, ours.transition_matrix) < 1e-6
 
@@ -104,8 +103,12 @@ def test_deterministic(cr, datasets, name, backward, similarity):
 @pytest.mark.parametrize("name", ["dentategyrus_100", "pancreas"])
 def test_negate_with_a_given_scale(cr, datasets, name):
     adata = datasets[name]
-    ref = cr.kernels.VelocityKernel(adata, backward=True).compute_transition_matrix(backward_mode="negate", softmax_scale=4.0, show_progress_bar=False)
-    ours = ck.VelocityKernel(adata, backward=True).compute_transition_matrix(backward_mode="negate", softmax_scale=4.0, show_progress_bar=False)
+    ref = cr.kernels.VelocityKernel(adata, backward=True).compute_transition_matrix(
+        backward_mode="negate", softmax_scale=4.0, show_progress_bar=False
+    )
+    ours = ck.VelocityKernel(adata, backward=True).compute_transition_matrix(
+        backward_mode="negate", softmax_scale=4.0, show_progress_bar=False
+    )
     assert maxdiff(ref.transition_matrix, ours.transition_matrix) < 1e-6
 
 
@@ -128,16 +131,24 @@ def test_stochastic_pancreas_subsample(cr, request):
         sc.pp.neighbors(adata, n_pcs=30, n_neighbors=30, random_state=0)
         scv.pp.moments(adata, n_pcs=None, n_neighbors=None)
         scv.tl.velocity(adata, mode="stochastic")
-    ref = cr.kernels.VelocityKernel(adata).compute_transition_matrix(model="stochastic", softmax_scale=4.0, show_progress_bar=False)
-    ours = ck.VelocityKernel(adata).compute_transition_matrix(mode="stochastic", softmax_scale=4.0, show_progress_bar=False)
+    ref = cr.kernels.VelocityKernel(adata).compute_transition_matrix(
+        model="stochastic", softmax_scale=4.0, show_progress_bar=False
+    )
+    ours = ck.VelocityKernel(adata).compute_transition_matrix(
+        mode="stochastic", softmax_scale=4.0, show_progress_bar=False
+    )
     assert maxdiff(ref.transition_matrix, ours.transition_matrix) < 1e-4
 
 
 def test_monte_carlo_within_monte_carlo_error(cr, datasets):
     adata = datasets["dentategyrus_100"]
-    ref = cr.kernels.VelocityKernel(adata).compute_transition_matrix(model="monte_carlo", softmax_scale=4.0, seed=0, show_progress_bar=False)
+    ref = cr.kernels.VelocityKernel(adata).compute_transition_matrix(
+        model="monte_carlo", softmax_scale=4.0, seed=0, show_progress_bar=False
+    )
     ours = [
-        ck.VelocityKernel(adata).compute_transition_matrix(mode="monte_carlo", softmax_scale=4.0, seed=s, show_progress_bar=False)
+        ck.VelocityKernel(adata).compute_transition_matrix(
+            mode="monte_carlo", softmax_scale=4.0, seed=s, show_progress_bar=False
+        )
         for s in (1, 2)
     ]
     ours_spread = abs(ours[0].transition_matrix - ours[1].transition_matrix)
@@ -163,7 +174,9 @@ def test_pseudotime(cr, datasets, name, scheme, backward):
     ref = cr.kernels.PseudotimeKernel(adata, time_key="pseudotime", backward=backward).compute_transition_matrix(
         threshold_scheme=scheme, show_progress_bar=False
     )
-    ours = ck.PseudotimeKernel(adata, time_key="pseudotime", backward=backward).compute_transition_matrix(threshold_scheme=scheme)
+    ours = ck.PseudotimeKernel(adata, time_key="pseudotime", backward=backward).compute_transition_matrix(
+        threshold_scheme=scheme
+    )
     assert maxdiff(ref.transition_matrix, ours.transition_matrix) < 1e-6
 
 

@@ -1,13 +1,15 @@
 """Projection onto an embedding, random walks, plots and the registered functions."""
 
+import itertools
+
 import matplotlib
 
 matplotlib.use("Agg")
 
-import cellflux as cf
 import numpy as np
 import pytest
 
+import cellflux as cf
 from cellflux_kernels import ConnectivityKernel, PrecomputedKernel, VelocityKernel, read_kernel
 from cellflux_kernels._engine._projection import project
 
@@ -41,7 +43,7 @@ def test_random_walks_start_and_stop(adata):
     assert all(w[0] in early for w in walks) and all(len(w) == 101 for w in walks)
     T = ck.transition_matrix
     for w in walks[:5]:
-        assert all(T[a, b] > 0 for a, b in zip(w[:-1], w[1:], strict=True))
+        assert all(T[a, b] > 0 for a, b in itertools.pairwise(w))
     again = ck.simulate_random_walks(50, max_iter=100, seed=0, start_ixs=start)
     assert all(np.array_equal(a, b) for a, b in zip(walks, again, strict=True))
     targets = adata.obs_names[:100].tolist()
@@ -80,7 +82,9 @@ def test_tl_transition_matrix_writes_the_usual_mix(adata):
     assert info["expression"].startswith("((0.8 * <VelocityKernel")
     k = read_kernel(adata, "T_fwd")
     assert isinstance(k, PrecomputedKernel) and k.backward is False
-    cf.tl.transition_matrix(adata, weights={"pseudotime": 1.0, "connectivity": 1.0}, time_key="true_time", backward=True)
+    cf.tl.transition_matrix(
+        adata, weights={"pseudotime": 1.0, "connectivity": 1.0}, time_key="true_time", backward=True
+    )
     assert "T_bwd" in adata.obsp and adata.uns["T_bwd"]["params"]["backward"]
     before = set(adata.obsp)
     with pytest.raises(ValueError, match="time_key"):

@@ -42,7 +42,9 @@ def test_softmax_scale_is_estimated_from_the_logits(adata):
 
 @pytest.mark.parametrize("similarity", ["cosine", "dot_product"])
 def test_other_similarities_match_a_loop(adata, similarity):
-    vk = VelocityKernel(adata).compute_transition_matrix(similarity=similarity, softmax_scale=2.0, show_progress_bar=False)
+    vk = VelocityKernel(adata).compute_transition_matrix(
+        similarity=similarity, softmax_scale=2.0, show_progress_bar=False
+    )
     X, V = adata.layers["Ms"], adata.layers["velocity"]
     nbrs = adata.obsp["connectivities"][5].indices
     D = X[nbrs] - X[5]
@@ -61,7 +63,9 @@ def test_callable_similarity_equals_builtin(adata):
         e = np.exp(scale * c - (scale * c).max())
         return e / e.sum(), c
 
-    a = VelocityKernel(adata).compute_transition_matrix(similarity=correlation, softmax_scale=3.0, show_progress_bar=False)
+    a = VelocityKernel(adata).compute_transition_matrix(
+        similarity=correlation, softmax_scale=3.0, show_progress_bar=False
+    )
     b = VelocityKernel(adata).compute_transition_matrix(softmax_scale=3.0, show_progress_bar=False)
     assert abs(a.transition_matrix - b.transition_matrix).max() < 1e-12
 
@@ -76,7 +80,9 @@ def test_zero_velocity_cells_get_uniform_rows(adata):
 
 def test_backward_modes(adata, assert_stochastic):
     fwd = VelocityKernel(adata).compute_transition_matrix(softmax_scale=4.0, show_progress_bar=False)
-    neg = VelocityKernel(adata, backward=True).compute_transition_matrix(backward_mode="negate", softmax_scale=4.0, show_progress_bar=False)
+    neg = VelocityKernel(adata, backward=True).compute_transition_matrix(
+        backward_mode="negate", softmax_scale=4.0, show_progress_bar=False
+    )
     assert_stochastic(neg.transition_matrix)
     # negating v flips the sign of every correlation
     np.testing.assert_allclose(neg.logits.toarray(), -fwd.logits.toarray(), atol=1e-12)
@@ -97,12 +103,24 @@ def test_backward_modes(adata, assert_stochastic):
 def test_stochastic_is_close_to_monte_carlo_and_seeded(adata, assert_stochastic):
     var = np.full_like(adata.layers["velocity"], 1e-4)
     adata.layers["variance_velocity"] = var
-    st = VelocityKernel(adata).compute_transition_matrix(mode="stochastic", softmax_scale=4.0, variance_key="variance_velocity", show_progress_bar=False)
+    st = VelocityKernel(adata).compute_transition_matrix(
+        mode="stochastic", softmax_scale=4.0, variance_key="variance_velocity", show_progress_bar=False
+    )
     mc = VelocityKernel(adata).compute_transition_matrix(
-        mode="monte_carlo", softmax_scale=4.0, variance_key="variance_velocity", n_samples=2000, seed=0, show_progress_bar=False
+        mode="monte_carlo",
+        softmax_scale=4.0,
+        variance_key="variance_velocity",
+        n_samples=2000,
+        seed=0,
+        show_progress_bar=False,
     )
     mc2 = VelocityKernel(adata).compute_transition_matrix(
-        mode="monte_carlo", softmax_scale=4.0, variance_key="variance_velocity", n_samples=2000, seed=0, show_progress_bar=False
+        mode="monte_carlo",
+        softmax_scale=4.0,
+        variance_key="variance_velocity",
+        n_samples=2000,
+        seed=0,
+        show_progress_bar=False,
     )
     assert_stochastic(st.transition_matrix)
     assert_stochastic(mc.transition_matrix)
@@ -141,8 +159,12 @@ def test_stochastic_second_order_term_matches_finite_differences(rng):
 
 
 def test_sampling_mode_draws_one_velocity(adata, assert_stochastic):
-    a = VelocityKernel(adata).compute_transition_matrix(mode="sampling", softmax_scale=4.0, seed=1, show_progress_bar=False)
-    b = VelocityKernel(adata).compute_transition_matrix(mode="sampling", softmax_scale=4.0, seed=2, show_progress_bar=False)
+    a = VelocityKernel(adata).compute_transition_matrix(
+        mode="sampling", softmax_scale=4.0, seed=1, show_progress_bar=False
+    )
+    b = VelocityKernel(adata).compute_transition_matrix(
+        mode="sampling", softmax_scale=4.0, seed=2, show_progress_bar=False
+    )
     assert_stochastic(a.transition_matrix)
     assert abs(a.transition_matrix - b.transition_matrix).max() > 0
     assert a.params["n_samples"] == 1
@@ -189,7 +211,9 @@ def test_cells_without_neighbours_and_disconnected_graphs(adata, caplog):
     with pytest.raises(ValueError, match="no neighbours"):
         VelocityKernel(adata)
     n = adata.n_obs
-    block = sparse.block_diag([sparse.random(n // 2, n // 2, density=0.1, random_state=0) + sparse.eye(n // 2)] * 2).tocsr()
+    block = sparse.block_diag(
+        [sparse.random(n // 2, n // 2, density=0.1, random_state=0) + sparse.eye(n // 2)] * 2
+    ).tocsr()
     block.setdiag(0)
     adata.obsp["connectivities"] = (block + block.T).tocsr()
     with caplog.at_level("WARNING"):

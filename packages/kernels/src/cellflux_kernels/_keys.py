@@ -43,5 +43,5 @@ class Key:
 
     @staticmethod
     def genes_mask(vkey: str) -> str:
-        """scVelo's ``var[f"{vkey}_genes"]`` mask of velocity genes."""
+        """ScVelo's ``var[f"{vkey}_genes"]`` mask of velocity genes."""
         return f"{vkey}_genes"

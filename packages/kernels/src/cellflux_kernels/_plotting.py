@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
-from ._keys import Key
 from ._kernels._projection import read_basis
+from ._keys import Key
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -50,7 +50,9 @@ def _background(ax: Axes, adata: AnnData, emb: np.ndarray, color: str | None, si
     ax.set_yticks([])
 
 
-def _grid(emb: np.ndarray, vectors: np.ndarray, density: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _grid(
+    emb: np.ndarray, vectors: np.ndarray, density: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Gaussian-smoothed vectors on a regular grid (scVelo's stream-plot recipe, simplified)."""
     n_grid = int(40 * density)
     lo, hi = emb.min(axis=0), emb.max(axis=0)
@@ -122,7 +124,9 @@ def projection(
         xs, ys, u, v = _grid(emb, vectors, density)
         ax.streamplot(xs, ys, u, v, color="black", density=density, linewidth=0.8, arrowsize=1.0)
     else:
-        ax.quiver(emb[:, 0], emb[:, 1], vectors[:, 0], vectors[:, 1], angles="xy", scale_units="xy", scale=1, width=0.002)
+        ax.quiver(
+            emb[:, 0], emb[:, 1], vectors[:, 0], vectors[:, 1], angles="xy", scale_units="xy", scale=1, width=0.002
+        )
     ax.set_title(f"{key} projected on {basis}")
     return ax
 
@@ -204,7 +208,25 @@ def draw_random_walks(
         ax.add_collection(lines)
     starts = np.array([w[0] for w in walks])
     ends = np.array([w[-1] for w in walks])
-    ax.scatter(emb[starts, 0], emb[starts, 1], s=20, color=colormap(0.0), edgecolors="black", linewidths=0.3, zorder=3, label="start")
-    ax.scatter(emb[ends, 0], emb[ends, 1], s=20, color=colormap(0.95), edgecolors="black", linewidths=0.3, zorder=3, label="end")
+    ax.scatter(
+        emb[starts, 0],
+        emb[starts, 1],
+        s=20,
+        color=colormap(0.0),
+        edgecolors="black",
+        linewidths=0.3,
+        zorder=3,
+        label="start",
+    )
+    ax.scatter(
+        emb[ends, 0],
+        emb[ends, 1],
+        s=20,
+        color=colormap(0.95),
+        edgecolors="black",
+        linewidths=0.3,
+        zorder=3,
+        label="end",
+    )
     ax.set_title(f"{len(walks)} random walks")
     return ax

@@ -80,19 +80,31 @@ def kernel_inputs(
         raise ValueError(f"adata.layers[{layer!r}] has NaN or infinite values.")
     total = counts.sum(axis=1)
     if np.any(total <= 0):
-        raise ValueError(f"{int((total <= 0).sum())} cells have no counts in adata.layers[{layer!r}]; filter them first.")
+        raise ValueError(
+            f"{int((total <= 0).sum())} cells have no counts in adata.layers[{layer!r}]; filter them first."
+        )
     factor = (np.median(total) / total)[:, None]
     normalised = counts * factor
     scores = pca(np.log1p(normalised), n_pcs)
     conn, dist = knn_connectivities(scores, n_neighbors)
     Ms, _ = moments(conn, normalised)
-    results = Results(key_added, function="pp.kernel_inputs", plugin=PLUGIN, params={
-        "layer": layer, "velocity_layer": velocity_layer, "n_pcs": int(scores.shape[1]), "n_neighbors": n_neighbors,
-    })
+    results = Results(
+        key_added,
+        function="pp.kernel_inputs",
+        plugin=PLUGIN,
+        params={
+            "layer": layer,
+            "velocity_layer": velocity_layer,
+            "n_pcs": int(scores.shape[1]),
+            "n_neighbors": n_neighbors,
+        },
+    )
     results.add("layers", Key.XKEY, Ms)
     if velocity_layer is not None:
         if velocity_layer not in data.layers:
-            raise KeyError(f"adata.layers[{velocity_layer!r}] (velocity) is missing; pass velocity_layer=None to skip it.")
+            raise KeyError(
+                f"adata.layers[{velocity_layer!r}] (velocity) is missing; pass velocity_layer=None to skip it."
+            )
         vel = data.layers[velocity_layer]
         vel = vel.toarray() if sparse.issparse(vel) else np.asarray(vel, dtype=np.float64)
         results.add("layers", Key.VKEY, vel * factor)
@@ -186,9 +198,17 @@ def transition_matrix(
     for kind, weight in weights.items():
         if kind == "velocity":
             kernel = VelocityKernel(data, backward=backward, xkey=xkey, vkey=vkey, conn_key=conn_key)
-            kernel.compute_transition_matrix(mode=mode, similarity=similarity, softmax_scale=softmax_scale, seed=seed, show_progress_bar=show_progress_bar)
+            kernel.compute_transition_matrix(
+                mode=mode,
+                similarity=similarity,
+                softmax_scale=softmax_scale,
+                seed=seed,
+                show_progress_bar=show_progress_bar,
+            )
         elif kind == "connectivity":
-            kernel = ConnectivityKernel(data, conn_key=conn_key).compute_transition_matrix(density_normalize=density_normalize)
+            kernel = ConnectivityKernel(data, conn_key=conn_key).compute_transition_matrix(
+                density_normalize=density_normalize
+            )
         elif kind == "pseudotime":
             if time_key is None:
                 raise ValueError("weights has 'pseudotime'; pass time_key= (an obs column).")
@@ -197,7 +217,10 @@ def transition_matrix(
         else:
             kernel = CytoTRACEKernel(data, backward=backward, conn_key=conn_key)
             if kernel.pseudotime is None:
-                raise ValueError("weights has 'cytotrace' but obs['ct_pseudotime'] is missing; run CytoTRACEKernel(adata).compute_cytotrace().")
+                raise ValueError(
+                    "weights has 'cytotrace' but obs['ct_pseudotime'] is missing; "
+                    "run CytoTRACEKernel(adata).compute_cytotrace()."
+                )
             kernel.compute_transition_matrix(threshold_scheme=threshold_scheme)
         terms.append(weight * kernel)
     expr = terms[0]
@@ -206,15 +229,26 @@ def transition_matrix(
     expr.compute_transition_matrix()
     key = Key.transition(backward, key_added)
     params = {
-        "weights": weights, "backward": backward, "xkey": xkey, "vkey": vkey, "conn_key": conn_key, "time_key": time_key,
-        "mode": mode, "similarity": similarity, "softmax_scale": softmax_scale, "threshold_scheme": threshold_scheme,
-        "density_normalize": density_normalize, "seed": seed,
+        "weights": weights,
+        "backward": backward,
+        "xkey": xkey,
+        "vkey": vkey,
+        "conn_key": conn_key,
+        "time_key": time_key,
+        "mode": mode,
+        "similarity": similarity,
+        "softmax_scale": softmax_scale,
+        "threshold_scheme": threshold_scheme,
+        "density_normalize": density_normalize,
+        "seed": seed,
     }
     write_expression(expr, key, function="tl.transition_matrix", params=params, overwrite=overwrite)
     return target.returned()
 
 
-def write_expression(expr: KernelExpression, key: str, *, function: str, params: Mapping[str, Any], overwrite: bool) -> None:
+def write_expression(
+    expr: KernelExpression, key: str, *, function: str, params: Mapping[str, Any], overwrite: bool
+) -> None:
     """Write ``expr``'s matrix to ``obsp[key]`` and ``params`` plus the kernels' parameters to ``uns[key]``."""
     from cellflux.results import Results
 
@@ -222,12 +256,16 @@ def write_expression(expr: KernelExpression, key: str, *, function: str, params:
 
     results = Results(key, function=function, plugin=PLUGIN, params=_storable(params))
     results.add("obsp", key, expr.transition_matrix.copy())
-    results.add("uns", key, {
-        Key.KERNEL: type(expr).__name__,
-        Key.EXPRESSION: repr(expr),
-        "kernel_params": _storable(expr.params),
-        "backward": "none" if expr.backward is None else bool(expr.backward),
-    })
+    results.add(
+        "uns",
+        key,
+        {
+            Key.KERNEL: type(expr).__name__,
+            Key.EXPRESSION: repr(expr),
+            "kernel_params": _storable(expr.params),
+            "backward": "none" if expr.backward is None else bool(expr.backward),
+        },
+    )
     results.write(expr.adata, overwrite=overwrite)
 
 

@@ -36,7 +36,12 @@ class RowChunk:
 
 
 def row_chunks(
-    indptr: np.ndarray, indices: np.ndarray, n_features: int, *, budget: int = DEFAULT_BUDGET, max_rows: int | None = None
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    n_features: int,
+    *,
+    budget: int = DEFAULT_BUDGET,
+    max_rows: int | None = None,
 ) -> Iterator[RowChunk]:
     """Yield chunks of rows, grouped by degree so that padding wastes little, within a memory budget."""
     degree = np.diff(indptr)

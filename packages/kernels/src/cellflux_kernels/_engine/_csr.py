@@ -52,9 +52,7 @@ def segment_max(values: np.ndarray, indptr: np.ndarray) -> np.ndarray:
     return _reduce(np.maximum, values, indptr, -np.inf)
 
 
-def segment_softmax(
-    logits: np.ndarray, indptr: np.ndarray, scale: float, mask: np.ndarray | None = None
-) -> np.ndarray:
+def segment_softmax(logits: np.ndarray, indptr: np.ndarray, scale: float, mask: np.ndarray | None = None) -> np.ndarray:
     """Row-wise softmax of ``scale * logits`` over CSR rows; masked entries get probability 0.
 
     The row maximum is taken over all entries (masked ones included), as CellRank does; it only

@@ -71,11 +71,7 @@ def monte_carlo_probabilities(
             if scale_by_norm:
                 dn = np.sqrt(np.einsum("ckg,ckg->ck", D, D))
                 # norms of the (centred) samples, exactly, from three small products
-                sq = (
-                    np.einsum("cg,cg->c", m, m)[None]
-                    + 2.0 * Z @ (m * sd).T
-                    + (Z * Z) @ (sd * sd).T
-                )
+                sq = np.einsum("cg,cg->c", m, m)[None] + 2.0 * Z @ (m * sd).T + (Z * Z) @ (sd * sd).T
                 if center:
                     mean = (m.sum(axis=1)[None] + Z @ sd.T) / G
                     sq = sq - G * mean * mean

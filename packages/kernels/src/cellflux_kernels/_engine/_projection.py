@@ -31,13 +31,15 @@ def project(transition: sparse.csr_matrix, connectivities: sparse.csr_matrix, em
     degree = np.diff(conn.indptr)
     out = np.empty_like(emb)
     for dim in range(emb.shape[1]):
-        out[:, dim] = segment_sum(t_on_edges * d[:, dim], conn.indptr) - segment_sum(d[:, dim], conn.indptr) / np.maximum(degree, 1)
+        out[:, dim] = segment_sum(t_on_edges * d[:, dim], conn.indptr) - segment_sum(
+            d[:, dim], conn.indptr
+        ) / np.maximum(degree, 1)
     out[nan_rows] = np.nan
     return out
 
 
 def quiver_autoscale(embedding: np.ndarray, vectors: np.ndarray) -> float:
-    """matplotlib's automatic arrow scale for these vectors, as scVelo uses it (needs matplotlib)."""
+    """Matplotlib's automatic arrow scale for these vectors, as scVelo uses it (needs matplotlib)."""
     from matplotlib.figure import Figure
 
     scale_factor = np.abs(embedding).max()

@@ -42,7 +42,9 @@ def _bias_with_keep(conn: sparse.csr_matrix, pseudotime: np.ndarray, n_keep: np.
     return out
 
 
-def bias_soft(conn: sparse.csr_matrix, pseudotime: np.ndarray, *, b: float = 10.0, nu: float = 0.5) -> sparse.csr_matrix:
+def bias_soft(
+    conn: sparse.csr_matrix, pseudotime: np.ndarray, *, b: float = 10.0, nu: float = 0.5
+) -> sparse.csr_matrix:
     """Down-weight edges into the past by the generalised logistic ``2 / (1 + exp(b * dt))**(1 / nu)``."""
     if nu <= 0:
         raise ValueError(f"nu must be positive, got {nu}.")

@@ -36,9 +36,7 @@ def read_matrix(adata: AnnData, key: str, attr: str = "layers") -> np.ndarray | 
         raise ValueError(f"attr must be 'layers' or 'obsm', got {attr!r}.")
     container = getattr(adata, attr)
     if key not in container:
-        raise KeyError(
-            f"adata.{attr}[{key!r}] is missing; {_how(key)}. Available: {sorted(container.keys())}."
-        )
+        raise KeyError(f"adata.{attr}[{key!r}] is missing; {_how(key)}. Available: {sorted(container.keys())}.")
     return container[key]
 
 
@@ -72,7 +70,9 @@ def read_connectivities(adata: AnnData, conn_key: str, *, check: bool = True) ->
     neighbours; warns (naming the components' sizes) when the graph is disconnected.
     """
     if conn_key not in adata.obsp:
-        raise KeyError(f"adata.obsp[{conn_key!r}] is missing; {_how('connectivities')}. Available: {sorted(adata.obsp.keys())}.")
+        raise KeyError(
+            f"adata.obsp[{conn_key!r}] is missing; {_how('connectivities')}. Available: {sorted(adata.obsp.keys())}."
+        )
     conn = as_csr(adata.obsp[conn_key])
     if conn.shape != (adata.n_obs, adata.n_obs):
         raise ValueError(f"adata.obsp[{conn_key!r}] has shape {conn.shape}, expected ({adata.n_obs}, {adata.n_obs}).")

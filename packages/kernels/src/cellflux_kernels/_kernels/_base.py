@@ -134,7 +134,9 @@ class KernelExpression(abc.ABC):
         from cellflux.results import Results
 
         key = Key.transition(self.backward, key)
-        results = Results(key, function="kernels.write_to_adata", plugin="cellflux-kernels", params=_storable(self.params))
+        results = Results(
+            key, function="kernels.write_to_adata", plugin="cellflux-kernels", params=_storable(self.params)
+        )
         results.add("obsp", key, self.transition_matrix.copy())
         results.add(
             "uns",
@@ -181,7 +183,9 @@ class KernelExpression(abc.ABC):
         """
         from ._projection import compute_projection
 
-        return compute_projection(self, basis=basis, key_added=key_added, connectivities=connectivities, overwrite=overwrite)
+        return compute_projection(
+            self, basis=basis, key_added=key_added, connectivities=connectivities, overwrite=overwrite
+        )
 
     def simulate_random_walks(
         self,
@@ -228,7 +232,7 @@ class KernelExpression(abc.ABC):
         )
 
     def plot_projection(self, basis: str = "umap", **kwargs: Any) -> Any:
-        """Plot the projection (computed if missing) as a stream plot or arrows; see :func:`cellflux_kernels.pl.projection`."""
+        """Plot the projection (computed if missing) as streamlines or arrows (``cf.pl.kernel_projection``)."""
         from .._plotting import projection
 
         key = Key.transition(self.backward)
@@ -236,11 +240,15 @@ class KernelExpression(abc.ABC):
             self.compute_projection(basis=basis)
         return projection(self.adata, key=key, basis=basis, **kwargs)
 
-    def plot_random_walks(self, n_sims: int = 100, *, basis: str = "umap", seed: int | None = None, **kwargs: Any) -> Any:
+    def plot_random_walks(
+        self, n_sims: int = 100, *, basis: str = "umap", seed: int | None = None, **kwargs: Any
+    ) -> Any:
         """Simulate random walks and draw them on an embedding; see :func:`cellflux_kernels.pl.random_walks`."""
         from .._plotting import draw_random_walks
 
-        walk_kwargs = {k: kwargs.pop(k) for k in ("max_iter", "start_ixs", "stop_ixs", "successive_hits") if k in kwargs}
+        walk_kwargs = {
+            k: kwargs.pop(k) for k in ("max_iter", "start_ixs", "stop_ixs", "successive_hits") if k in kwargs
+        }
         walks = self.simulate_random_walks(n_sims, seed=seed, **walk_kwargs)
         return draw_random_walks(self.adata, walks, basis=basis, **kwargs)
 
@@ -255,7 +263,11 @@ def _storable(params: Mapping[str, Any]) -> dict[str, Any]:
             out[str(k)] = _storable(v)
         elif callable(v) and not isinstance(v, np.ndarray):
             out[str(k)] = f"{getattr(v, '__module__', '')}.{getattr(v, '__qualname__', repr(v))}".lstrip(".")
-        elif isinstance(v, (np.ndarray, list, tuple)) and len(v) and not isinstance(np.asarray(v).flat[0], (str, np.str_, int, float, bool, np.generic)):
+        elif (
+            isinstance(v, (np.ndarray, list, tuple))
+            and len(v)
+            and not isinstance(np.asarray(v).flat[0], (str, np.str_, int, float, bool, np.generic))
+        ):
             out[str(k)] = repr(v)
         else:
             out[str(k)] = v
@@ -310,7 +322,9 @@ class Kernel(KernelExpression):
         """Parameters of the last :meth:`compute_transition_matrix` (empty before)."""
         return self._params
 
-    def _set_transition_matrix(self, matrix: sparse.spmatrix, params: dict[str, Any], *, normalize: bool = True) -> None:
+    def _set_transition_matrix(
+        self, matrix: sparse.spmatrix, params: dict[str, Any], *, normalize: bool = True
+    ) -> None:
         """Store ``matrix`` (row-normalised if asked, then checked) with its ``params``."""
         matrix = as_csr(matrix)
         if matrix.shape != self.shape:
@@ -367,7 +381,9 @@ class Kernel(KernelExpression):
         A kernel of this class with the stored matrix and parameters.
         """
         if key not in adata.obsp:
-            raise KeyError(f"adata.obsp[{key!r}] is missing; write a kernel there with kernel.write_to_adata(key={key!r}).")
+            raise KeyError(
+                f"adata.obsp[{key!r}] is missing; write a kernel there with kernel.write_to_adata(key={key!r})."
+            )
         info = adata.uns.get(key, {})
         if Key.INIT not in info or "params" not in info:
             raise KeyError(f"adata.uns[{key!r}] lacks the kernel's 'init'/'params'; was it written by write_to_adata?")
@@ -566,7 +582,7 @@ class _Nary(KernelExpression):
         """Invert every unique base kernel in place, drop the computed matrix and return ``self``."""
         for k in self.kernels:
             if k.directed and k.invertible:
-                ~k
+                k.__invert__()
         self._transition_matrix = None
         return self
 
@@ -618,7 +634,9 @@ class KernelMul(_Nary):
         a, b = self._children
         return (a, b) if isinstance(a, Constant) else (b, a)  # type: ignore[return-value]
 
-    def _evaluate(self, cache: dict[int, sparse.csr_matrix], *, top: bool = False, in_sum: bool = False) -> sparse.csr_matrix | float:
+    def _evaluate(
+        self, cache: dict[int, sparse.csr_matrix], *, top: bool = False, in_sum: bool = False
+    ) -> sparse.csr_matrix | float:
         value: sparse.csr_matrix | float = 1.0
         for child in self._children:
             value = _multiply(value, _child_value(child, cache))
@@ -639,7 +657,9 @@ class KernelAdd(_Nary):
     def _build(cls, left: KernelExpression, right: KernelExpression) -> KernelExpression:
         terms: list[KernelExpression] = []
         for side in (left, right):
-            if isinstance(side, KernelAdd) and all(isinstance(t, KernelMul) and t._constant() is not None for t in side):
+            if isinstance(side, KernelAdd) and all(
+                isinstance(t, KernelMul) and t._constant() is not None for t in side
+            ):
                 terms.extend(side._children)
             elif isinstance(side, KernelMul) and side._constant() is not None:
                 terms.append(side)

@@ -19,7 +19,9 @@ def density_normalize(matrix: sparse.csr_matrix, connectivities: sparse.csr_matr
     """``Q @ matrix @ Q`` with ``Q = diag(1 / column sums of connectivities)`` (CellRank's density correction)."""
     q = np.asarray(connectivities.sum(axis=0)).ravel()
     if np.any(q == 0):
-        raise ValueError(f"{int((q == 0).sum())} cells have no incoming connectivity; density normalisation is undefined.")
+        raise ValueError(
+            f"{int((q == 0).sum())} cells have no incoming connectivity; density normalisation is undefined."
+        )
     Q = sparse.diags(1.0 / q)
     return sparse.csr_matrix(Q @ matrix @ Q)
 

@@ -100,7 +100,9 @@ class CytoTRACEKernel(PseudotimeKernel):
         order = order[np.isin(names[order], adata.var_names)]
         top = order[:n_genes]
         if np.isnan(corr[top]).any():
-            raise ValueError(f"The top {len(top)} correlated genes contain {int(np.isnan(corr[top]).sum())} NaN correlations.")
+            raise ValueError(
+                f"The top {len(top)} correlated genes contain {int(np.isnan(corr[top]).sum())} NaN correlations."
+            )
         if len(top) < n_genes:
             logger.warning("Only %d genes available; using them instead of n_genes=%d.", len(top), n_genes)
         top_names = names[top]
@@ -116,8 +118,13 @@ class CytoTRACEKernel(PseudotimeKernel):
         gene_corr[idx[idx >= 0]] = corr[idx >= 0]
         correlates = np.zeros(adata.n_vars, dtype=bool)
         correlates[cols] = True
-        params = {"aggregation": aggregation, "layer": layer or "X", "use_raw": use_raw, "n_genes": int(len(top))}
-        results = Results(Key.CT_PARAMS, function="kernels.CytoTRACEKernel.compute_cytotrace", plugin="cellflux-kernels", params=params)
+        params = {"aggregation": aggregation, "layer": layer or "X", "use_raw": use_raw, "n_genes": len(top)}
+        results = Results(
+            Key.CT_PARAMS,
+            function="kernels.CytoTRACEKernel.compute_cytotrace",
+            plugin="cellflux-kernels",
+            params=params,
+        )
         results.add("obs", Key.CT_SCORE, score)
         results.add("obs", Key.CT_PSEUDOTIME, 1.0 - score)
         results.add("obs", Key.CT_NUM_EXP_GENES, n_exp)

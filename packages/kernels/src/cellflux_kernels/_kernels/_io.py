@@ -39,7 +39,9 @@ def read_kernel(adata: AnnData, key: str = Key.FORWARD, *, copy: bool = False) -
     from ._pseudotime import PalantirKernel, PseudotimeKernel
     from ._velocity import VelocityKernel
 
-    classes = {c.__name__: c for c in (VelocityKernel, ConnectivityKernel, PseudotimeKernel, PalantirKernel, CytoTRACEKernel)}
+    classes = {
+        c.__name__: c for c in (VelocityKernel, ConnectivityKernel, PseudotimeKernel, PalantirKernel, CytoTRACEKernel)
+    }
     if key not in adata.obsp:
         raise KeyError(f"adata.obsp[{key!r}] is missing; write a kernel there with kernel.write_to_adata(key={key!r}).")
     name = adata.uns.get(key, {}).get(Key.KERNEL)

@@ -38,7 +38,7 @@ class PrecomputedKernel(Kernel):
 
     def __init__(
         self,
-        object: str | np.ndarray | sparse.spmatrix | KernelExpression,  # noqa: A002
+        object: str | np.ndarray | sparse.spmatrix | KernelExpression,
         adata: AnnData | None = None,
         backward: bool | None = None,
         row_normalize: bool = False,
@@ -54,7 +54,10 @@ class PrecomputedKernel(Kernel):
             if adata is None:
                 raise ValueError(f"Pass adata= to read the transition matrix from adata.obsp[{object!r}].")
             if object not in adata.obsp:
-                raise KeyError(f"adata.obsp[{object!r}] is missing; write a kernel there first (kernel.write_to_adata()). Available: {sorted(adata.obsp.keys())}.")
+                raise KeyError(
+                    f"adata.obsp[{object!r}] is missing; write a kernel there first (kernel.write_to_adata()). "
+                    f"Available: {sorted(adata.obsp.keys())}."
+                )
             matrix = adata.obsp[object]
             origin = f"adata.obsp[{object!r}]"
             self._obsp_key: str | None = object
@@ -134,4 +137,3 @@ class PrecomputedKernel(Kernel):
         if "params" in info:
             kernel._params = {**_to_python(dict(info["params"])), "origin": f"adata.obsp[{key!r}]"}
         return kernel
-

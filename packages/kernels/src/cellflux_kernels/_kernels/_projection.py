@@ -19,7 +19,7 @@ __all__ = ["compute_projection", "read_basis"]
 logger = logging.getLogger(__name__)
 
 
-def read_basis(adata, basis: str) -> np.ndarray:  # noqa: ANN001
+def read_basis(adata, basis: str) -> np.ndarray:
     """``obsm[f"X_{basis}"]`` or ``obsm[basis]``, first two dimensions."""
     name = basis.removeprefix("X_")
     for key in (f"X_{name}", basis):
@@ -28,7 +28,10 @@ def read_basis(adata, basis: str) -> np.ndarray:  # noqa: ANN001
             if emb.ndim != 2 or emb.shape[1] < 2:
                 raise ValueError(f"adata.obsm[{key!r}] must have at least two columns, got shape {emb.shape}.")
             return emb[:, :2]
-    raise KeyError(f"adata.obsm['X_{name}'] is missing; compute the embedding first (e.g. scanpy.tl.umap). Available: {sorted(adata.obsm.keys())}.")
+    raise KeyError(
+        f"adata.obsm['X_{name}'] is missing; compute the embedding first (e.g. scanpy.tl.umap). "
+        f"Available: {sorted(adata.obsm.keys())}."
+    )
 
 
 def compute_projection(
@@ -55,7 +58,12 @@ def compute_projection(
     out = project(T, connectivities, emb)
     out /= 3 * quiver_autoscale(np.nan_to_num(emb), out)
     key = key_added or Key.projection(Key.transition(kexpr.backward), basis)
-    results = Results(key, function="kernels.compute_projection", plugin="cellflux-kernels", params={"basis": basis, "kernel": repr(kexpr)})
+    results = Results(
+        key,
+        function="kernels.compute_projection",
+        plugin="cellflux-kernels",
+        params={"basis": basis, "kernel": repr(kexpr)},
+    )
     results.add("obsm", key, out)
     results.write(adata, overwrite=overwrite)
     return out

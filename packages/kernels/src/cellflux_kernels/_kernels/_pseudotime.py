@@ -36,7 +36,13 @@ class PseudotimeKernel(Kernel):
         ``obsp`` key of the kNN connectivities.
     """
 
-    def __init__(self, adata: AnnData, time_key: str = "dpt_pseudotime", backward: bool = False, conn_key: str = Key.CONNECTIVITIES) -> None:
+    def __init__(
+        self,
+        adata: AnnData,
+        time_key: str = "dpt_pseudotime",
+        backward: bool = False,
+        conn_key: str = Key.CONNECTIVITIES,
+    ) -> None:
         super().__init__(adata, backward=backward)
         self._time_key, self._conn_key = time_key, conn_key
         self._conn = read_connectivities(adata, conn_key)
@@ -50,7 +56,10 @@ class PseudotimeKernel(Kernel):
             )
         t = np.asarray(self.adata.obs[time_key], dtype=np.float64)
         if np.isnan(t).any():
-            raise ValueError(f"adata.obs[{time_key!r}] has {int(np.isnan(t).sum())} NaN values; the pseudotime must be defined for every cell.")
+            raise ValueError(
+                f"adata.obs[{time_key!r}] has {int(np.isnan(t).sum())} NaN values; "
+                "the pseudotime must be defined for every cell."
+            )
         if not np.isfinite(t).all():
             raise ValueError(f"adata.obs[{time_key!r}] has infinite values.")
         return t
@@ -121,7 +130,9 @@ class PseudotimeKernel(Kernel):
             biased = bias_callable(self._conn, t, threshold_scheme, **kwargs)
             params = {"threshold_scheme": getattr(threshold_scheme, "__qualname__", "callable"), **kwargs}
         else:
-            raise TypeError(f"threshold_scheme must be 'hard', 'soft' or a callable, got {type(threshold_scheme).__name__}.")
+            raise TypeError(
+                f"threshold_scheme must be 'hard', 'soft' or a callable, got {type(threshold_scheme).__name__}."
+            )
         self._finish(biased, params, check_irreducibility)
         return self
 
@@ -129,7 +140,8 @@ class PseudotimeKernel(Kernel):
         empty = np.flatnonzero(np.diff(biased.indptr) == 0)
         if len(empty):
             raise ValueError(
-                f"{len(empty)} cells lost every edge when biasing the graph (e.g. {self.adata.obs_names[empty[:5]].tolist()}); "
+                f"{len(empty)} cells lost every edge when biasing the graph "
+                f"(e.g. {self.adata.obs_names[empty[:5]].tolist()}); "
                 "keep more neighbours (frac_to_keep) or soften the scheme."
             )
         warn_if_disconnected(biased, "biased by pseudotime")

@@ -99,7 +99,11 @@ class VelocityKernel(Kernel):
         V = V.toarray() if sparse.issparse(V) else np.asarray(V)
         X = np.array(X, dtype=np.float64)
         V = np.array(V, dtype=np.float64)
-        genes = np.asarray(self.adata.var_names[mask] if mask is not None else self.adata.var_names) if self._attr == "layers" else np.arange(V.shape[1]).astype(str)
+        genes = (
+            np.asarray(self.adata.var_names[mask] if mask is not None else self.adata.var_names)
+            if self._attr == "layers"
+            else np.arange(V.shape[1]).astype(str)
+        )
         bad = ~np.isfinite(V).all(axis=0)
         if bad.all():
             raise ValueError(f"{where_v} is NaN or infinite in every gene; recompute the velocity.")
@@ -115,7 +119,9 @@ class VelocityKernel(Kernel):
             raise ValueError(f"{where_x} has NaN or infinite values in {n_bad} genes; impute or filter them first.")
         zero = ~np.any(V != 0, axis=1)
         if zero.any():
-            logger.info("%d cells have zero velocity; their transitions are uniform over their neighbours.", int(zero.sum()))
+            logger.info(
+                "%d cells have zero velocity; their transitions are uniform over their neighbours.", int(zero.sum())
+            )
         return X, V, genes
 
     @property
@@ -135,7 +141,13 @@ class VelocityKernel(Kernel):
         self._requested = None
 
     def _init_kwargs(self) -> dict[str, Any]:
-        return {**super()._init_kwargs(), "attr": self._attr, "xkey": self._xkey, "vkey": self._vkey, "conn_key": self._conn_key}
+        return {
+            **super()._init_kwargs(),
+            "attr": self._attr,
+            "xkey": self._xkey,
+            "vkey": self._vkey,
+            "conn_key": self._conn_key,
+        }
 
     def _edge_logits(self, similarity: str, backward_mode: str | None, show: bool) -> EdgeResult:
         key = (similarity, backward_mode)
@@ -158,7 +170,9 @@ class VelocityKernel(Kernel):
             if self._attr == "layers":
                 var = var[:, np.isin(self.adata.var_names, self.genes)]
             if var.shape != self._V.shape:
-                raise ValueError(f"adata.{self._attr}[{variance_key!r}] has shape {var.shape}, expected {self._V.shape}.")
+                raise ValueError(
+                    f"adata.{self._attr}[{variance_key!r}] has shape {var.shape}, expected {self._V.shape}."
+                )
             if not np.isfinite(var).all() or np.any(var < 0):
                 raise ValueError(f"adata.{self._attr}[{variance_key!r}] has negative, NaN or infinite variances.")
             return self._V, np.asarray(var, dtype=np.float64)
@@ -170,7 +184,8 @@ class VelocityKernel(Kernel):
         self,
         mode: Mode = "deterministic",
         backward_mode: Literal["transpose", "negate"] = "transpose",
-        similarity: Literal["correlation", "cosine", "dot_product"] | Callable[..., tuple[np.ndarray, np.ndarray]] = "correlation",
+        similarity: Literal["correlation", "cosine", "dot_product"]
+        | Callable[..., tuple[np.ndarray, np.ndarray]] = "correlation",
         softmax_scale: float | None = None,
         n_samples: int = 1000,
         seed: int | None = None,
@@ -242,7 +257,11 @@ class VelocityKernel(Kernel):
             params["seed"] = seed
         if variance_key is not None and mode != "deterministic":
             params["variance_key"] = variance_key
-        if self._transition_matrix is not None and self._requested == params and (mode == "deterministic" or seed is not None):
+        if (
+            self._transition_matrix is not None
+            and self._requested == params
+            and (mode == "deterministic" or seed is not None)
+        ):
             logger.debug("Reusing the transition matrix computed with the same parameters.")
             return self
         requested = dict(params)
@@ -260,7 +279,14 @@ class VelocityKernel(Kernel):
         if mode == "deterministic":
             if custom:
                 probs, logits = similarity_callable(
-                    indptr, indices, self._X, self._V, similarity, softmax_scale, backward_mode=bmode, show_progress_bar=show_progress_bar
+                    indptr,
+                    indices,
+                    self._X,
+                    self._V,
+                    similarity,
+                    softmax_scale,
+                    backward_mode=bmode,
+                    show_progress_bar=show_progress_bar,
                 )
             else:
                 result = self._edge_logits(similarity, bmode, show_progress_bar)  # type: ignore[arg-type]
@@ -272,24 +298,45 @@ class VelocityKernel(Kernel):
             rng = np.random.default_rng(seed)
             if mode == "stochastic":
                 probs, logits = stochastic_probabilities(
-                    indptr, indices, self._X, mean, var, softmax_scale, similarity=similarity, show_progress_bar=show_progress_bar  # type: ignore[arg-type]
+                    indptr,
+                    indices,
+                    self._X,
+                    mean,
+                    var,
+                    softmax_scale,
+                    similarity=similarity,
+                    show_progress_bar=show_progress_bar,  # type: ignore[arg-type]
                 )
             else:
                 # CellRank draws N(mean, scale=var) (the variance used as the standard deviation); see the README
                 spread = np.abs(var) if variance_key is None else np.sqrt(var)
                 if mode == "sampling":
                     sample = sample_velocities(mean, spread, rng)
-                    result = similarity_logits(indptr, indices, self._X, sample, similarity=similarity) if not custom else None  # type: ignore[arg-type]
+                    result = (
+                        similarity_logits(indptr, indices, self._X, sample, similarity=similarity)
+                        if not custom
+                        else None
+                    )  # type: ignore[arg-type]
                     if result is None:
                         probs, logits = similarity_callable(indptr, indices, self._X, sample, similarity, softmax_scale)
                     else:
                         probs, logits = softmax_from_logits(result, indptr, softmax_scale), result.logits
                 elif custom:
-                    probs, logits = self._monte_carlo_callable(similarity, mean, spread, softmax_scale, n_samples, rng, show_progress_bar)
+                    probs, logits = self._monte_carlo_callable(
+                        similarity, mean, spread, softmax_scale, n_samples, rng, show_progress_bar
+                    )
                 else:
                     probs, logits = monte_carlo_probabilities(
-                        indptr, indices, self._X, mean, spread, softmax_scale,
-                        n_samples=n_samples, similarity=similarity, rng=rng, show_progress_bar=show_progress_bar,  # type: ignore[arg-type]
+                        indptr,
+                        indices,
+                        self._X,
+                        mean,
+                        spread,
+                        softmax_scale,
+                        n_samples=n_samples,
+                        similarity=similarity,
+                        rng=rng,
+                        show_progress_bar=show_progress_bar,  # type: ignore[arg-type]
                     )
         matrix = edges_to_csr(probs, indptr, indices, n)
         self._set_transition_matrix(matrix, params)

@@ -38,7 +38,9 @@ def resolve_cells(adata: AnnData, selection: Any, what: str) -> np.ndarray | Non
                     raise ValueError(f"{what}: {sorted(map(str, missing))} not found in adata.obs[{key!r}].")
                 mask |= np.asarray(column.isin(values))
         return mask
-    items = np.asarray(list(selection) if isinstance(selection, Sequence) and not isinstance(selection, str) else [selection])
+    items = np.asarray(
+        list(selection) if isinstance(selection, Sequence) and not isinstance(selection, str) else [selection]
+    )
     if items.dtype.kind in "iu":
         if np.any((items < 0) | (items >= adata.n_obs)):
             raise IndexError(f"{what}: indices must be in [0, {adata.n_obs}).")
@@ -46,7 +48,9 @@ def resolve_cells(adata: AnnData, selection: Any, what: str) -> np.ndarray | Non
         return mask
     idx = adata.obs_names.get_indexer(items.astype(str))
     if np.any(idx < 0):
-        raise KeyError(f"{what}: {int((idx < 0).sum())} names are not in obs_names, e.g. {items[idx < 0][:3].tolist()}.")
+        raise KeyError(
+            f"{what}: {int((idx < 0).sum())} names are not in obs_names, e.g. {items[idx < 0][:3].tolist()}."
+        )
     mask[idx] = True
     return mask
 
@@ -81,4 +85,6 @@ def simulate_random_walks(
         raise ValueError("start_ixs selects no cell.")
     rng = np.random.default_rng(seed)
     starts = rng.choice(candidates, size=n_sims)
-    return random_walks(kexpr.transition_matrix, starts, max_iter=max_iter, stop=stop, successive_hits=successive_hits, rng=rng)
+    return random_walks(
+        kexpr.transition_matrix, starts, max_iter=max_iter, stop=stop, successive_hits=successive_hits, rng=rng
+    )
