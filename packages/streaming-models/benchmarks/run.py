@@ -144,6 +144,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--full", action="store_true")
     parser.add_argument("--data", default=None, help="folder for the simulated shards (kept between runs)")
+    parser.add_argument("--models", nargs="*", default=None, help="run only these models (no results written)")
     args = parser.parse_args()
     n_cells = 100_000 if args.full else 20_000
     folder = Path(args.data or tempfile.mkdtemp()) / f"cells{n_cells}"
@@ -157,7 +158,7 @@ def main() -> None:
     except ImportError:
         have_reference = False
     rows = []
-    for name in ("onepass_mean_var", "incremental_pca", "hvg_seurat_v3"):
+    for name in args.models or ("onepass_mean_var", "incremental_pca", "hvg_seurat_v3"):
         row: dict[str, object] = {"model": name, "n_cells": n_cells, "batch_size": 1000}
         seconds, model = run_ours(paths, name, 1000)
         row["ours_s"] = seconds
@@ -208,6 +209,9 @@ def main() -> None:
         simulate(big, 1_000_000, 2000, 100)
         summary["peak_rss_mb_meanvar_100k"] = peak_rss_child(100_000, folder)
         summary["peak_rss_mb_meanvar_1M"] = peak_rss_child(1_000_000, big)
+    if args.models:
+        print(json.dumps(summary, indent=2))
+        return
     RESULTS.mkdir(exist_ok=True)
     suffix = "full" if args.full else "ci"
     (RESULTS / f"bench_{suffix}.json").write_text(json.dumps(summary, indent=2))

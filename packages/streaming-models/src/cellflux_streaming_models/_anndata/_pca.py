@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ def pca_streaming(
     n_components: int = 50,
     layer: str | None = None,
     chunk_size: int = 10_000,
+    algorithm: Literal["auto", "covariance", "svd"] = "auto",
     n_oversamples: int = 10,
     seed: int = 0,
     show_progress: bool = False,
@@ -49,10 +50,14 @@ def pca_streaming(
         Layer to use instead of ``X``.
     chunk_size
         Cells per chunk.
+    algorithm
+        ``"covariance"`` (exact, a genes x genes matrix in memory), ``"svd"`` (incremental truncated
+        SVD, memory linear in genes) or ``"auto"`` (covariance up to 4,096 genes); see
+        :class:`~cellflux_streaming_models.IncrementalPCA`.
     n_oversamples
-        Extra components carried for accuracy.
+        ``"svd"``: extra components carried for accuracy.
     seed
-        Seed of the random directions.
+        ``"svd"``: seed of the random directions.
     show_progress
         Show progress bars.
     key_added
@@ -77,7 +82,7 @@ def pca_streaming(
         raise ValueError(
             f"n_components must be an integer in [1, {min(data.n_obs, data.n_vars)}], got {n_components!r}."
         )
-    model = IncrementalPCA(data.var_names, n_components, n_oversamples=n_oversamples, seed=seed)
+    model = IncrementalPCA(data.var_names, n_components, n_oversamples=n_oversamples, seed=seed, algorithm=algorithm)
     stream_fit(
         model, lambda epoch: anndata_batches(data, layer=layer, chunk_size=chunk_size), show_progress=show_progress
     )
@@ -105,6 +110,7 @@ def pca_streaming(
             "n_components": n_components,
             "layer": layer,
             "chunk_size": chunk_size,
+            "algorithm": model.algorithm,
             "n_oversamples": n_oversamples,
             "seed": seed,
         },

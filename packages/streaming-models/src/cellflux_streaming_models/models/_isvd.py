@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["PartialSVD", "merge_partial", "update_with_rows"]
+__all__ = ["PartialSVD", "flip_signs", "merge_partial", "update_with_rows"]
 
 
 @dataclass
@@ -28,7 +28,7 @@ class PartialSVD:
     n: float
 
 
-def _flip_signs(V_qg: torch.Tensor) -> torch.Tensor:
+def flip_signs(V_qg: torch.Tensor) -> torch.Tensor:
     """Make each vector's largest-magnitude entry positive (deterministic signs, as scikit-learn)."""
     index = V_qg.abs().argmax(dim=1)
     signs = torch.sign(V_qg.gather(1, index[:, None]))
@@ -101,7 +101,7 @@ def update_with_rows(
     B = torch.cat([SV_qg @ Q_gq, (xc_ng @ Q_gq.to(dtype)).to(torch.float64), c_1g @ Q_gq], dim=0)
     _, S, Wt = torch.linalg.svd(B, full_matrices=False)
     keep = min(rank, S.shape[0])
-    V_new = _flip_signs((Q_gq @ Wt[:keep].T).T)
+    V_new = flip_signs((Q_gq @ Wt[:keep].T).T)
     new_mean = (mean_g * n + m_g * n_x) / total if mean_correction else mean_g
     return PartialSVD(S[:keep].contiguous(), V_new.contiguous(), new_mean, total)
 
@@ -119,4 +119,4 @@ def merge_partial(a: PartialSVD, b: PartialSVD, rank: int, *, mean_correction: b
     _, S, Vt = torch.linalg.svd(torch.cat(rows, dim=0), full_matrices=False)
     keep = min(rank, S.shape[0])
     mean = (a.mean_g * a.n + b.mean_g * b.n) / total if mean_correction else a.mean_g
-    return PartialSVD(S[:keep].contiguous(), _flip_signs(Vt[:keep]).contiguous(), mean, total)
+    return PartialSVD(S[:keep].contiguous(), flip_signs(Vt[:keep]).contiguous(), mean, total)
