@@ -201,6 +201,7 @@ class DifferentialAbundance:
         if k < 1 or k >= min(len(x1), len(x2)):
             raise ValueError(f"n_neighbors must be between 1 and the cells of a condition minus one, got {k}.")
         self.n_neighbors = k
+        self._shared_d = sync_parameters or "d" in density_kwargs
         nn1, nn2 = nn_distances(x1, k), nn_distances(x2, k)
         if sync_parameters:
             nn_pooled = nn_distances(pooled, k)
@@ -249,11 +250,14 @@ class DifferentialAbundance:
                 continue
             idx = check_groups(idx, x.shape[0], f"condition{i}_sample_indices")
             estimator = SampleVarianceEstimator(eps=self.eps, estimator_type="density")
+            kwargs = {"landmarks": self.landmarks, "ls": sample_ls or ls_c, "jitter": jitter, "n_neighbors": self.n_neighbors}
+            if self._shared_d:  # as kompot: per-sample dimensions unless synchronised or given
+                kwargs["d"] = d_c
             try:
                 estimator.fit(
                     x,
                     grouping_vector=idx,
-                    estimator_kwargs={"landmarks": self.landmarks, "ls": sample_ls or ls_c, "d": d_c, "jitter": jitter, "n_neighbors": self.n_neighbors},
+                    estimator_kwargs=kwargs,
                 )
             except ValueError as err:
                 if not allow_single:

@@ -128,9 +128,7 @@ class SampleVarianceEstimator:
         jitter = kwargs.get("jitter", DEFAULT_JITTER)
         self.landmarks, self.ls = np.asarray(landmarks, dtype=np.float64), float(ls)
         design = landmark_design(self.landmarks, self.ls, jitter) if self.estimator_type == "function" else None
-        d = kwargs.get("d")
-        if self.estimator_type == "density" and d is None:
-            d = fractal_dimension(X)
+        d = kwargs.get("d")  # density: None means each sample's own fractal dimension (as kompot)
         self.group_predictors, self.group_indices = {}, {}
         for g in valid:
             idx = np.flatnonzero(groups == g)
@@ -140,8 +138,9 @@ class SampleVarianceEstimator:
             else:
                 k = min(int(kwargs.get("n_neighbors", 1)), len(idx) - 1)
                 nn = nn_distances(X[idx], k)
+                d_g = float(d) if d is not None else fractal_dimension(X[idx])
                 self.group_predictors[g] = fit_density(
-                    X[idx], self.landmarks, ls=self.ls, d=float(d), mu=prior_mean(nn, float(d), k), nn=nn, n_neighbors=k, jitter=jitter
+                    X[idx], self.landmarks, ls=self.ls, d=d_g, mu=prior_mean(nn, d_g, k), nn=nn, n_neighbors=k, jitter=jitter
                 )
         self.n_groups = len(valid)
         return self
