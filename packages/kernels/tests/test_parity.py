@@ -185,10 +185,12 @@ def test_cytotrace(cr, datasets, name):
     a, b = datasets[name].copy(), datasets[name].copy()
     ref = cr.kernels.CytoTRACEKernel(a).compute_cytotrace().compute_transition_matrix(show_progress_bar=False)
     ours = ck.CytoTRACEKernel(b).compute_cytotrace().compute_transition_matrix()
+    assert maxdiff(ref.transition_matrix, ours.transition_matrix) < 1e-6
     np.testing.assert_allclose(b.obs["ct_score"], a.obs["ct_score"], atol=1e-6)
     np.testing.assert_array_equal(b.var["ct_correlates"], a.var["ct_correlates"])
-    np.testing.assert_allclose(b.var["ct_gene_corr"], a.var["ct_gene_corr"], atol=1e-5, equal_nan=True)
-    assert maxdiff(ref.transition_matrix, ours.transition_matrix) < 1e-6
+    # CellRank accumulates the gene moments of sparse float32 data in float32 (E[x^2] - E[x]^2
+    # cancels); ours are float64, so the correlations differ by up to ~1e-4 there
+    np.testing.assert_allclose(b.var["ct_gene_corr"], a.var["ct_gene_corr"], atol=2e-4, equal_nan=True)
 
 
 def test_precomputed_and_combination(cr, datasets):
