@@ -24,11 +24,62 @@ class SuitePackage:
 
 
 SUITE: tuple[SuitePackage, ...] = (
-    SuitePackage("kernels", "cellflux-kernels", "cellflux_kernels"),
-    SuitePackage("estimators", "cellflux-estimators", "cellflux_estimators"),
-    SuitePackage("gp_differential", "cellflux-gp-differential", "cellflux_gp_differential"),
-    SuitePackage("velocity_vae", "cellflux-velocity-vae", "cellflux_velocity_vae"),
-    SuitePackage("streaming_models", "cellflux-streaming-models", "cellflux_streaming_models"),
+    SuitePackage(
+        "kernels",
+        "cellflux-kernels",
+        "cellflux_kernels",
+        tl=frozenset({"transition_matrix"}),
+        pl=frozenset({"kernel_projection", "random_walks"}),
+        pp=frozenset({"kernel_inputs"}),
+    ),
+    SuitePackage(
+        "estimators",
+        "cellflux-estimators",
+        "cellflux_estimators",
+        tl=frozenset({"absorption_times", "fate_probabilities", "lineage_drivers", "macrostates", "terminal_states"}),
+        pl=frozenset(
+            {
+                "aggregate_fate_probabilities",
+                "coarse_T",
+                "fate_probabilities",
+                "gene_trends",
+                "lineage_drivers",
+                "macrostates",
+                "schur_vectors",
+                "spectrum",
+                "trend_heatmap",
+            }
+        ),
+    ),
+    SuitePackage(
+        "gp_differential",
+        "cellflux-gp-differential",
+        "cellflux_gp_differential",
+        tl=frozenset({"differential_abundance", "differential_expression", "gp_smooth"}),
+        pl=frozenset(
+            {
+                "differential_abundance_volcano",
+                "differential_expression_volcano",
+                "direction_barplot",
+                "fold_change_embedding",
+                "smoothed_expression",
+            }
+        ),
+    ),
+    SuitePackage(
+        "velocity_vae",
+        "cellflux-velocity-vae",
+        "cellflux_velocity_vae",
+        tl=frozenset({"velocity_vae"}),
+        pl=frozenset({"velocity_vae_latent_time", "velocity_vae_phase_portraits", "velocity_vae_uncertainty"}),
+    ),
+    SuitePackage(
+        "streaming_models",
+        "cellflux-streaming-models",
+        "cellflux_streaming_models",
+        tl=frozenset({"pca_streaming"}),
+        pp=frozenset({"highly_variable_genes_streaming"}),
+    ),
 )
 
 
