@@ -34,3 +34,22 @@ def full_adata(shard_paths):
 @pytest.fixture(scope="session")
 def dense_x(full_adata):
     return full_adata.X.toarray().astype(np.float64)
+
+
+def _rank_errors(x_ng, estimates_gq, quantiles, min_count=1):
+    """Distance of each quantile level from the rank interval of its estimate among a gene's nonzero values."""
+    errors = []
+    for j in range(x_ng.shape[1]):
+        values = np.sort(x_ng[:, j][x_ng[:, j] != 0])
+        if len(values) < min_count:
+            continue
+        lo = np.searchsorted(values, estimates_gq[j], side="left") / len(values)
+        hi = np.searchsorted(values, estimates_gq[j], side="right") / len(values)
+        errors.append(np.maximum(0, np.maximum(lo - quantiles, quantiles - hi)))
+    return np.array(errors)
+
+
+@pytest.fixture(scope="session")
+def rank_errors():
+    """``rank_errors(x_ng, estimates_gq, quantiles)``: rank error of per-gene quantile estimates (genes x levels)."""
+    return _rank_errors

@@ -116,20 +116,23 @@ DDP_SCRIPT = textwrap.dedent(
     import numpy as np
     import lightning.pytorch as pl
     from cellflux_streaming_models.lightning import StreamDataModule, StreamingModule
-    from cellflux_streaming_models.models import HVGSeuratV3, IncrementalPCA, OnePassMeanVarStd
+    from cellflux_streaming_models.models import HVGSeuratV3, IncrementalPCA, OnePassMeanVarStd, TDigest
     from cellflux_streaming_models.transforms import Log1p, NormalizeTotal
 
+    QUANTILES = [0.1, 0.25, 0.5, 0.75, 0.9]
     shards, out = sys.argv[1], sys.argv[2]
     results = {}
-    for name, epochs in [("meanvar", 1), ("pca", 1), ("hvg", 2)]:
+    for name, epochs in [("meanvar", 1), ("pca", 1), ("hvg", 2), ("tdigest", 1)]:
         data = StreamDataModule(shards, batch_size=100, shuffle=True, obs_columns={"batch_index_n": "sample"})
         genes = data.var_names_g
         if name == "meanvar":
             model, transforms = OnePassMeanVarStd(genes, n_batch=len(data.collection.categories["sample"])), []
         elif name == "pca":
             model, transforms = IncrementalPCA(genes, n_components=3, n_oversamples=20), [NormalizeTotal(), Log1p()]
-        else:
+        elif name == "hvg":
             model, transforms = HVGSeuratV3(genes, 20), []
+        else:
+            model, transforms = TDigest(genes), [NormalizeTotal(), Log1p()]
         trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=2, strategy="ddp", logger=False,
                              enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
         trainer.fit(StreamingModule(model, transforms), datamodule=data)
@@ -138,9 +141,11 @@ DDP_SCRIPT = textwrap.dedent(
         elif name == "pca":
             results.update(pca_var=model.explained_variance_k.numpy(), pca_mean=model.mean_g.numpy(),
                            pca_components=model.components_kg.numpy())
-        else:
+        elif name == "hvg":
             df = model.hvg_df
             results.update(hvg=df["highly_variable"].to_numpy(), hvg_norm=df["variances_norm"].to_numpy())
+        else:
+            results.update(quantiles=model.quantile(QUANTILES).numpy(), n_nonzero=model.n_nonzero_g.numpy())
         results[name + "_rank"] = np.array(trainer.global_rank)
     np.savez(out + f".rank{trainer.global_rank}.npz", **results)
     """
@@ -148,7 +153,7 @@ DDP_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_two_process_ddp_equals_one_process(shard_dir, shard_paths, tmp_path):
+def test_two_process_ddp_equals_one_process(shard_dir, shard_paths, dense_x, rank_errors, tmp_path):
     script = tmp_path / "ddp_run.py"
     script.write_text(DDP_SCRIPT)
     out = tmp_path / "ddp"
@@ -173,6 +178,8 @@ def test_two_process_ddp_equals_one_process(shard_dir, shard_paths, tmp_path):
         IncrementalPCA(collection.var_names, 3, n_oversamples=20), epochs, transforms=[NormalizeTotal(), Log1p()]
     )
     hvg = stream_fit(HVGSeuratV3(collection.var_names, 20), epochs)
+    y = Log1p()(NormalizeTotal()(torch.from_numpy(dense_x.astype(np.float32)))["x_ng"])["x_ng"].numpy()
+    np.testing.assert_array_equal(ranks[0]["quantiles"], ranks[1]["quantiles"])
     for result in ranks:  # every rank holds the reduced answer
         np.testing.assert_allclose(result["mean"], meanvar.mean_g.numpy(), rtol=1e-12)
         np.testing.assert_allclose(result["var"], meanvar.var_g.numpy(), rtol=1e-10)
@@ -182,3 +189,6 @@ def test_two_process_ddp_equals_one_process(shard_dir, shard_paths, tmp_path):
         np.testing.assert_allclose(result["pca_var"], pca.explained_variance_k.numpy(), rtol=1e-6)  # float32 Gram
         np.testing.assert_array_equal(result["hvg"], hvg.hvg_df["highly_variable"].to_numpy())
         np.testing.assert_allclose(result["hvg_norm"], hvg.hvg_df["variances_norm"].to_numpy(), rtol=1e-10)
+        # t-digests merged across the two processes: counts exact, quantiles within 1% in rank
+        np.testing.assert_array_equal(result["n_nonzero"], (dense_x != 0).sum(0))
+        assert rank_errors(y, result["quantiles"], np.array([0.1, 0.25, 0.5, 0.75, 0.9])).max() <= 0.01

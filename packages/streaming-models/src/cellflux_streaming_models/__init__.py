@@ -16,6 +16,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
         "OnePassMeanVarStd": ".models:OnePassMeanVarStd",
         "IncrementalPCA": ".models:IncrementalPCA",
         "HVGSeuratV3": ".models:HVGSeuratV3",
+        "TDigest": ".models:TDigest",
         "StreamingModel": ".models:StreamingModel",
         "NormalizeTotal": ".transforms:NormalizeTotal",
         "Log1p": ".transforms:Log1p",

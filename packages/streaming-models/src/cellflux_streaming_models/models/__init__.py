@@ -1,17 +1,21 @@
 """Streaming models: state in buffers, reductions across processes at epoch ends."""
 
 from ._base import StreamingModel, check_var_names
+from ._digest import GeneDigests
 from ._hvg import HVGSeuratV3, fit_loess, rank_seurat_v3
 from ._ipca import IncrementalPCA
 from ._isvd import PartialSVD, merge_partial, update_with_rows
 from ._onepass import OnePassMeanVarStd
+from ._tdigest import TDigest
 
 __all__ = [
+    "GeneDigests",
     "HVGSeuratV3",
     "IncrementalPCA",
     "OnePassMeanVarStd",
     "PartialSVD",
     "StreamingModel",
+    "TDigest",
     "check_var_names",
     "fit_loess",
     "merge_partial",
