@@ -1,20 +1,26 @@
-"""Ours vs scvi-tools' VELOVI side by side in one process: speed, parity, accuracy, memory.
+"""Ours vs scvi-tools' VELOVI (and scVelo) side by side in one process: speed, parity, accuracy, memory.
 
 Default (CI-sized): a simulated dataset (1,000 cells), few epochs. ``--full``: the shared pancreas
-data (3,696 cells x 1,126 genes after moments and min-max scaling), more epochs, and a 100,000-cell
-query for memory. Writes ``benchmarks/results/bench[_full].json``.
+data preprocessed the usual way (genes with >= 20 shared counts, normalised, log1p, PCA 30,
+30 neighbours, moments, min-max scaled: 3,696 cells x 1,126 genes), epoch timings interleaved
+(ours, reference, ours, ...) so that both see the same machine load, a 100,000-cell query for
+memory, and the accuracy bench on ``cf.datasets.simulate`` next to scVelo's stochastic and
+dynamical models. Writes ``benchmarks/results/bench[_full].json`` and ``accuracy[_full].csv``.
+
+Run: ``python benchmarks/run.py [--full] [--threads N]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
+import threading
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from scipy.stats import pearsonr, spearmanr
 
 RESULTS = Path(__file__).parent / "results"
@@ -25,33 +31,33 @@ def cosine_rows(a, b):
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
 
 
-def load_data(full: bool):
+def load_pancreas():
+    """The shared pancreas data, preprocessed as scVelo/veloVI users do (3,696 x 1,126 genes)."""
+    import anndata as ad
+    import scanpy as sc
+    import scvelo as scv
+
+    from cellflux.testing._shared import shared_file
+    from cellflux_velocity_vae import preprocess_data
+
+    adata = ad.read_h5ad(shared_file("pancreas.h5ad", Path.cwd()))
+    scv.pp.filter_and_normalize(adata, min_shared_counts=20)
+    sc.pp.pca(adata, n_comps=30)
+    sc.pp.neighbors(adata, n_pcs=30, n_neighbors=30)
+    scv.pp.moments(adata, n_pcs=None, n_neighbors=None)
+    return preprocess_data(adata, filter_on_r2=False)
+
+
+def simulated(n_cells, n_genes, seed=0):
     import cellflux as cf
-    from cellflux_velocity_vae import moments, preprocess_data
+    from cellflux_velocity_vae import moments
 
-    if full:
-        import anndata as ad
-
-        from cellflux.testing._shared import shared_file
-
-        adata = ad.read_h5ad(shared_file("pancreas.h5ad", Path.cwd()))
-        try:
-            import scanpy as sc
-            import scvelo as scv
-
-            scv.pp.filter_and_normalize(adata, min_shared_counts=20)
-            sc.pp.pca(adata, n_comps=30)
-            sc.pp.neighbors(adata, n_pcs=30, n_neighbors=30)
-            scv.pp.moments(adata, n_pcs=None, n_neighbors=None)
-        except ImportError:
-            moments(adata)
-        return preprocess_data(adata, filter_on_r2=False)
-    adata = cf.datasets.simulate(n_cells=1000, n_genes=150, seed=0)
-    moments(adata, n_neighbors=20, n_pcs=20)
-    return preprocess_data(adata)
+    adata = cf.datasets.simulate(n_cells=n_cells, n_genes=n_genes, seed=seed)
+    moments(adata, n_neighbors=30, n_pcs=30)
+    return adata
 
 
-def fit(cls, adata, seed, epochs, batch_size=256):
+def new_model(cls, adata, seed):
     import scvi
 
     data = adata.copy()
@@ -59,11 +65,22 @@ def fit(cls, adata, seed, epochs, batch_size=256):
         del data.uns[key]
     scvi.settings.seed = seed
     cls.setup_anndata(data, spliced_layer="Ms", unspliced_layer="Mu")
-    model = cls(data)
+    return cls(data)
+
+
+def train(model, epochs, batch_size=256):
     start = time.perf_counter()
     model.train(max_epochs=epochs, enable_progress_bar=False, batch_size=batch_size, early_stopping=False)
-    per_epoch = (time.perf_counter() - start) / epochs
-    return model, per_epoch
+    return (time.perf_counter() - start) / epochs
+
+
+def epoch_timings(models, rounds, epochs_per_round):
+    """Seconds per epoch of each model, rounds interleaved (each model sees the same load)."""
+    times = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            times[name].append(train(model, epochs_per_round))
+    return times
 
 
 def queries(model, n_samples=25):
@@ -74,94 +91,245 @@ def queries(model, n_samples=25):
     start = time.perf_counter()
     gene_time = model.get_latent_time(n_samples=n_samples).to_numpy()
     out["get_latent_time_s"] = time.perf_counter() - start
-    out["elbo"] = float(model.get_elbo())
     return out, velocity, gene_time
+
+
+def final_elbo(model):
+    history = model.history
+    return {
+        "elbo_train_last": float(np.asarray(history["elbo_train"]).ravel()[-1]),
+        "elbo_validation_last": float(np.asarray(history["elbo_validation"]).ravel()[-1]),
+        "get_elbo": float(model.get_elbo()),
+    }
 
 
 def compare(a, b, rates_a, rates_b):
     return {
         "velocity_cosine_median": float(np.median(cosine_rows(a[0], b[0]))),
         "latent_time_spearman": float(spearmanr(a[1].mean(1), b[1].mean(1))[0]),
-        "gamma_pearson": float(pearsonr(rates_a["gamma"], rates_b["gamma"])[0]),
-        "beta_pearson": float(pearsonr(rates_a["beta"], rates_b["beta"])[0]),
-        "alpha_pearson": float(pearsonr(rates_a["alpha"], rates_b["alpha"])[0]),
+        **{f"{r}_pearson": float(pearsonr(rates_a[r], rates_b[r])[0]) for r in ("alpha", "beta", "gamma")},
     }
 
 
-def accuracy(adata, velocity, gene_time):
+class PeakRSS:
+    """Peak resident memory of this process while the block runs, sampled every 5 ms from /proc."""
+
+    def __enter__(self):
+        self.base = self.peak = self._rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    @staticmethod
+    def _rss() -> int:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * 4096
+
+    def _watch(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._rss())
+            time.sleep(0.005)
+
+
+def memory_100k(n_cells=100_000, n_genes=300, n_samples=25):
+    """Posterior queries over ``n_cells`` simulated cells: peak memory above the inputs and the output."""
+    from cellflux_velocity_vae import VELOVI, preprocess_data
+
+    adata = preprocess_data(simulated(n_cells, n_genes, seed=3), filter_on_r2=False)
+    train_cells = adata[:5000].copy()
+    model = new_model(VELOVI, train_cells, 0)
+    train(model, 5)
+    query = adata.copy()
+    for key in [k for k in query.uns if k.startswith("_scvi")]:
+        del query.uns[key]
+    out = {"cells": n_cells, "genes": adata.n_vars, "n_samples": n_samples}
+    for name, call in (
+        ("get_velocity", lambda: model.get_velocity(query, n_samples=n_samples, return_numpy=True)),
+        ("get_latent_time", lambda: model.get_latent_time(query, n_samples=n_samples, return_numpy=True)),
+        ("get_directional_uncertainty", lambda: model.get_directional_uncertainty(query, n_samples=n_samples)[0]),
+    ):
+        call()  # registers the query AnnData once
+        start = time.perf_counter()
+        with PeakRSS() as rss:
+            result = call()
+        out[name] = {
+            "seconds": time.perf_counter() - start,
+            "peak_above_start_mib": (rss.peak - rss.base) / 2**20,
+            "output_mib": float(np.asarray(result).nbytes) / 2**20,
+        }
+        del result
+    out["all_samples_would_need_mib"] = n_samples * n_cells * adata.n_vars * 4 * 4 / 2**20
+    return out
+
+
+def accuracy(n_cells, n_genes, epochs, dynamical_cells):
+    """Velocity and time against the simulator's truth: ours, scvi-tools' VELOVI, scVelo."""
+    import scvelo as scv
+    from scvi.external import VELOVI as Reference
+
     from cellflux._keys import TruthKey
+    from cellflux_velocity_vae import VELOVI, preprocess_data
 
-    if TruthKey.VELOCITY not in adata.layers:
-        return {}
-    truth = np.asarray(adata.layers[TruthKey.VELOCITY])
-    return {
-        "true_velocity_cosine_median": float(np.median(cosine_rows(velocity, truth))),
-        "true_time_spearman": float(spearmanr(gene_time.mean(1), adata.obs[TruthKey.TIME])[0]),
-    }
+    adata = simulated(n_cells, n_genes, seed=7)
+    prepared = preprocess_data(adata)
+    genes = adata.var_names.isin(prepared.var_names)
+    span = prepared.var_names.map(
+        lambda g: float(np.ptp(adata[:, g].layers["Ms"]))  # undo the min-max scaling: velocity in Ms units
+    ).to_numpy()
+    truth_v = np.asarray(adata.layers[TruthKey.VELOCITY])[:, genes]
+    truth_t = adata.obs[TruthKey.TIME].to_numpy()
+    rows = []
 
+    def score(method, velocity, time_per_cell, seconds, note=""):
+        rows.append(
+            {
+                "method": method,
+                "velocity_cosine_median": float(np.nanmedian(cosine_rows(velocity, truth_v))),
+                "time_spearman": float(spearmanr(time_per_cell, truth_t[: len(time_per_cell)])[0]),
+                "fit_seconds": seconds,
+                "note": note,
+            }
+        )
 
-def memory_100k(model, adata, n_cells=100_000, n_samples=25):
-    import anndata as ad
+    for name, cls in (("cellflux VELOVI", VELOVI), ("scvi-tools VELOVI", Reference)):
+        model = new_model(cls, prepared, 0)
+        seconds = train(model, epochs) * epochs
+        velocity = model.get_velocity(n_samples=25).to_numpy() * span
+        gene_time = model.get_latent_time(n_samples=25).to_numpy()
+        score(name, velocity, gene_time.mean(1), seconds, f"{epochs} epochs, 25 posterior samples")
 
-    reps = int(np.ceil(n_cells / adata.n_obs))
-    layers = {k: np.tile(adata.layers[k], (reps, 1))[:n_cells] for k in ("Ms", "Mu")}
-    big = ad.AnnData(layers=layers, var=adata.var[[]].copy())
-    big.obs_names = [f"c{i}" for i in range(n_cells)]
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    start = time.perf_counter()
-    velocity = model.get_velocity(big, n_samples=n_samples, return_numpy=True)
-    seconds = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {
-        "cells": n_cells,
-        "n_samples": n_samples,
-        "seconds": seconds,
-        "output_mib": velocity.nbytes / 2**20,
-        "peak_rss_increase_mib": (after - before) / 1024,
-    }
+    for mode in ("stochastic", "dynamical"):
+        data = adata.copy() if mode == "stochastic" else adata[:dynamical_cells].copy()
+        data = data[:, genes].copy()
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if mode == "dynamical":
+                scv.tl.recover_dynamics(data, n_jobs=1, show_progress_bar=False)
+            scv.tl.velocity(data, mode=mode)
+        seconds = time.perf_counter() - start
+        velocity = np.nan_to_num(np.asarray(data.layers["velocity"]))
+        truth = truth_v[: data.n_obs]
+        if mode == "dynamical":
+            fit_t = np.nanmean(np.asarray(data.layers["fit_t"]), axis=1)
+            note = f"subsampled to the first {data.n_obs} cells (recover_dynamics is slow)"
+        else:
+            fit_t = np.full(data.n_obs, np.nan)
+            note = "no latent time (steady-state model)"
+        rows.append(
+            {
+                "method": f"scVelo {mode}",
+                "velocity_cosine_median": float(np.nanmedian(cosine_rows(velocity, truth))),
+                "time_spearman": float(spearmanr(fit_t, truth_t[: data.n_obs])[0]) if mode == "dynamical" else np.nan,
+                "fit_seconds": seconds,
+                "note": note,
+            }
+        )
+    table = pd.DataFrame(rows)
+    table.insert(1, "cells", [n_cells, n_cells, n_cells, dynamical_cells])
+    table.insert(2, "genes", int(genes.sum()))
+    return table
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--full", action="store_true")
-    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per model for the ELBO comparison")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (same for both)")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["speed", "memory", "accuracy"])
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
+    import logging
+
     import torch
     from scvi.external import VELOVI as Reference
 
     from cellflux_velocity_vae import VELOVI
 
-    epochs = args.epochs or (20 if args.full else 5)
-    adata = load_data(args.full)
-    report = {
-        "data": {"cells": adata.n_obs, "genes": adata.n_vars},
-        "epochs": epochs,
-        "threads": torch.get_num_threads(),
-    }
-    ours, ours_epoch = fit(VELOVI, adata, 0, epochs)
-    ref, ref_epoch = fit(Reference, adata, 0, epochs)
-    ref1, _ = fit(Reference, adata, 1, epochs)
-    q_ours, *a = queries(ours)
-    q_ref, *b = queries(ref)
-    _, *c = queries(ref1)
-    report["ours"] = {"seconds_per_epoch": ours_epoch, **q_ours, **accuracy(adata, *a)}
-    report["reference"] = {"seconds_per_epoch": ref_epoch, **q_ref, **accuracy(adata, *b)}
-    report["speedup"] = {
-        "epoch": ref_epoch / ours_epoch,
-        "get_velocity": q_ref["get_velocity_s"] / q_ours["get_velocity_s"],
-        "get_latent_time": q_ref["get_latent_time_s"] / q_ours["get_latent_time_s"],
-    }
-    report["parity_ours_vs_reference_seed0"] = {
-        "elbo_relative_difference": abs(q_ours["elbo"] - q_ref["elbo"]) / abs(q_ref["elbo"]),
-        **compare(a, b, ours.get_rates(), ref.get_rates()),
-    }
-    report["reference_seed0_vs_seed1"] = compare(b, c, ref.get_rates(), ref1.get_rates())
-    if args.full:
-        report["memory_100k_cells_ours"] = memory_100k(ours, adata)
+    logging.getLogger("lightning").setLevel(logging.ERROR)
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    torch.set_num_threads(args.threads)
+    suffix = "_full" if args.full else ""
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / ("bench_full.json" if args.full else "bench.json")
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    report_path = RESULTS / f"bench{suffix}.json"
+    report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    report["threads"] = args.threads
+
+    if "speed" not in args.skip:
+        epochs = args.epochs or (30 if args.full else 8)
+        if args.full:
+            adata = load_pancreas()
+        else:
+            from cellflux_velocity_vae import preprocess_data
+
+            adata = preprocess_data(simulated(1000, 150), filter_on_r2=False)
+        report["data"] = {"name": "pancreas" if args.full else "simulated", "cells": adata.n_obs, "genes": adata.n_vars}
+        # speed: interleaved rounds of 2 epochs on fresh models
+        timing = epoch_timings(
+            {"ours": new_model(VELOVI, adata, 0), "reference": new_model(Reference, adata, 0)},
+            rounds=4 if args.full else 2,
+            epochs_per_round=2,
+        )
+        # ELBO and agreement: same seed, same epochs; the reference also against itself (seed 1)
+        models = {"ours": new_model(VELOVI, adata, 0), "reference": new_model(Reference, adata, 0)}
+        models["reference_seed1"] = new_model(Reference, adata, 1)
+        models["ours_seed1"] = new_model(VELOVI, adata, 1)
+        seconds = {name: train(model, epochs) for name, model in models.items()}
+        outputs = {name: queries(model) for name, model in models.items()}
+        report["epochs"] = epochs
+        for name in ("ours", "reference"):
+            report[name] = {
+                "seconds_per_epoch_interleaved": timing[name],
+                "seconds_per_epoch_min": min(timing[name]),
+                "seconds_per_epoch_long_run": seconds[name],
+                **outputs[name][0],
+                **final_elbo(models[name]),
+            }
+        report["speedup"] = {
+            "epoch_min": min(timing["reference"]) / min(timing["ours"]),
+            "epoch_median": float(np.median(timing["reference"]) / np.median(timing["ours"])),
+            "get_velocity": outputs["reference"][0]["get_velocity_s"] / outputs["ours"][0]["get_velocity_s"],
+            "get_latent_time": outputs["reference"][0]["get_latent_time_s"] / outputs["ours"][0]["get_latent_time_s"],
+        }
+        ref_elbo = final_elbo(models["reference"])
+        ref1_elbo = final_elbo(models["reference_seed1"])
+        ours_elbo = report["ours"]
+        rates = {name: model.get_rates() for name, model in models.items()}
+        report["parity_ours_vs_reference_seed0"] = {
+            **{
+                f"{k}_relative_difference": abs(ours_elbo[k] - ref_elbo[k]) / abs(ref_elbo[k])
+                for k in ("elbo_train_last", "elbo_validation_last", "get_elbo")
+            },
+            **compare(outputs["ours"][1:], outputs["reference"][1:], rates["ours"], rates["reference"]),
+        }
+        report["reference_seed0_vs_seed1"] = {
+            **{
+                f"{k}_relative_difference": abs(ref1_elbo[k] - ref_elbo[k]) / abs(ref_elbo[k])
+                for k in ("elbo_train_last", "elbo_validation_last", "get_elbo")
+            },
+            **compare(
+                outputs["reference_seed1"][1:], outputs["reference"][1:], rates["reference_seed1"], rates["reference"]
+            ),
+        }
+        report["ours_seed1_vs_reference_seed0"] = compare(
+            outputs["ours_seed1"][1:], outputs["reference"][1:], rates["ours_seed1"], rates["reference"]
+        )
+        report_path.write_text(json.dumps(report, indent=2) + "\n")
+    if "memory" not in args.skip and args.full:
+        report["memory_100k_cells_ours"] = memory_100k()
+        report_path.write_text(json.dumps(report, indent=2) + "\n")
+    if "accuracy" not in args.skip:
+        if args.full:
+            table = accuracy(n_cells=3000, n_genes=300, epochs=150, dynamical_cells=1000)
+        else:
+            table = accuracy(n_cells=600, n_genes=80, epochs=20, dynamical_cells=200)
+        table.to_csv(RESULTS / f"accuracy{suffix}.csv", index=False, float_format="%.4g")
+        print(table.to_string())
     print(json.dumps(report, indent=2))
 
 

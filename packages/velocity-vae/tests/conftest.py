@@ -1,6 +1,16 @@
 """Shared fixtures: a small simulated dataset with moments, and one short-trained model per session."""
 
 import pytest
+import torch
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """One intra-op thread: the suite's tensors are small, and on a shared machine more threads only spin."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

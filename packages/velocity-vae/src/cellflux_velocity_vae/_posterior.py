@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from scipy import sparse
 
+from ._dirichlet import rsample_dirichlet
 from ._kinetics import induction, repression, transcription_rate
 from ._module import VELOVAE
 
@@ -41,7 +42,7 @@ class PosteriorChunk:
     rows: np.ndarray  # positions of the chunk's cells in the query
     spliced: torch.Tensor  # (cells, genes)
     unspliced: torch.Tensor
-    pi: torch.Tensor  # (S, cells, genes, 4)
+    pi: torch.Tensor  # (S, cells, genes, 4), a view of a state-major tensor
     pi_alpha: torch.Tensor
     rho: torch.Tensor  # (S, cells, genes)
     tau: torch.Tensor
@@ -109,15 +110,15 @@ def iterate_posterior(
             eps = torch.randn((n_samples, *qz_m.shape), device=device, dtype=qz_m.dtype)
             z = module.z_encoder.z_transformation(qz_m + qz_v.sqrt() * eps)
         flat = z.reshape(-1, z.shape[-1])
-        pi_alpha, rho, tau = module.decoder(flat, latent_dim=latent_dim)
-        pi = torch._sample_dirichlet(pi_alpha)
+        pi_alpha, rho, tau = module.decoder(flat, latent_dim=latent_dim, state_major=True)
+        pi = rsample_dirichlet(pi_alpha, dim=-2)
         shape = (n_samples, len(cells), n_genes)
         yield PosteriorChunk(
             rows=rows,
             spliced=s,
             unspliced=u,
-            pi=pi.reshape(*shape, 4),
-            pi_alpha=pi_alpha.reshape(*shape, 4),
+            pi=pi.reshape(n_samples, len(cells), 4, n_genes).transpose(-1, -2),
+            pi_alpha=pi_alpha.reshape(n_samples, len(cells), 4, n_genes).transpose(-1, -2),
             rho=rho.reshape(shape),
             tau=tau.reshape(shape),
             z=z,
