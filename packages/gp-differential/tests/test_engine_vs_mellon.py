@@ -22,7 +22,9 @@ def blobs(rng):
 
 def test_matern52_equals_mellon(rng):
     x, y = rng.normal(size=(30, 5)), rng.normal(size=(20, 5))
-    np.testing.assert_allclose(np.asarray(_jax.matern52(x, y, 1.7)), np.asarray(Matern52(ls=1.7)(x, y)), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(
+        np.asarray(_jax.matern52(x, y, 1.7)), np.asarray(Matern52(ls=1.7)(x, y)), rtol=1e-12, atol=1e-14
+    )
 
 
 def test_fractal_dimension_equals_mellon(rng):
@@ -38,7 +40,9 @@ def test_density_equals_mellon_fixed_landmarks(blobs):
     mu = _params.prior_mean(nn, d)
     ls = 3 * _params.mellon_length_scale(nn)
     ours = _density.fit_density(x, u, ls=ls, d=d, mu=mu, nn=nn)
-    est = mellon.DensityEstimator(landmarks=u, gp_type="fixed", ls=ls, d=d, mu=mu, nn_distances=nn, predictor_with_uncertainty=True)
+    est = mellon.DensityEstimator(
+        landmarks=u, gp_type="fixed", ls=ls, d=d, mu=mu, nn_distances=nn, predictor_with_uncertainty=True
+    )
     est.fit(x)
     grid = np.random.default_rng(1).normal(size=(200, 4)) * 2
     # the MAP is unique (convex loss); L-BFGS-B tolerances leave ~1e-4 differences in log density
@@ -64,15 +68,21 @@ def test_regression_equals_mellon_function_estimator(rng):
     u = _params.landmarks_kmeans(x, 80, 0)
     design = _regression.landmark_design(u, 1.5)
     ours = _regression.fit_regression(x, y, design, sigma=0.5, obs_variance=True, cell_batch=256)
-    est = mellon.FunctionEstimator(landmarks=u, gp_type="fixed", cov_func=Matern52(ls=1.5), ls=1.5, sigma=0.5, predictor_with_uncertainty=True)
+    est = mellon.FunctionEstimator(
+        landmarks=u, gp_type="fixed", cov_func=Matern52(ls=1.5), ls=1.5, sigma=0.5, predictor_with_uncertainty=True
+    )
     est.fit(x, y, obs_variance=True)
     new = rng.normal(size=(100, 3))
     np.testing.assert_allclose(ours(new), np.asarray(est.predict(new)), atol=1e-10)
     np.testing.assert_allclose(ours.covariance(new), np.asarray(est.predict.covariance(new, diag=True)), atol=1e-10)
-    np.testing.assert_allclose(ours.covariance(u[:20], diag=False), np.asarray(est.predict.covariance(u[:20], diag=False)), atol=1e-10)
+    np.testing.assert_allclose(
+        ours.covariance(u[:20], diag=False), np.asarray(est.predict.covariance(u[:20], diag=False)), atol=1e-10
+    )
     # mellon adds its jitter to the leverage system; ours uses the exact SoR hat matrix
     np.testing.assert_allclose(ours.obs_variance(new), np.asarray(est.predict.obs_variance(new)), rtol=1e-3, atol=1e-5)
-    np.testing.assert_allclose(ours.loo_residuals_squared(x, y), np.asarray(est.predict.loo_residuals_squared(x, y)), rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(
+        ours.loo_residuals_squared(x, y), np.asarray(est.predict.loo_residuals_squared(x, y)), rtol=1e-3, atol=1e-6
+    )
 
 
 def test_regression_independent_of_cell_batch(rng):

@@ -15,7 +15,11 @@ from cellflux_gp_differential import DifferentialAbundance, DifferentialExpressi
 from cellflux_gp_differential._params import default_length_scale, landmarks_kmeans
 
 kompot = pytest.importorskip("kompot")
-pytestmark = [pytest.mark.parity, pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.filterwarnings("ignore::FutureWarning")]
+pytestmark = [
+    pytest.mark.parity,
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore::FutureWarning"),
+]
 
 
 def _corr(a, b):
@@ -47,11 +51,15 @@ def test_differential_expression_parity(arrays, shared, empirical, samples):
     x, y, m1, m2, s = arrays["x"], arrays["y"][:, :40], arrays["m1"], arrays["m2"], arrays["s"]
     u, ls = shared
     kw = {"condition1_sample_indices": s[m1], "condition2_sample_indices": s[m2]} if samples else {}
-    ours = DifferentialExpression(use_empirical_variance=empirical).fit(x[m1], y[m1], x[m2], y[m2], landmarks=u, ls=ls, **kw)
+    ours = DifferentialExpression(use_empirical_variance=empirical).fit(
+        x[m1], y[m1], x[m2], y[m2], landmarks=u, ls=ls, **kw
+    )
     ours = ours.predict(x, compute_mahalanobis=True, progress=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ref = kompot.DifferentialExpression(use_empirical_variance=empirical).fit(x[m1], y[m1], x[m2], y[m2], landmarks=u, ls=ls, **kw)
+        ref = kompot.DifferentialExpression(use_empirical_variance=empirical).fit(
+            x[m1], y[m1], x[m2], y[m2], landmarks=u, ls=ls, **kw
+        )
         ref = ref.predict(x, compute_mahalanobis=True, progress=False)
     for key in ("fold_change", "fold_change_zscores", "mean_log_fold_change", "mahalanobis_distances"):
         assert _corr(ours[key], ref[key]) >= 0.99, key

@@ -31,11 +31,16 @@ def test_differential_abundance_writes_engine_results(prepared, arrays, tmp_path
 def test_differential_expression_fields_and_fdr(prepared, arrays):
     names = arrays["names"]
     genes = list(prepared.var_names[:40])
-    cf.tl.differential_expression(prepared, conditions=names, layer="log_normalized", genes=genes, n_null_genes=80, **KW)
+    cf.tl.differential_expression(
+        prepared, conditions=names, layer="log_normalized", genes=genes, n_null_genes=80, **KW
+    )
     var = prepared.var
     tested = var["gp_de_tested"].to_numpy()
     assert tested.sum() == 40
-    assert np.isfinite(var.loc[tested, "gp_de_mahalanobis"]).all() and np.isnan(var.loc[~tested, "gp_de_mahalanobis"]).all()
+    assert (
+        np.isfinite(var.loc[tested, "gp_de_mahalanobis"]).all()
+        and np.isnan(var.loc[~tested, "gp_de_mahalanobis"]).all()
+    )
     assert len(prepared.uns["gp_de"]["null_mahalanobis"]) == 80
     layer = prepared.layers["gp_de_fold_change"]
     imputed = [prepared.layers[f"gp_de_imputed_{c}"] for c in names]
@@ -45,7 +50,14 @@ def test_differential_expression_fields_and_fdr(prepared, arrays):
 
 def test_gp_smooth_fits_one_condition(prepared, arrays):
     names = arrays["names"]
-    cf.tl.gp_smooth(prepared, layer="log_normalized", groupby="condition", condition=names[0], genes=list(prepared.var_names[:5]), n_landmarks=80)
+    cf.tl.gp_smooth(
+        prepared,
+        layer="log_normalized",
+        groupby="condition",
+        condition=names[0],
+        genes=list(prepared.var_names[:5]),
+        n_landmarks=80,
+    )
     smoothed = prepared.layers["gp_smooth"]
     assert np.isfinite(smoothed[:, :5]).all() and np.isnan(smoothed[:, 5:]).all()
     assert (prepared.layers["gp_smooth_std"][:, :5] > 0).all()
@@ -57,13 +69,39 @@ def test_gp_smooth_fits_one_condition(prepared, arrays):
         (lambda a, n: cf.tl.differential_abundance(a, conditions=(n[0], "absent"), **KW), "absent", ValueError),
         (lambda a, n: cf.tl.differential_abundance(a, conditions=n, obsm_key="X_missing", **KW), "X_missing", KeyError),
         (lambda a, n: cf.tl.differential_abundance(a, conditions=n, groupby="nope", n_landmarks=100), "nope", KeyError),
-        (lambda a, n: cf.tl.differential_abundance(a, conditions=n, groupby="condition", n_landmarks=100_000), "larger than", ValueError),
-        (lambda a, n: cf.tl.differential_abundance(a, conditions=n, sample_key="one_sample", **KW), "replicates", ValueError),
-        (lambda a, n: cf.tl.differential_expression(a, conditions=n, layer="log_normalized", genes=["not_a_gene"], **KW), "not_a_gene", KeyError),
-        (lambda a, n: cf.tl.differential_expression(a, conditions=n, layer="missing_layer", **KW), "missing_layer", KeyError),
-        (lambda a, n: cf.tl.differential_expression(a, conditions=n, layer="bad_layer", **KW), "NaN or inf", ValueError),
+        (
+            lambda a, n: cf.tl.differential_abundance(a, conditions=n, groupby="condition", n_landmarks=100_000),
+            "larger than",
+            ValueError,
+        ),
+        (
+            lambda a, n: cf.tl.differential_abundance(a, conditions=n, sample_key="one_sample", **KW),
+            "replicates",
+            ValueError,
+        ),
+        (
+            lambda a, n: cf.tl.differential_expression(
+                a, conditions=n, layer="log_normalized", genes=["not_a_gene"], **KW
+            ),
+            "not_a_gene",
+            KeyError,
+        ),
+        (
+            lambda a, n: cf.tl.differential_expression(a, conditions=n, layer="missing_layer", **KW),
+            "missing_layer",
+            KeyError,
+        ),
+        (
+            lambda a, n: cf.tl.differential_expression(a, conditions=n, layer="bad_layer", **KW),
+            "NaN or inf",
+            ValueError,
+        ),
         (lambda a, n: cf.tl.differential_abundance(a, conditions=n, obsm_key="X_nan", **KW), "NaN or inf", ValueError),
-        (lambda a, n: cf.tl.differential_abundance(a, conditions=n, groupby="tiny", n_landmarks=5), "at least 10", ValueError),
+        (
+            lambda a, n: cf.tl.differential_abundance(a, conditions=n, groupby="tiny", n_landmarks=5),
+            "at least 10",
+            ValueError,
+        ),
     ],
 )
 def test_bad_inputs_leave_adata_untouched(prepared, arrays, call, match, error):

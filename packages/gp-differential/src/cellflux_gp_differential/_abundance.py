@@ -1,4 +1,4 @@
-"""Differential abundance: where does the cell density differ between two conditions?"""
+"""Differential abundance: where the cell density differs between two conditions."""
 
 from __future__ import annotations
 
@@ -10,7 +10,14 @@ from scipy.stats import norm
 
 from ._density import fit_density
 from ._jax import DEFAULT_JITTER
-from ._params import default_length_scale, fractal_dimension, landmarks_kmeans, mellon_length_scale, nn_distances, prior_mean
+from ._params import (
+    default_length_scale,
+    fractal_dimension,
+    landmarks_kmeans,
+    mellon_length_scale,
+    nn_distances,
+    prior_mean,
+)
 from ._sample_variance import SampleVarianceEstimator
 from ._validate import check_cells, check_groups, check_landmarks, check_n_landmarks
 
@@ -25,7 +32,9 @@ _DENSITY_KWARGS = {"ls", "d", "mu", "jitter", "d_method", "max_iter", "n_neighbo
 DEFAULT_N_NEIGHBORS = 1
 
 
-def direction_calls(lfc: np.ndarray, neg_log10_ptp: np.ndarray, lfc_threshold: float, ptp_threshold: float) -> np.ndarray:
+def direction_calls(
+    lfc: np.ndarray, neg_log10_ptp: np.ndarray, lfc_threshold: float, ptp_threshold: float
+) -> np.ndarray:
     """``"up"``/``"down"``/``"neutral"``: ``|lfc| > lfc_threshold`` and ``ptp < ptp_threshold``."""
     significant = (np.abs(lfc) > lfc_threshold) & (neg_log10_ptp > -np.log10(ptp_threshold))
     out = np.full(lfc.shape, "neutral", dtype=object)
@@ -94,7 +103,9 @@ class DifferentialAbundance:
         self.n_landmarks = n_landmarks
         self.use_sample_variance_explicit = use_sample_variance is not None
         self.use_sample_variance = (
-            use_sample_variance if use_sample_variance is not None else (variance_predictor1 is not None or variance_predictor2 is not None)
+            use_sample_variance
+            if use_sample_variance is not None
+            else (variance_predictor1 is not None or variance_predictor2 is not None)
         )
         self.eps = eps
         self.jit_compile = jit_compile
@@ -175,7 +186,13 @@ class DifferentialAbundance:
         have_samples = condition1_sample_indices is not None or condition2_sample_indices is not None
         if have_samples and not self.use_sample_variance_explicit:
             self.use_sample_variance = True
-        if self.use_sample_variance_explicit and self.use_sample_variance and not have_samples and self.variance_predictor1 is None and self.variance_predictor2 is None:
+        if (
+            self.use_sample_variance_explicit
+            and self.use_sample_variance
+            and not have_samples
+            and self.variance_predictor1 is None
+            and self.variance_predictor2 is None
+        ):
             raise ValueError(
                 "use_sample_variance=True but neither sample indices nor variance predictors were given; pass "
                 "condition1_sample_indices/condition2_sample_indices."
@@ -250,7 +267,12 @@ class DifferentialAbundance:
                 continue
             idx = check_groups(idx, x.shape[0], f"condition{i}_sample_indices")
             estimator = SampleVarianceEstimator(eps=self.eps, estimator_type="density")
-            kwargs = {"landmarks": self.landmarks, "ls": sample_ls or ls_c, "jitter": jitter, "n_neighbors": self.n_neighbors}
+            kwargs = {
+                "landmarks": self.landmarks,
+                "ls": sample_ls or ls_c,
+                "jitter": jitter,
+                "n_neighbors": self.n_neighbors,
+            }
             if self._shared_d:  # as kompot: per-sample dimensions unless synchronised or given
                 kwargs["d"] = d_c
             try:

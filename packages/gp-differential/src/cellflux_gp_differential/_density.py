@@ -141,7 +141,9 @@ class DensityPredictor:
         _, cov, mcov = self._all(x)
         return cov + mcov
 
-    def predict_all(self, x: np.ndarray, normalize: bool = True, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def predict_all(
+        self, x: np.ndarray, normalize: bool = True, progress: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Log density and its total variance at ``x`` in one pass."""
         mean, cov, mcov = self._all(x, progress=progress)
         mean = mean + self.mu - (np.log(self.n_obs) if normalize else 0.0)
@@ -195,7 +197,9 @@ def fit_density(
     const = d / 2 * np.log(np.pi) - gammaln(d / 2 + 1)
     log_r = np.log(nn)
     V = pad_rows(d * log_r + const, n_pad)
-    Vdr = pad_rows(np.log(d) + (d - 1) * log_r + const - gammaln(n_neighbors) + (n_neighbors - 1) * (d * log_r + const), n_pad)
+    Vdr = pad_rows(
+        np.log(d) + (d - 1) * log_r + const - gammaln(n_neighbors) + (n_neighbors - 1) * (d * log_r + const), n_pad
+    )
     mask = pad_rows(np.ones(n), n_pad)
     Lp, L = _design(pad_rows(x, n_pad), u, ls, jitter)
     z0 = np.zeros(L.shape[1])

@@ -1,4 +1,4 @@
-"""Differential expression: which genes change between two conditions, and where?"""
+"""Differential expression: which genes change between two conditions, and where."""
 
 from __future__ import annotations
 
@@ -97,14 +97,24 @@ class DifferentialExpression:
         self.memory_budget = memory_budget
         self.use_sample_variance_explicit = use_sample_variance is not None
         self.use_sample_variance = (
-            use_sample_variance if use_sample_variance is not None else (variance_predictor1 is not None or variance_predictor2 is not None)
+            use_sample_variance
+            if use_sample_variance is not None
+            else (variance_predictor1 is not None or variance_predictor2 is not None)
         )
         self.model1 = model1 or self._wrap(function_predictor1, obs_variance_predictor1, variance_predictor1)
         self.model2 = model2 or self._wrap(function_predictor2, obs_variance_predictor2, variance_predictor2)
         self.computed_landmarks: np.ndarray | None = None
         self.mahalanobis_distances: np.ndarray | None = None
         self.last_memory_estimate: int | None = None
-        for name in ("condition1_smoothed", "condition2_smoothed", "condition1_std", "condition2_std", "fold_change", "fold_change_zscores", "mean_log_fold_change"):
+        for name in (
+            "condition1_smoothed",
+            "condition2_smoothed",
+            "condition1_std",
+            "condition2_std",
+            "fold_change",
+            "fold_change_zscores",
+            "mean_log_fold_change",
+        ):
             setattr(self, name, None)
 
     def _wrap(self, function, obs_variance, variance) -> ExpressionModel | None:
@@ -180,16 +190,27 @@ class DifferentialExpression:
         y1 = check_expression(y_condition1, "y_condition1", x1.shape[0])
         y2 = check_expression(y_condition2, "y_condition2", x2.shape[0])
         if y1.shape[1] != y2.shape[1]:
-            raise ValueError(f"y_condition1 has {y1.shape[1]} genes but y_condition2 has {y2.shape[1]}; pass the same genes.")
+            raise ValueError(
+                f"y_condition1 has {y1.shape[1]} genes but y_condition2 has {y2.shape[1]}; pass the same genes."
+            )
         have_samples = condition1_sample_indices is not None or condition2_sample_indices is not None
         if have_samples and not self.use_sample_variance_explicit:
             self.use_sample_variance = True
-        if self.use_sample_variance_explicit and self.use_sample_variance and not have_samples and not (self.model1 and self.model1.has_sample_variance):
-            raise ValueError("use_sample_variance=True but no sample indices were given; pass condition1/2_sample_indices.")
+        if (
+            self.use_sample_variance_explicit
+            and self.use_sample_variance
+            and not have_samples
+            and not (self.model1 and self.model1.has_sample_variance)
+        ):
+            raise ValueError(
+                "use_sample_variance=True but no sample indices were given; pass condition1/2_sample_indices."
+            )
         pooled = np.vstack([x1, x2])
         if landmarks is None:
             check_n_landmarks(self.n_landmarks, pooled.shape[0])
-            landmarks = landmarks_kmeans(pooled, self.n_landmarks or min(DEFAULT_N_LANDMARKS, pooled.shape[0]), self.random_state)
+            landmarks = landmarks_kmeans(
+                pooled, self.n_landmarks or min(DEFAULT_N_LANDMARKS, pooled.shape[0]), self.random_state
+            )
         else:
             landmarks = check_landmarks(landmarks, x1.shape[1])
         self.computed_landmarks = landmarks
@@ -200,17 +221,26 @@ class DifferentialExpression:
         use_samples = self.use_sample_variance
         models = []
         for i, (x, y, idx, model) in enumerate(
-            [(x1, y1, condition1_sample_indices, self.model1), (x2, y2, condition2_sample_indices, self.model2)], start=1
+            [(x1, y1, condition1_sample_indices, self.model1), (x2, y2, condition2_sample_indices, self.model2)],
+            start=1,
         ):
             if model is None or model.predictor is None:
                 model = ExpressionModel(
-                    n_landmarks=self.n_landmarks, use_empirical_variance=self.use_empirical_variance, eps=self.eps,
-                    random_state=self.random_state, batch_size=self.batch_size,
+                    n_landmarks=self.n_landmarks,
+                    use_empirical_variance=self.use_empirical_variance,
+                    eps=self.eps,
+                    random_state=self.random_state,
+                    batch_size=self.batch_size,
                 )
                 try:
                     model.fit(
-                        x, y, sigma=sigma, sample_indices=idx if use_samples else None, sample_estimator_ls=sample_estimator_ls,
-                        allow_single_condition_variance=allow_single_condition_variance, design=design,
+                        x,
+                        y,
+                        sigma=sigma,
+                        sample_indices=idx if use_samples else None,
+                        sample_estimator_ls=sample_estimator_ls,
+                        allow_single_condition_variance=allow_single_condition_variance,
+                        design=design,
                     )
                 except ValueError as err:
                     raise ValueError(f"condition {i}: {err}") from err
@@ -223,7 +253,9 @@ class DifferentialExpression:
                 dst._sample_variance_predictor = src._sample_variance_predictor
                 dst._sample_variance_estimator = src._sample_variance_estimator
             elif not m1.has_sample_variance:
-                raise ValueError("Sample variance could not be estimated for either condition (each needs >= 2 samples).")
+                raise ValueError(
+                    "Sample variance could not be estimated for either condition (each needs >= 2 samples)."
+                )
         return self
 
     def _require(self) -> None:
@@ -260,7 +292,9 @@ class DifferentialExpression:
         ``compute_mahalanobis``, ``mahalanobis_distances``; also stored as attributes.
         """
         self._require()
-        X_new = check_cells(X_new, "X_new", n_features=getattr(self.model1.predictor, "n_input_features", None), min_cells=1)
+        X_new = check_cells(
+            X_new, "X_new", n_features=getattr(self.model1.predictor, "n_input_features", None), min_cells=1
+        )
         s1 = self.model1.predict(X_new, progress=progress)
         s2 = self.model2.predict(X_new, progress=progress)
         v1 = self.model1.total_variance(X_new)
@@ -277,7 +311,11 @@ class DifferentialExpression:
         }
         if compute_mahalanobis:
             result["mahalanobis_distances"] = self.compute_mahalanobis_distances(
-                X_new, fold_change=fold_change, use_landmarks=use_landmarks, landmarks_override=landmarks_override, progress=progress
+                X_new,
+                fold_change=fold_change,
+                use_landmarks=use_landmarks,
+                landmarks_override=landmarks_override,
+                progress=progress,
             )
         for key, value in result.items():
             setattr(self, key, value)
@@ -293,7 +331,9 @@ class DifferentialExpression:
         except ImportError:  # pragma: no cover
             return DEFAULT_MEMORY_BUDGET
 
-    def estimate_memory(self, n_points: int | None = None, n_genes: int | None = None, gene_batch: int | None = None) -> dict[str, int]:
+    def estimate_memory(
+        self, n_points: int | None = None, n_genes: int | None = None, gene_batch: int | None = None
+    ) -> dict[str, int]:
         """Dry-run estimate of the Mahalanobis step: the gene batch it would use and its peak memory (bytes).
 
         Parameters
@@ -374,22 +414,35 @@ class DifferentialExpression:
         factors = None
         if self.use_sample_variance and (m1.has_sample_variance or m2.has_sample_variance):
             if m1._sample_variance_estimator is None and m2._sample_variance_estimator is None:
-                raise NotImplementedError("Mahalanobis distances with external variance predictors are not supported; fit with sample indices.")
+                raise NotImplementedError(
+                    "Mahalanobis distances with external variance predictors are not supported; "
+                    "fit with sample indices."
+                )
 
             def factors(genes: np.ndarray) -> np.ndarray:
-                parts = [f for f in (m1.sample_variance_factors(points, genes), m2.sample_variance_factors(points, genes)) if f is not None]
+                parts = [
+                    f
+                    for f in (m1.sample_variance_factors(points, genes), m2.sample_variance_factors(points, genes))
+                    if f is not None
+                ]
                 return np.concatenate(parts, axis=2)
 
         plan = self.estimate_memory(n_points=len(points), n_genes=diff.shape[1])
         self.last_memory_estimate = plan["bytes"]
         distances = mahalanobis(
-            diff, cov, diag_variance=diag_var, factors=factors, eps=self.eps, gene_batch=plan["gene_batch"], progress=progress
+            diff,
+            cov,
+            diag_variance=diag_var,
+            factors=factors,
+            eps=self.eps,
+            gene_batch=plan["gene_batch"],
+            progress=progress,
         )
         self.mahalanobis_distances = distances
         return distances
 
     def compute_fdr(self, null_mahalanobis: np.ndarray, threshold: float = 0.05, gene_names=None):
-        """FDR of the last Mahalanobis distances against null distances (see :func:`~cellflux_gp_differential._fdr.compute_fdr`).
+        """FDR of the last Mahalanobis distances against null distances (see :func:`compute_fdr`).
 
         Parameters
         ----------

@@ -134,23 +134,39 @@ class ExpressionModel:
         if design is None:
             if landmarks is None:
                 check_n_landmarks(self.n_landmarks, X.shape[0])
-                landmarks = landmarks_kmeans(X, self.n_landmarks or min(DEFAULT_N_LANDMARKS, X.shape[0]), self.random_state)
+                landmarks = landmarks_kmeans(
+                    X, self.n_landmarks or min(DEFAULT_N_LANDMARKS, X.shape[0]), self.random_state
+                )
             else:
                 landmarks = check_landmarks(landmarks, X.shape[1])
             design = landmark_design(landmarks, resolve_length_scale(X, ls, ls_factor), jitter)
         self._design = design
         per_sample_noise = self.use_empirical_variance and sample_indices is not None
         self._predictor = fit_regression(
-            X, y, design, sigma=sigma, obs_variance=self.use_empirical_variance and not per_sample_noise, batch_size=self.batch_size
+            X,
+            y,
+            design,
+            sigma=sigma,
+            obs_variance=self.use_empirical_variance and not per_sample_noise,
+            batch_size=self.batch_size,
         )
         if self.use_empirical_variance and not per_sample_noise:
             self._obs_variance_predictor = self._predictor.obs_variance
         if sample_indices is not None:
             groups = check_groups(sample_indices, X.shape[0], "sample_indices")
-            sample_design = design if sample_estimator_ls is None else landmark_design(design.landmarks, sample_estimator_ls, jitter)
+            sample_design = (
+                design
+                if sample_estimator_ls is None
+                else landmark_design(design.landmarks, sample_estimator_ls, jitter)
+            )
             estimator = SampleVarianceEstimator(eps=self.eps, estimator_type="function")
             try:
-                estimator.fit(X, y, grouping_vector=groups, estimator_kwargs={"landmarks": design.landmarks, "ls": sample_design.ls, "sigma": sigma})
+                estimator.fit(
+                    X,
+                    y,
+                    grouping_vector=groups,
+                    estimator_kwargs={"landmarks": design.landmarks, "ls": sample_design.ls, "sigma": sigma},
+                )
             except ValueError:
                 if not allow_single_condition_variance:
                     raise
@@ -192,7 +208,9 @@ class ExpressionModel:
             return self._predictor.mean(X, progress=progress)
         return np.asarray(self._predictor(X))
 
-    def covariance(self, X: np.ndarray, diag: bool = True, batch_size: int | None = None, progress: bool = True) -> np.ndarray:
+    def covariance(
+        self, X: np.ndarray, diag: bool = True, batch_size: int | None = None, progress: bool = True
+    ) -> np.ndarray:
         """GP posterior variance ``(n_points,)`` (gene independent) or covariance ``(n_points, n_points)``."""
         self._require()
         return np.asarray(self._predictor.covariance(X, diag=diag))
@@ -225,7 +243,9 @@ class ExpressionModel:
             return None
         return self._sample_variance_estimator.factors(X, genes)
 
-    def total_variance(self, X: np.ndarray, diag: bool = True, batch_size: int | None = None, progress: bool = True) -> np.ndarray:
+    def total_variance(
+        self, X: np.ndarray, diag: bool = True, batch_size: int | None = None, progress: bool = True
+    ) -> np.ndarray:
         """GP posterior + observation + sample variance, ``(n_points, n_genes)``."""
         cov = self.covariance(X, diag=True)
         if cov.ndim == 1:

@@ -32,9 +32,7 @@ def _local_fdr(real: np.ndarray, null: np.ndarray) -> np.ndarray:
     return iso.fit_transform(real, ratio)
 
 
-def compute_fdr(
-    real: np.ndarray, null: np.ndarray, threshold: float = 0.05, gene_names=None
-) -> pd.DataFrame:
+def compute_fdr(real: np.ndarray, null: np.ndarray, threshold: float = 0.05, gene_names=None) -> pd.DataFrame:
     """p-values, local FDR, tail FDR and calls of the distances ``real`` against the ``null`` distances.
 
     Parameters

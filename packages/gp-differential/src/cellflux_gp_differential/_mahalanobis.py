@@ -85,7 +85,7 @@ def _exact(C, Linv, W2, diff, dvar, factors, tol):
     scale = jnp.maximum(jnp.sum(diff * diff, axis=0), 1e-300)
 
     def cond(state):
-        i, x, r, z, p, rz = state
+        i, _, r, _, _, _ = state
         return (i < 200) & jnp.any(jnp.sum(r * r, axis=0) > tol * scale)
 
     def body(state):
@@ -189,9 +189,7 @@ def mahalanobis(
             f = factors(genes)
             fp = np.zeros((size, m, f.shape[2]))
             fp[: stop - start] = f
-            if diag_variance is None:
-                d2 = _with_factors(Linv, W2, d, v, fp)
-            else:
-                d2 = _exact(C, Linv, W2, d, v, fp, 1e-20)
+            exact = diag_variance is not None
+            d2 = _exact(C, Linv, W2, d, v, fp, 1e-20) if exact else _with_factors(Linv, W2, d, v, fp)
         out[start:stop] = np.sqrt(np.maximum(np.asarray(d2)[: stop - start], 0.0))
     return out

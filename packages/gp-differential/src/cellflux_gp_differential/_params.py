@@ -1,5 +1,4 @@
-"""Data-driven GP parameters: nearest-neighbour distances, intrinsic dimension, prior mean, length scale,
-landmarks.
+"""Data-driven GP parameters: neighbour distances, intrinsic dimension, prior mean, length scale, landmarks.
 
 The prior mean and intrinsic dimension follow mellon (:func:`mellon.parameters.compute_mu`,
 :func:`mellon.parameters.compute_d_factal`); nearest-neighbour distances are exact (a k-d tree instead of
@@ -25,10 +24,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Neighbours whose median distance defines the default length scale (see default_length_scale).
-LS_NEIGHBOURS_FRACTION = 0.02
-LS_MIN_NEIGHBOURS = 30
-LS_MULTIPLIER = 1.0
+#: Share of the median pairwise distance used as the default length scale (see default_length_scale).
+LS_PAIRWISE_FRACTION = 0.2
 _LS_SUBSAMPLE = 2000
 
 
@@ -75,7 +72,7 @@ def fractal_dimension(x: np.ndarray, k: int = 10, n: int = 500, seed: int = 432)
 
 
 def prior_mean(nn: np.ndarray, d: float, k: int = 1) -> float:
-    """mellon's GP prior mean of the log density: 1st percentile of the nearest-neighbour MLE minus 10.
+    """Mellon's GP prior mean of the log density: 1st percentile of the nearest-neighbour MLE minus 10.
 
     With ``nn`` the ``k``-th neighbour distances the MLE gains ``log k``.
     """
@@ -84,25 +81,24 @@ def prior_mean(nn: np.ndarray, d: float, k: int = 1) -> float:
 
 
 def mellon_length_scale(nn: np.ndarray) -> float:
-    """mellon's length scale: ``exp(mean(log nn) + 3)``, about 20 times the typical neighbour distance."""
+    """Mellon's length scale: ``exp(mean(log nn) + 3)``, about 20 times the typical neighbour distance."""
     return float(np.exp(np.log(nn).mean() + 3.0))
 
 
 def default_length_scale(x: np.ndarray, *, seed: int = 0) -> float:
     """A data-driven length scale that works on PCA as well as on diffusion components.
 
-    The median, over (up to 2,000 sampled) cells, of the distance to the ``k``-th nearest neighbour with
-    ``k = max(30, 2% of the cells)``, times :data:`LS_MULTIPLIER`. It measures the size of a local
-    neighbourhood holding a fixed share of the cells, so it scales with the geometry of the manifold
-    rather than with the nearest-neighbour distance, which in many dimensions is dominated by noise (the
-    reason mellon's ``20 x nn`` times kompot's ``ls_factor=10`` over-smooths on 20 principal components).
+    :data:`LS_PAIRWISE_FRACTION` times the median pairwise distance between (up to 2,000 sampled) cells.
+    It follows the extent of the data rather than the nearest-neighbour distance, which in many
+    dimensions is dominated by noise -- the reason mellon's ``20 x nn`` times kompot's ``ls_factor=10``
+    over-smooths on 20 principal components yet suits diffusion components.
     """
+    from scipy.spatial.distance import pdist
+
     n = x.shape[0]
-    k = int(min(n - 1, max(LS_MIN_NEIGHBOURS, round(LS_NEIGHBOURS_FRACTION * n))))
     rng = np.random.default_rng(seed)
-    query = x if n <= _LS_SUBSAMPLE else x[rng.choice(n, _LS_SUBSAMPLE, replace=False)]
-    dist, _ = cKDTree(x).query(query, k=k + 1, workers=-1)
-    ls = float(np.median(dist[:, k])) * LS_MULTIPLIER
+    sample = x if n <= _LS_SUBSAMPLE else x[rng.choice(n, _LS_SUBSAMPLE, replace=False)]
+    ls = float(np.median(pdist(sample))) * LS_PAIRWISE_FRACTION
     if not np.isfinite(ls) or ls <= 0:
         raise ValueError("Could not derive a length scale from the data (degenerate coordinates); pass ls=.")
     return ls

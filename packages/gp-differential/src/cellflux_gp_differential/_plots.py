@@ -88,7 +88,9 @@ def differential_abundance_volcano(
     lfc = np.asarray(_require(adata, "obs", Key.field(key, Key.LOG_FOLD_CHANGE), produced_by))
     ptp = np.asarray(_require(adata, "obs", Key.field(key, Key.NEG_LOG10_PTP), produced_by))
     params = _params(adata, key, produced_by)
-    lfc_t = params.get("log_fold_change_threshold", 1.0) if log_fold_change_threshold is None else log_fold_change_threshold
+    lfc_t = (
+        params.get("log_fold_change_threshold", 1.0) if log_fold_change_threshold is None else log_fold_change_threshold
+    )
     ptp_t = params.get("ptp_threshold", 0.05) if ptp_threshold is None else ptp_threshold
     ax = _axes(ax)
     if groupby is None:
@@ -149,7 +151,10 @@ def differential_expression_volcano(
     produced_by = "cf.tl.differential_expression"
     var = adata.var
     lfc = np.asarray(_require(adata, "var", Key.field(key, Key.MEAN_LFC), produced_by), dtype=float)
-    dist = np.asarray(_require(adata, "var", Key.field(key, Key.MAHALANOBIS), produced_by + " with compute_mahalanobis=True"), dtype=float)
+    dist = np.asarray(
+        _require(adata, "var", Key.field(key, Key.MAHALANOBIS), produced_by + " with compute_mahalanobis=True"),
+        dtype=float,
+    )
     tested = np.isfinite(dist)
     params = _params(adata, key, produced_by)
     threshold = params.get("fdr_threshold", 0.05) if fdr_threshold is None else fdr_threshold
@@ -162,7 +167,15 @@ def differential_expression_volcano(
         colour = -np.log10(np.clip(fdr, 1e-6, 1.0))
         sig = tested & (fdr < threshold)
         sc = ax.scatter(lfc[tested], dist[tested], c=colour[tested], cmap="viridis", s=s, linewidths=0, vmin=0)
-        ax.scatter(lfc[sig], dist[sig], facecolors="none", edgecolors="#c0392b", s=s * 2.5, linewidths=0.8, label=f"FDR < {threshold:g}")
+        ax.scatter(
+            lfc[sig],
+            dist[sig],
+            facecolors="none",
+            edgecolors="#c0392b",
+            s=s * 2.5,
+            linewidths=0.8,
+            label=f"FDR < {threshold:g}",
+        )
         plt.colorbar(sc, ax=ax, label="-log10 tail FDR")
         ax.legend(fontsize="small", frameon=False, loc="upper left")
     else:
@@ -170,7 +183,9 @@ def differential_expression_volcano(
     order = np.argsort(np.where(tested, dist, -np.inf))[::-1][:n_labels]
     for i in order:
         if tested[i]:
-            ax.annotate(str(adata.var_names[i]), (lfc[i], dist[i]), fontsize=7, xytext=(3, 2), textcoords="offset points")
+            ax.annotate(
+                str(adata.var_names[i]), (lfc[i], dist[i]), fontsize=7, xytext=(3, 2), textcoords="offset points"
+            )
     c1, c2 = params.get("conditions", ["condition 1", "condition 2"])
     ax.set_xlabel(f"mean log fold change ({c2} vs {c1})")
     ax.set_ylabel("Mahalanobis distance")
@@ -228,7 +243,17 @@ def fold_change_embedding(
     ax = _axes(ax, (5.0, 4.5))
     lim = vmax if vmax is not None else float(np.nanpercentile(np.abs(values), 99)) or 1.0
     order = np.argsort(np.abs(np.nan_to_num(values)))
-    sc = ax.scatter(coords[order, 0], coords[order, 1], c=values[order], cmap="RdBu_r", vmin=-lim, vmax=lim, s=s, linewidths=0, rasterized=True)
+    sc = ax.scatter(
+        coords[order, 0],
+        coords[order, 1],
+        c=values[order],
+        cmap="RdBu_r",
+        vmin=-lim,
+        vmax=lim,
+        s=s,
+        linewidths=0,
+        rasterized=True,
+    )
     plt.colorbar(sc, ax=ax, label=label)
     ax.set_xlabel(f"{basis} 1")
     ax.set_ylabel(f"{basis} 2")
@@ -274,7 +299,13 @@ def direction_barplot(
     ax = _axes(ax, (max(4.0, 0.5 * len(table) + 2), 4.0))
     bottom = np.zeros(len(table))
     for direction_name in ("down", "neutral", "up"):
-        ax.bar(table.index, table[direction_name], bottom=bottom, color=_DIRECTION_COLOURS[direction_name], label=direction_name)
+        ax.bar(
+            table.index,
+            table[direction_name],
+            bottom=bottom,
+            color=_DIRECTION_COLOURS[direction_name],
+            label=direction_name,
+        )
         bottom += table[direction_name].to_numpy()
     ax.set_ylabel("fraction of cells" if normalize else "cells")
     ax.set_xlabel(groupby)
@@ -328,7 +359,17 @@ def smoothed_expression(
     vmin = min(np.nanmin(v) for _, v in panels)
     vmax = max(np.nanmax(v) for _, v in panels)
     for ax, (title, values) in zip(axes[:2], panels, strict=True):
-        sc = ax.scatter(coords[:, 0], coords[:, 1], c=values, cmap="viridis", vmin=vmin, vmax=vmax, s=s, linewidths=0, rasterized=True)
+        sc = ax.scatter(
+            coords[:, 0],
+            coords[:, 1],
+            c=values,
+            cmap="viridis",
+            vmin=vmin,
+            vmax=vmax,
+            s=s,
+            linewidths=0,
+            rasterized=True,
+        )
         ax.set_title(title)
         ax.set_xticks([])
         ax.set_yticks([])

@@ -158,7 +158,13 @@ class RegressionPredictor:
     def mean(self, x: np.ndarray, progress: bool = False) -> np.ndarray:
         """Smoothed expression ``(n_points, n_genes)`` at ``x``."""
         u, w, ls = self.design.landmarks, self.weights, self.design.ls
-        return map_batches(lambda xb: _predict_batch(xb, u, w, ls), self._check(x), batch_size=self.batch_size, progress=progress, desc="expression")[0]
+        return map_batches(
+            lambda xb: _predict_batch(xb, u, w, ls),
+            self._check(x),
+            batch_size=self.batch_size,
+            progress=progress,
+            desc="expression",
+        )[0]
 
     __call__ = mean
 
@@ -168,7 +174,9 @@ class RegressionPredictor:
         d = self.design
         if not diag:
             return np.asarray(_covariance_full(x, d.landmarks, d.Linv, self.M, d.ls))
-        return map_batches(lambda xb: _variance_batch(xb, d.landmarks, d.Linv, self.M, d.ls), x, batch_size=self.batch_size)[0]
+        return map_batches(
+            lambda xb: _variance_batch(xb, d.landmarks, d.Linv, self.M, d.ls), x, batch_size=self.batch_size
+        )[0]
 
     def obs_variance(self, x: np.ndarray) -> np.ndarray:
         """Smoothed observation (aleatoric) variance ``(n_points, n_genes)`` at ``x``."""
@@ -183,7 +191,9 @@ class RegressionPredictor:
         d = self.design
         out = []
         size = min(cell_batch, max(256, -(-x.shape[0] // 256) * 256))
-        for (start, stop), (xb, yb, mask) in zip(iter_batches(x.shape[0], size), _cell_batches(x, y, d, size), strict=True):
+        for (start, stop), (xb, yb, _) in zip(
+            iter_batches(x.shape[0], size), _cell_batches(x, y, d, size), strict=True
+        ):
             K = np.asarray(matern52(d.landmarks, xb, d.ls))
             A = d.Linv @ K
             pred = K.T @ self.weights
@@ -244,7 +254,9 @@ def fit_regression(
     if obs_variance:
         AR = np.zeros((m, g))
         for xb, yb, mask in _cell_batches(x, y, design, size):
-            AR += np.asarray(_loo_residuals(xb, yb, mask, design.landmarks, design.Linv, LBinv, weights, design.ls, sigma2))
+            AR += np.asarray(
+                _loo_residuals(xb, yb, mask, design.landmarks, design.Linv, LBinv, weights, design.ls, sigma2)
+            )
         predictor.variance_weights = design.Linv.T @ cho_solve((LB, True), AR / sigma2)
     return predictor
 

@@ -9,7 +9,14 @@ import numpy as np
 
 from ._density import DensityPredictor, fit_density
 from ._jax import DEFAULT_JITTER
-from ._params import default_length_scale, fractal_dimension, landmarks_kmeans, mellon_length_scale, nn_distances, prior_mean
+from ._params import (
+    default_length_scale,
+    fractal_dimension,
+    landmarks_kmeans,
+    mellon_length_scale,
+    nn_distances,
+    prior_mean,
+)
 from ._regression import RegressionPredictor, fit_regression, landmark_design
 from ._validate import check_cells, check_expression, check_groups
 
@@ -140,7 +147,14 @@ class SampleVarianceEstimator:
                 nn = nn_distances(X[idx], k)
                 d_g = float(d) if d is not None else fractal_dimension(X[idx])
                 self.group_predictors[g] = fit_density(
-                    X[idx], self.landmarks, ls=self.ls, d=d_g, mu=prior_mean(nn, d_g, k), nn=nn, n_neighbors=k, jitter=jitter
+                    X[idx],
+                    self.landmarks,
+                    ls=self.ls,
+                    d=d_g,
+                    mu=prior_mean(nn, d_g, k),
+                    nn=nn,
+                    n_neighbors=k,
+                    jitter=jitter,
                 )
         self.n_groups = len(valid)
         return self

@@ -29,7 +29,10 @@ logger = logging.getLogger(__name__)
 
 def _representation(adata: AnnData, obsm_key: str) -> np.ndarray:
     if obsm_key not in adata.obsm:
-        raise KeyError(f"obsm[{obsm_key!r}] is missing; compute a representation first (e.g. PCA) or pass obsm_key= one of {list(adata.obsm)}.")
+        raise KeyError(
+            f"obsm[{obsm_key!r}] is missing; compute a representation first (e.g. PCA) "
+            f"or pass obsm_key= one of {list(adata.obsm)}."
+        )
     x = adata.obsm[obsm_key]
     x = np.asarray(x.toarray() if sparse.issparse(x) else x, dtype=np.float64)
     if x.ndim != 2:
@@ -40,7 +43,9 @@ def _representation(adata: AnnData, obsm_key: str) -> np.ndarray:
     return x
 
 
-def _condition_masks(adata: AnnData, groupby: str, conditions: Sequence[str], min_cells: int = 10) -> tuple[np.ndarray, np.ndarray]:
+def _condition_masks(
+    adata: AnnData, groupby: str, conditions: Sequence[str], min_cells: int = 10
+) -> tuple[np.ndarray, np.ndarray]:
     if groupby not in adata.obs:
         raise KeyError(f"obs[{groupby!r}] is missing; pass groupby= the column that holds the conditions.")
     if isinstance(conditions, str) or len(conditions) != 2:
@@ -61,7 +66,9 @@ def _condition_masks(adata: AnnData, groupby: str, conditions: Sequence[str], mi
     return masks[0], masks[1]
 
 
-def _samples(adata: AnnData, sample_key: str | None, masks: Sequence[np.ndarray], conditions: Sequence[str]) -> tuple[Any, Any]:
+def _samples(
+    adata: AnnData, sample_key: str | None, masks: Sequence[np.ndarray], conditions: Sequence[str]
+) -> tuple[Any, Any]:
     if sample_key is None:
         return None, None
     if sample_key not in adata.obs:
@@ -91,7 +98,9 @@ def _expression(adata: AnnData, layer: str | None, genes: Sequence[str] | None) 
         genes = [genes] if isinstance(genes, str) else list(genes)
         missing = [g for g in genes if g not in adata.var_names]
         if missing:
-            raise KeyError(f"{len(missing)} gene(s) are not in var_names: {missing[:5]}{' ...' if len(missing) > 5 else ''}.")
+            raise KeyError(
+                f"{len(missing)} gene(s) are not in var_names: {missing[:5]}{' ...' if len(missing) > 5 else ''}."
+            )
         if not genes:
             raise ValueError("genes is empty; pass at least one gene or None for all.")
         idx = adata.var_names.get_indexer(genes)
@@ -215,7 +224,10 @@ def differential_abundance(
     m1, m2 = _condition_masks(data, groupby, conditions)
     s1, s2 = _samples(data, sample_key, (m1, m2), (c1, c2))
     model = DifferentialAbundance(
-        log_fold_change_threshold=log_fold_change_threshold, ptp_threshold=ptp_threshold, n_landmarks=n_landmarks, random_state=random_state
+        log_fold_change_threshold=log_fold_change_threshold,
+        ptp_threshold=ptp_threshold,
+        n_landmarks=n_landmarks,
+        random_state=random_state,
     )
     kwargs: dict[str, Any] = {"n_neighbors": n_neighbors}
     if ls is not None:
@@ -224,9 +236,17 @@ def differential_abundance(
     result = model.predict(x, progress=progress)
 
     params = {
-        "groupby": groupby, "conditions": [c1, c2], "obsm_key": obsm_key, "sample_key": sample_key, "n_landmarks": n_landmarks,
-        "ls": ls, "ls_factor": ls_factor, "n_neighbors": n_neighbors, "log_fold_change_threshold": log_fold_change_threshold,
-        "ptp_threshold": ptp_threshold, "random_state": random_state,
+        "groupby": groupby,
+        "conditions": [c1, c2],
+        "obsm_key": obsm_key,
+        "sample_key": sample_key,
+        "n_landmarks": n_landmarks,
+        "ls": ls,
+        "ls_factor": ls_factor,
+        "n_neighbors": n_neighbors,
+        "log_fold_change_threshold": log_fold_change_threshold,
+        "ptp_threshold": ptp_threshold,
+        "random_state": random_state,
     }
     results = Results(key_added, function="tl.differential_abundance", plugin=Key.PLUGIN, params=params)
     f = Key.field
@@ -234,13 +254,22 @@ def differential_abundance(
     results.add("obs", f(key_added, Key.ZSCORE), result["log_fold_change_zscore"])
     results.add("obs", f(key_added, Key.NEG_LOG10_PTP), result["neg_log10_fold_change_ptp"])
     results.add("obs", f(key_added, Key.UNCERTAINTY), result["log_fold_change_uncertainty"])
-    direction = pd.Categorical(np.asarray(result["log_fold_change_direction"], dtype=str), categories=list(Key.DIRECTIONS))
+    direction = pd.Categorical(
+        np.asarray(result["log_fold_change_direction"], dtype=str), categories=list(Key.DIRECTIONS)
+    )
     results.add("obs", f(key_added, Key.DIRECTION), direction)
     results.add("obs", f(key_added, Key.LOG_DENSITY, c1), result["log_density_condition1"])
     results.add("obs", f(key_added, Key.LOG_DENSITY, c2), result["log_density_condition2"])
     ls_used = np.atleast_1d(np.asarray(model.ls, dtype=float))
     results.add(
-        "uns", key_added, {"conditions": np.array([c1, c2]), "landmarks": model.landmarks, "ls": ls_used, "d": np.array([model.d1, model.d2])}
+        "uns",
+        key_added,
+        {
+            "conditions": np.array([c1, c2]),
+            "landmarks": model.landmarks,
+            "ls": ls_used,
+            "d": np.array([model.d1, model.d2]),
+        },
     )
     results.write(data, overwrite=overwrite)
     return target.returned()
@@ -339,7 +368,8 @@ def differential_expression(
         Mean over all cells of the smoothed fold change.
     ``var[f"{key_added}_mahalanobis"]``
         Mahalanobis distance (with ``compute_mahalanobis``).
-    ``var[f"{key_added}_pvalue"]``, ``var[f"{key_added}_local_fdr"]``, ``var[f"{key_added}_tail_fdr"]``, ``var[f"{key_added}_is_de"]``
+    ``var[f"{key_added}_pvalue"]``, ``var[f"{key_added}_local_fdr"]``,
+    ``var[f"{key_added}_tail_fdr"]``, ``var[f"{key_added}_is_de"]``
         Against the null genes (with ``n_null_genes > 0``).
     ``var[f"{key_added}_tested"]``
         Whether the gene was tested.
@@ -363,11 +393,21 @@ def differential_expression(
     n_null = n_null_genes if compute_mahalanobis else 0
     y_all = _hstack(y, _null_expression(y, n_null, random_state)) if n_null else y
     model = DifferentialExpression(
-        n_landmarks=n_landmarks, use_empirical_variance=use_empirical_variance, random_state=random_state, memory_budget=memory_budget
+        n_landmarks=n_landmarks,
+        use_empirical_variance=use_empirical_variance,
+        random_state=random_state,
+        memory_budget=memory_budget,
     )
     model.fit(
-        x[m1], _rows(y_all, m1), x[m2], _rows(y_all, m2), sigma=sigma, ls=ls, ls_factor=ls_factor,
-        condition1_sample_indices=s1, condition2_sample_indices=s2,
+        x[m1],
+        _rows(y_all, m1),
+        x[m2],
+        _rows(y_all, m2),
+        sigma=sigma,
+        ls=ls,
+        ls_factor=ls_factor,
+        condition1_sample_indices=s1,
+        condition2_sample_indices=s2,
     )
     result = model.predict(x, compute_mahalanobis=compute_mahalanobis, progress=progress)
     n_genes = len(idx)
@@ -378,10 +418,21 @@ def differential_expression(
         return out
 
     params = {
-        "groupby": groupby, "conditions": [c1, c2], "obsm_key": obsm_key, "layer": layer, "genes": None if genes is None else list(genes),
-        "sample_key": sample_key, "compute_mahalanobis": compute_mahalanobis, "n_null_genes": n_null_genes,
-        "fdr_threshold": fdr_threshold, "n_landmarks": n_landmarks, "ls": ls, "ls_factor": ls_factor, "sigma": sigma,
-        "use_empirical_variance": use_empirical_variance, "random_state": random_state,
+        "groupby": groupby,
+        "conditions": [c1, c2],
+        "obsm_key": obsm_key,
+        "layer": layer,
+        "genes": None if genes is None else list(genes),
+        "sample_key": sample_key,
+        "compute_mahalanobis": compute_mahalanobis,
+        "n_null_genes": n_null_genes,
+        "fdr_threshold": fdr_threshold,
+        "n_landmarks": n_landmarks,
+        "ls": ls,
+        "ls_factor": ls_factor,
+        "sigma": sigma,
+        "use_empirical_variance": use_empirical_variance,
+        "random_state": random_state,
     }
     if params["genes"] is None:
         del params["genes"]
@@ -391,7 +442,11 @@ def differential_expression(
     tested[idx] = True
     results.add("var", f(key_added, Key.TESTED), tested)
     results.add("var", f(key_added, Key.MEAN_LFC), per_var(result["mean_log_fold_change"][:n_genes]))
-    extra: dict[str, Any] = {"conditions": np.array([c1, c2]), "landmarks": model.computed_landmarks, "ls": float(model.ls)}
+    extra: dict[str, Any] = {
+        "conditions": np.array([c1, c2]),
+        "landmarks": model.computed_landmarks,
+        "ls": float(model.ls),
+    }
     if compute_mahalanobis:
         distances = result["mahalanobis_distances"]
         real, null = distances[:n_genes], distances[n_genes:]
@@ -404,6 +459,7 @@ def differential_expression(
             results.add("var", f(key_added, Key.IS_DE), per_var(table["is_de"].to_numpy(), fill=False))
             extra["null_mahalanobis"] = null
     if store_layers:
+
         def layer_of(values: np.ndarray) -> np.ndarray:
             out = np.full((data.n_obs, data.n_vars), np.nan, dtype=np.float32)
             out[:, idx] = values[:, :n_genes]
@@ -499,11 +555,15 @@ def gp_smooth(
         labels = data.obs[groupby].astype(str).to_numpy()
         mask = labels == str(condition)
         if mask.sum() == 0:
-            raise ValueError(f"Condition {condition!r} is absent from obs[{groupby!r}]; available: {sorted(set(labels))}.")
+            raise ValueError(
+                f"Condition {condition!r} is absent from obs[{groupby!r}]; available: {sorted(set(labels))}."
+            )
         if mask.sum() < 10:
             raise ValueError(f"Condition {condition!r} has {int(mask.sum())} cells; at least 10 are needed.")
     y, idx = _expression(data, layer, genes)
-    model = ExpressionModel(n_landmarks=n_landmarks, use_empirical_variance=use_empirical_variance, random_state=random_state)
+    model = ExpressionModel(
+        n_landmarks=n_landmarks, use_empirical_variance=use_empirical_variance, random_state=random_state
+    )
     model.fit(x[mask], _rows(y, mask), sigma=sigma, ls=ls, ls_factor=ls_factor)
     smoothed = model.predict(x, progress=False)
     std = model.std(x)
@@ -516,8 +576,16 @@ def gp_smooth(
         return out
 
     params = {
-        "obsm_key": obsm_key, "layer": layer, "groupby": groupby, "condition": condition, "n_landmarks": n_landmarks, "ls": ls,
-        "ls_factor": ls_factor, "sigma": sigma, "use_empirical_variance": use_empirical_variance, "random_state": random_state,
+        "obsm_key": obsm_key,
+        "layer": layer,
+        "groupby": groupby,
+        "condition": condition,
+        "n_landmarks": n_landmarks,
+        "ls": ls,
+        "ls_factor": ls_factor,
+        "sigma": sigma,
+        "use_empirical_variance": use_empirical_variance,
+        "random_state": random_state,
     }
     if genes is not None:
         params["genes"] = list(genes)

@@ -14,12 +14,16 @@ MIN_CELLS = 10
 def check_cells(x, name: str, *, n_features: int | None = None, min_cells: int = MIN_CELLS) -> np.ndarray:
     """``x`` as a finite float64 ``(n_cells, n_features)`` array with at least ``min_cells`` rows."""
     if sparse.issparse(x):
-        raise TypeError(f"{name} must be a dense cell-state representation (e.g. PCA or diffusion components), not sparse.")
+        raise TypeError(
+            f"{name} must be a dense cell-state representation (e.g. PCA or diffusion components), not sparse."
+        )
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2:
         raise ValueError(f"{name} must be two-dimensional (cells x features), got shape {x.shape}.")
     if n_features is not None and x.shape[1] != n_features:
-        raise ValueError(f"{name} has {x.shape[1]} features but the other inputs have {n_features}; use the same representation.")
+        raise ValueError(
+            f"{name} has {x.shape[1]} features but the other inputs have {n_features}; use the same representation."
+        )
     if x.shape[0] < min_cells:
         raise ValueError(f"{name} has {x.shape[0]} cells; at least {min_cells} are needed for a GP fit.")
     if not np.all(np.isfinite(x)):
@@ -52,7 +56,9 @@ def check_n_landmarks(n_landmarks: int | None, n_cells: int) -> None:
     if not isinstance(n_landmarks, (int, np.integer)) or n_landmarks < 2:
         raise ValueError(f"n_landmarks must be an integer >= 2 or None, got {n_landmarks!r}.")
     if n_landmarks > n_cells:
-        raise ValueError(f"n_landmarks={n_landmarks} is larger than the {n_cells} cells; pass n_landmarks <= {n_cells} or None.")
+        raise ValueError(
+            f"n_landmarks={n_landmarks} is larger than the {n_cells} cells; pass n_landmarks <= {n_cells} or None."
+        )
 
 
 def check_landmarks(landmarks, n_features: int) -> np.ndarray:

@@ -1,0 +1,282 @@
+"""Benchmarks of cellflux-gp-differential side by side with kompot, in one run.
+
+Default (CI-sized): 2,000 simulated cells. ``--full``: 3,500 cells (pancreas-sized), 1,100 genes for DE,
+and a 100,000-cell x 2,000-gene DE run of ours alone with its peak memory. Writes
+``benchmarks/results/bench[_full].json``.
+
+Measures
+--------
+* speed: DA fit+predict (defaults of each tool) warm (second call in this process) and cold (a fresh
+  Python process: imports, compilation and all); DE fit+predict with the same 1,000 landmarks and
+  length scale, Mahalanobis over all genes;
+* accuracy on the simulator with planted DA/DE: AUROC of the planted depleted cells (ranked by
+  ``-z``), of all planted DA cells (``|z|``) and of the planted DE genes (Mahalanobis), on 20 principal
+  components and on 10 diffusion components, each tool with its default length scale;
+* memory: the dry-run estimate of the Mahalanobis step with sample variance vs its measured peak RSS.
+"""
+
+from __future__ import annotations
+
+import os
+
+# One BLAS thread for both tools: on an oversubscribed machine OpenBLAS' spinning threads make a
+# 1,000 x 1,000 Cholesky 100x slower; set before numpy is imported (the cold runs inherit it).
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results"
+
+
+def simulate(n_cells: int, n_genes: int, seed: int = 0):
+    import cellflux as cf
+    from cellflux_gp_differential._representation import diffusion_components, log_normalize, pca
+
+    adata = cf.datasets.simulate(n_cells=n_cells, n_genes=n_genes, n_conditions=2, seed=seed)
+    y = log_normalize(adata.layers["spliced"])
+    pc = pca(y, 20)
+    return adata, y, {"pca": pc, "diffusion": diffusion_components(pc, 10)}
+
+
+def masks(adata):
+    c = adata.obs["condition"].astype(str).to_numpy()
+    names = list(adata.uns["simulation"]["condition_names"])[:2]
+    return c == names[0], c == names[1], adata.obs["sample"].astype(str).to_numpy()
+
+
+def auroc(truth, score):
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(truth, score))
+
+
+def run_da(tool: str, x, m1, m2):
+    if tool == "ours":
+        from cellflux_gp_differential import DifferentialAbundance
+
+        return DifferentialAbundance(random_state=0).fit(x[m1], x[m2]).predict(x, progress=False)
+    import kompot
+
+    return kompot.DifferentialAbundance(random_state=0).fit(x[m1], x[m2]).predict(x, progress=False)
+
+
+def run_de(tool: str, x, y, m1, m2, landmarks, ls, empirical: bool = False):
+    if tool == "ours":
+        from cellflux_gp_differential import DifferentialExpression as Model
+    else:
+        from kompot import DifferentialExpression as Model
+    model = Model(use_empirical_variance=empirical).fit(x[m1], y[m1], x[m2], y[m2], landmarks=landmarks, ls=ls)
+    return model.predict(x, compute_mahalanobis=True, progress=False)
+
+
+_COLD = """
+import time, sys, numpy as np
+t0 = time.perf_counter()
+sys.path.insert(0, {here!r})
+import run as bench
+data = np.load({path!r})
+x, m1, m2 = data["x"], data["m1"], data["m2"]
+import logging; logging.disable(logging.WARNING)
+import warnings; warnings.simplefilter("ignore")
+bench.run_da({tool!r}, x, m1, m2)
+print(time.perf_counter() - t0)
+"""
+
+
+def cold_da(tool: str, path: Path) -> float:
+    out = subprocess.run(
+        [sys.executable, "-c", _COLD.format(here=str(HERE), path=str(path), tool=tool)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+class PeakRSS:
+    """Peak resident memory above the level at entry, sampled every 5 ms."""
+
+    def __enter__(self):
+        import psutil
+
+        self._proc = psutil.Process()
+        self.start = self._proc.memory_info().rss
+        self.peak = self.start
+        self._stop = False
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+        return self
+
+    def _poll(self):
+        while not self._stop:
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+            time.sleep(0.005)
+
+    def __exit__(self, *exc):
+        self._stop = True
+        self._thread.join()
+
+    @property
+    def delta(self) -> int:
+        return int(self.peak - self.start)
+
+
+def timed(func, *args):
+    t0 = time.perf_counter()
+    out = func(*args)
+    return time.perf_counter() - t0, out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true", help="pancreas-sized speed runs and the 100k-cell DE scale run")
+    parser.add_argument("--skip-reference", action="store_true", help="ours only")
+    args = parser.parse_args(argv)
+    warnings.simplefilter("ignore")
+    import logging
+
+    logging.disable(logging.WARNING)
+    n_cells = 3500 if args.full else 2000
+    n_genes = 1100 if args.full else 400
+    tools = ["ours"] if args.skip_reference else ["ours", "kompot"]
+    report: dict = {"n_cells": n_cells, "n_genes": n_genes, "speed": {}, "accuracy": {}, "memory": {}}
+    adata, y, reps = simulate(n_cells, n_genes)
+    m1, m2, samples = masks(adata)
+    from cellflux._keys import TruthKey
+
+    true_lfc = adata.obs[TruthKey.DA_LOG_FOLD_CHANGE].to_numpy()
+    true_da = adata.obs[TruthKey.DA].to_numpy()
+    true_de = adata.var[TruthKey.DE].to_numpy()
+
+    # speed: DA cold (fresh processes) and warm
+    x = reps["pca"]
+    path = RESULTS / "_bench_input.npz"
+    np.savez(path, x=x, m1=m1, m2=m2)
+    for tool in tools:
+        cold = cold_da(tool, path)
+        run_da(tool, x, m1, m2)  # warm up this process
+        warm, _ = timed(run_da, tool, x, m1, m2)
+        report["speed"][f"da_{tool}"] = {"cold_s": round(cold, 2), "warm_s": round(warm, 2)}
+        print(tool, "DA cold", round(cold, 1), "warm", round(warm, 1), flush=True)
+    path.unlink()
+
+    # speed + accuracy: DE with the same 1,000 landmarks and length scale
+    from cellflux_gp_differential._params import default_length_scale, landmarks_kmeans
+
+    for name, rep in reps.items():
+        landmarks = landmarks_kmeans(rep, min(1000, n_cells), 0)
+        ls = default_length_scale(rep)
+        for tool in tools:
+            seconds, r = timed(run_de, tool, rep, y, m1, m2, landmarks, ls)
+            report["speed"][f"de_{name}_{tool}"] = {
+                "s": round(seconds, 2),
+                "n_landmarks": len(landmarks),
+                "n_genes": n_genes,
+            }
+            emp_seconds, r_emp = timed(run_de, tool, rep, y, m1, m2, landmarks, ls, True)
+            report["speed"][f"de_empirical_{name}_{tool}"] = {"s": round(emp_seconds, 2)}
+            report["accuracy"][f"de_{name}_{tool}"] = {
+                "auroc_mahalanobis": round(auroc(true_de, np.asarray(r["mahalanobis_distances"])), 4),
+                "auroc_mahalanobis_empirical_variance": round(
+                    auroc(true_de, np.asarray(r_emp["mahalanobis_distances"])), 4
+                ),
+            }
+            print(tool, name, "DE", round(seconds, 1), "s", report["accuracy"][f"de_{name}_{tool}"], flush=True)
+
+    # accuracy: DA with each tool's defaults, on PCA and diffusion components
+    for name, rep in reps.items():
+        for tool in tools:
+            r = run_da(tool, rep, m1, m2)
+            z = np.asarray(r["log_fold_change_zscore"])
+            report["accuracy"][f"da_{name}_{tool}"] = {
+                "auroc_depleted": round(auroc(true_lfc < 0, -z), 4),
+                "auroc_da_abs_z": round(auroc(true_da, np.abs(z)), 4),
+                "called_down_depleted": int(
+                    np.sum((np.asarray(r["log_fold_change_direction"]) == "down") & (true_lfc < 0))
+                ),
+                "called_down_other": int(
+                    np.sum((np.asarray(r["log_fold_change_direction"]) == "down") & (true_lfc >= 0))
+                ),
+            }
+            print(tool, name, "DA", report["accuracy"][f"da_{name}_{tool}"], flush=True)
+
+    # memory: DE with sample variance, estimate vs measured
+    from cellflux_gp_differential import DifferentialExpression
+
+    rep = reps["pca"]
+    de = DifferentialExpression(use_empirical_variance=True, memory_budget=200 * 1024**2).fit(
+        rep[m1],
+        y[m1],
+        rep[m2],
+        y[m2],
+        landmarks=landmarks_kmeans(rep, min(1000, n_cells), 0),
+        condition1_sample_indices=samples[m1],
+        condition2_sample_indices=samples[m2],
+    )
+    plan = de.estimate_memory()
+    with PeakRSS() as peak:
+        de.compute_mahalanobis_distances(rep, progress=False)
+    report["memory"]["mahalanobis_sample_variance"] = {
+        **plan,
+        "measured_peak_bytes": peak.delta,
+        "ratio_estimate_over_measured": round(plan["bytes"] / max(peak.delta, 1), 2),
+    }
+    print("memory", report["memory"], flush=True)
+
+    if args.full:
+        report["scale"] = scale_run()
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / ("bench_full.json" if args.full else "bench.json")
+    out.write_text(json.dumps(report, indent=2))
+    print("wrote", out)
+    return 0
+
+
+def scale_run(n_cells: int = 100_000, n_genes: int = 2000) -> dict:
+    """DE on 100k cells x 2k genes (ours): wall time and peak memory over the start."""
+    import cellflux as cf
+    from cellflux_gp_differential import DifferentialExpression
+    from cellflux_gp_differential._representation import log_normalize
+
+    adata = cf.datasets.simulate(n_cells=n_cells, n_genes=n_genes, n_conditions=2, seed=0)
+    from scipy import sparse
+
+    counts = adata.layers["spliced"]
+    totals = np.asarray(counts.sum(axis=1)).ravel()
+    y = sparse.diags(1e4 / np.maximum(totals, 1)) @ counts.astype(np.float64)
+    y.data = np.log1p(y.data)
+    y = sparse.csr_matrix(y)
+    from sklearn.decomposition import PCA
+
+    pcs = PCA(20, random_state=0).fit(log_normalize(counts[::5]))
+    x = np.vstack([pcs.transform(log_normalize(counts[i : i + 10_000])) for i in range(0, n_cells, 10_000)])
+    m1, m2, _ = masks(adata)
+    with PeakRSS() as peak:
+        t0 = time.perf_counter()
+        de = DifferentialExpression(n_landmarks=1000, use_empirical_variance=True, random_state=0).fit(
+            x[m1], y[m1], x[m2], y[m2]
+        )
+        r = de.predict(x[:2000], compute_mahalanobis=True, progress=False)
+        seconds = time.perf_counter() - t0
+    return {
+        "n_cells": n_cells,
+        "n_genes": n_genes,
+        "seconds": round(seconds, 1),
+        "peak_rss_increase_bytes": peak.delta,
+        "n_distances": len(r["mahalanobis_distances"]),
+    }
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
