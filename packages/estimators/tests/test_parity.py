@@ -64,6 +64,10 @@ def _compare(cr, adata, t, *, n_states: int, n_cells: int, cluster_key: str, lay
         r = np.corrcoef(m_ours[name].to_numpy(), m_ref[name].X.ravel())[0, 1]
         assert r >= 0.999, (name, r)
     assert adjusted_rand_score(m_ours.to_numpy().argmax(1), m_ref.X.argmax(1)) >= 0.98
+    # ours from the coarse chain, pyGPCCA's as chi^T pi: equal because chi spans an invariant subspace
+    np.testing.assert_allclose(
+        ours.coarse_stationary_distribution.to_numpy(), ref.coarse_stationary_distribution.to_numpy(), atol=1e-6
+    )
     pd.testing.assert_series_equal(
         ours.terminal_states.astype(str), ref.terminal_states.astype(str), check_names=False, check_categorical=False
     )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 
-from ._checks import ReducibleChainError, chain_structure
+from ._checks import ChainStructure, ReducibleChainError, chain_structure
 from ._linsolve import SolveReport, solve_transient
 
 __all__ = ["AbsorptionResult", "absorption_probabilities", "absorption_times", "check_absorbing"]
@@ -52,9 +52,12 @@ def _split(n: int, sets: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return absorbing, trans
 
 
-def check_absorbing(matrix: sparse.csr_matrix, absorbing: np.ndarray) -> None:
-    """Raise :class:`ReducibleChainError` if some closed class of the chain contains no absorbing state."""
-    structure = chain_structure(matrix)
+def check_absorbing(matrix: sparse.csr_matrix, absorbing: np.ndarray, structure: ChainStructure | None = None) -> None:
+    """Raise :class:`ReducibleChainError` if some closed class of the chain contains no absorbing state.
+
+    ``structure`` is the chain's :class:`~._checks.ChainStructure` when already known.
+    """
+    structure = chain_structure(matrix) if structure is None else structure
     if structure.irreducible:
         return
     missing = [c for c in structure.closed if not np.any(absorbing[structure.labels == c])]
@@ -70,7 +73,12 @@ def check_absorbing(matrix: sparse.csr_matrix, absorbing: np.ndarray) -> None:
 
 
 def absorption_probabilities(
-    matrix: sparse.csr_matrix, sets: list[np.ndarray], *, check: bool = True, **solve_kwargs
+    matrix: sparse.csr_matrix,
+    sets: list[np.ndarray],
+    *,
+    check: bool = True,
+    structure: ChainStructure | None = None,
+    **solve_kwargs,
 ) -> AbsorptionResult:
     """Probability of each state to be absorbed in each of the disjoint sets ``sets``.
 
@@ -82,6 +90,8 @@ def absorption_probabilities(
         Index arrays of the absorbing sets (terminal states), disjoint.
     check
         Check that every closed class of the chain contains an absorbing state.
+    structure
+        The chain's communicating classes, if already known (saves recomputing them for ``check``).
     solve_kwargs
         For :func:`~._linsolve.solve_transient` (solver, preconditioner, tol, ...).
 
@@ -92,7 +102,7 @@ def absorption_probabilities(
     n = matrix.shape[0]
     absorbing, trans = _split(n, sets)
     if check:
-        check_absorbing(matrix, absorbing)
+        check_absorbing(matrix, absorbing, structure)
     rows = matrix[trans]
     q = rows[:, trans]
     s = np.column_stack([np.asarray(rows[:, idx].sum(axis=1)).ravel() for idx in sets])
@@ -125,6 +135,7 @@ def absorption_times(
     *,
     calculate_variance: bool = False,
     check: bool = True,
+    structure: ChainStructure | None = None,
     **solve_kwargs,
 ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
     """Mean (and variance of) the number of steps until absorption.
@@ -142,6 +153,8 @@ def absorption_times(
         Also compute the variance.
     check
         Check that every closed class contains an absorbing state.
+    structure
+        The chain's communicating classes, if already known.
     solve_kwargs
         For :func:`~._linsolve.solve_transient`.
 
@@ -152,7 +165,7 @@ def absorption_times(
     n = matrix.shape[0]
     absorbing, trans = _split(n, sets)
     if check:
-        check_absorbing(matrix, absorbing)
+        check_absorbing(matrix, absorbing, structure)
     rows = matrix[trans]
     q = rows[:, trans]
     means, variances = [], [] if calculate_variance else None

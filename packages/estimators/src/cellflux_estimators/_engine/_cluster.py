@@ -1,4 +1,4 @@
-"""Clustering cells in eigenvector space for CFLARE: k-means (scipy) or Leiden (optional packages)."""
+"""Clustering cells in eigenvector space for CFLARE: k-means (own, vectorised) or Leiden (optional packages)."""
 
 from __future__ import annotations
 
@@ -6,15 +6,74 @@ import importlib.util
 from typing import Literal
 
 import numpy as np
-from scipy.cluster.vq import kmeans2
 from scipy.spatial import cKDTree
 
-__all__ = ["cluster_rows", "leiden_available"]
+__all__ = ["cluster_rows", "kmeans", "leiden_available"]
 
 
 def leiden_available() -> bool:
     """Whether the optional ``leidenalg`` and ``igraph`` packages are installed."""
     return importlib.util.find_spec("leidenalg") is not None and importlib.util.find_spec("igraph") is not None
+
+
+def _sq_dist(x: np.ndarray, x2: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    return np.maximum(x2[:, None] - 2.0 * x @ centers.T + (centers**2).sum(axis=1)[None, :], 0.0)
+
+
+def _plus_plus(x: np.ndarray, x2: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    centers = np.empty((k, x.shape[1]))
+    centers[0] = x[rng.integers(len(x))]
+    closest = _sq_dist(x, x2, centers[:1])[:, 0]
+    for j in range(1, k):
+        total = closest.sum()
+        idx = rng.choice(len(x), p=closest / total) if total > 0 else rng.integers(len(x))
+        centers[j] = x[idx]
+        closest = np.minimum(closest, _sq_dist(x, x2, centers[j : j + 1])[:, 0])
+    return centers
+
+
+def kmeans(x: np.ndarray, k: int, *, n_init: int = 10, max_iter: int = 100, seed: int = 0) -> np.ndarray:
+    """Lloyd's k-means with k-means++ starts; the labels of the run with the lowest inertia.
+
+    Parameters
+    ----------
+    x
+        Points ``(n, d)``.
+    k
+        Number of clusters.
+    n_init
+        Number of seeded restarts.
+    max_iter
+        Lloyd iterations per restart (stops earlier when the labels no longer change).
+    seed
+        Random seed.
+
+    Returns
+    -------
+    Labels in ``[0, k)``, shape ``(n,)``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    x2 = (x**2).sum(axis=1)
+    rng = np.random.default_rng(seed)
+    best, best_inertia = None, np.inf
+    for _ in range(n_init):
+        centers = _plus_plus(x, x2, k, rng)
+        labels = None
+        for _ in range(max_iter):
+            d = _sq_dist(x, x2, centers)
+            new = np.argmin(d, axis=1)
+            if labels is not None and np.array_equal(new, labels):
+                break
+            labels = new
+            counts = np.bincount(labels, minlength=k)
+            sums = np.zeros_like(centers)
+            np.add.at(sums, labels, x)
+            keep = counts > 0  # an emptied cluster keeps its centre
+            centers[keep] = sums[keep] / counts[keep, None]
+        inertia = float(d[np.arange(len(x)), labels].sum())
+        if inertia < best_inertia:
+            best, best_inertia = labels, inertia
+    return best
 
 
 def cluster_rows(
@@ -33,7 +92,8 @@ def cluster_rows(
     x
         Points, shape ``(n, d)``.
     method
-        ``"kmeans"`` (k-means++ start, seeded) or ``"leiden"`` on a kNN graph (needs ``leidenalg`` and ``igraph``).
+        ``"kmeans"`` (:func:`kmeans`: k-means++ starts, seeded) or ``"leiden"`` on a kNN graph (needs
+        ``leidenalg`` and ``igraph``).
     n_clusters
         Number of k-means clusters.
     n_neighbors
@@ -53,14 +113,8 @@ def cluster_rows(
             raise ValueError(f"k-means needs n_clusters >= 1, got {n_clusters!r}.")
         if len(x) < n_clusters:
             raise ValueError(f"Only {len(x)} cells are left to cluster into {n_clusters} clusters; lower `percentile`.")
-        best_labels, best_inertia = None, np.inf
-        rng = np.random.default_rng(seed)
-        for _ in range(10):
-            centroids, labels = kmeans2(x, n_clusters, minit="++", seed=rng, iter=50)
-            inertia = ((x - centroids[labels]) ** 2).sum()
-            if inertia < best_inertia:
-                best_labels, best_inertia = labels, inertia
-        _, relabelled = np.unique(best_labels, return_inverse=True)
+        labels = kmeans(x, n_clusters, seed=seed)
+        _, relabelled = np.unique(labels, return_inverse=True)
         return relabelled
     if method == "leiden":
         if not leiden_available():

@@ -11,8 +11,9 @@ from scipy import linalg, sparse
 from scipy.sparse import linalg as splinalg
 
 from ._schur import DENSE_MAX
+from ._threads import single_blas_thread
 
-__all__ = ["Eigendecomposition", "eigendecomposition", "eigengap"]
+__all__ = ["Eigendecomposition", "eigendecomposition", "eigengap", "stationary_distribution"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,8 @@ def _eigs(mat: sparse.csr_matrix, k: int, which: str, seed: int, tol: float) -> 
         vals, vecs = linalg.eig(mat.toarray())
         return vals, vecs
     v0 = np.random.default_rng(seed).random(n) + 0.5
-    return splinalg.eigs(mat, k=k, which=which, v0=v0, tol=tol)
+    with single_blas_thread():
+        return splinalg.eigs(mat, k=k, which=which, v0=v0, tol=tol)
 
 
 def eigendecomposition(
@@ -115,3 +117,12 @@ def eigendecomposition(
     pi = np.abs(left[:, 0].real)
     pi /= pi.sum()
     return Eigendecomposition(vals, left, right, pi, gap, which, alpha)
+
+
+def stationary_distribution(matrix: sparse.csr_matrix, *, seed: int = 0, tol: float = 1e-12) -> np.ndarray:
+    """Stationary distribution of an irreducible chain: the dominant left eigenvector (ARPACK), normalised."""
+    v0 = np.random.default_rng(seed).random(matrix.shape[0]) + 0.5
+    with single_blas_thread():
+        _, vec = splinalg.eigs(sparse.csr_matrix(matrix.T), k=1, which="LM", v0=v0, tol=tol)
+    pi = np.abs(vec[:, 0].real)
+    return pi / pi.sum()

@@ -19,10 +19,13 @@ from scipy import sparse
 from scipy.optimize import fmin
 
 from ._schur import splits_pair
+from ._support import ColumnMax
+from ._threads import single_blas_thread
 
 __all__ = [
     "GPCCAResult",
     "coarse_grain",
+    "coarse_stationary",
     "fill_rotation",
     "gpcca_memberships",
     "index_search",
@@ -79,50 +82,11 @@ def objective(alpha: np.ndarray, x: np.ndarray) -> float:
     return float(m - np.sum((rot**2).sum(axis=0) / rot[0, :]))
 
 
-class _Hull:
-    """Candidate rows for the maxima in :func:`fill_rotation` (an exact speed-up for many states).
-
-    Only rows on the convex hull of ``x[:, 1:]`` can attain a column maximum of ``-x[:, 1:] @ B``. Rows that
-    attained or came close to one are kept as candidates; the maxima over them are exact whenever a bound on
-    the other rows (their values at the last full evaluation plus a Lipschitz term) is lower, otherwise the
-    full evaluation is done and the candidates are refreshed.
-    """
-
-    def __init__(self, x: np.ndarray, n_top: int = 64) -> None:
-        self.y = np.ascontiguousarray(x[:, 1:])
-        self.radius = float(np.linalg.norm(self.y, axis=1).max())
-        self.n_top = n_top
-        self.cand: np.ndarray | None = None
-        self.full_evals = 0
-
-    def _refresh(self, b: np.ndarray) -> np.ndarray:
-        vals = -(self.y @ b)
-        self.full_evals += 1
-        n = vals.shape[0]
-        top = min(self.n_top, n - 1)
-        part = np.argpartition(-vals, top, axis=0)[: top + 1]
-        cand = np.unique(part.ravel())
-        mask = np.ones(n, dtype=bool)
-        mask[cand] = False
-        self.rest_max = vals[mask].max(axis=0) if mask.any() else np.full(b.shape[1], -np.inf)
-        self.cand, self.b0 = cand, b.copy()
-        return vals.max(axis=0)
-
-    def max(self, b: np.ndarray) -> np.ndarray:
-        if self.cand is None:
-            return self._refresh(b)
-        best = (-(self.y[self.cand] @ b)).max(axis=0)
-        bound = self.rest_max + self.radius * np.linalg.norm(b - self.b0, axis=0)
-        if np.all(best >= bound):
-            return best
-        return self._refresh(b)
-
-
-def _objective_fast(alpha: np.ndarray, m: int, hull: _Hull) -> float:
+def _objective_fast(alpha: np.ndarray, m: int, colmax: ColumnMax) -> float:
     rot = np.zeros((m, m))
     rot[1:, 1:] = alpha.reshape(m - 1, m - 1)
     rot[1:, 0] = -rot[1:, 1:].sum(axis=1)
-    rot[0, :] = hull.max(rot[1:, :])
+    rot[0, :] = colmax(rot[1:, :])
     rot /= rot[0, :].sum()
     return float(m - np.sum((rot**2).sum(axis=0) / rot[0, :]))
 
@@ -143,8 +107,9 @@ def gpcca_memberships(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         raise ValueError(f"The simplex vertices are degenerate (condition number {cond:.3g}); try another n_states.")
     rot = np.linalg.pinv(x[index, :])
     alpha0 = rot[1:, 1:].ravel()
-    hull = _Hull(x)
-    alpha, fopt, *_ = fmin(_objective_fast, alpha0, args=(m, hull), full_output=True, disp=False)
+    colmax = ColumnMax(-x[:, 1:])
+    with single_blas_thread():
+        alpha, fopt, *_ = fmin(_objective_fast, alpha0, args=(m, colmax), full_output=True, disp=False)
     rot[1:, 1:] = alpha.reshape(m - 1, m - 1)
     rot = fill_rotation(rot, x)
     chi = x @ rot
@@ -164,6 +129,19 @@ def min_chi(x: np.ndarray, m_min: int, m_max: int) -> np.ndarray:
         xm = x[:, :m]
         out.append(float(np.min(xm @ np.linalg.pinv(xm[index_search(xm), :]))))
     return np.asarray(out)
+
+
+def coarse_stationary(coarse_t: np.ndarray) -> np.ndarray:
+    """Stationary distribution of the coarse-grained chain: its left eigenvector for the eigenvalue closest to 1.
+
+    When ``chi`` spans an invariant subspace of ``P`` (as GPCCA's memberships do), ``P_c`` is similar to the
+    Schur form restricted to that subspace and ``chi^T pi`` is exactly this vector, so the fine stationary
+    distribution — an expensive, slowly converging eigenproblem on large chains — is not needed.
+    """
+    vals, vecs = np.linalg.eig(coarse_t.T)
+    v = np.real(vecs[:, int(np.argmin(np.abs(vals - 1.0)))])
+    v = v / v.sum()
+    return np.clip(v, 0.0, None) / np.clip(v, 0.0, None).sum()
 
 
 def coarse_grain(matrix: sparse.spmatrix, eta: np.ndarray, chi: np.ndarray) -> np.ndarray:
@@ -194,7 +172,7 @@ class GPCCAResult:
     coarse_init
         Coarse-grained input distribution ``chi^T eta``.
     coarse_stat
-        Coarse-grained stationary distribution ``chi^T pi`` (``None`` without ``pi``).
+        Coarse-grained stationary distribution ``chi^T pi`` (``None`` when not asked for).
     """
 
     n_states: int
@@ -215,6 +193,7 @@ def optimize_gpcca(
     *,
     eta: np.ndarray | None = None,
     stationary: np.ndarray | None = None,
+    coarse_stationary_from_coarse: bool = False,
     n_closed: int = 1,
 ) -> GPCCAResult:
     """Run GPCCA for one number of states or pick the crispest in a range ``(min, max)``.
@@ -230,7 +209,10 @@ def optimize_gpcca(
     eta
         Input distribution (uniform if ``None``).
     stationary
-        Stationary distribution, for the coarse stationary distribution.
+        Stationary distribution, for the coarse stationary distribution ``chi^T pi``.
+    coarse_stationary_from_coarse
+        Without ``stationary``, take the coarse stationary distribution from the coarse-grained chain
+        (:func:`coarse_stationary`; for irreducible chains).
     n_closed
         Number of closed classes of the chain: fewer states than that are invalid.
 
@@ -282,13 +264,20 @@ def optimize_gpcca(
     best = int(np.argmax(crisp_arr))
     chi, rot = results[best]
     m = lo + best
+    coarse_t = coarse_grain(matrix, eta, chi)
+    if stationary is not None:
+        coarse_stat = chi.T @ stationary
+    elif coarse_stationary_from_coarse:
+        coarse_stat = coarse_stationary(coarse_t)
+    else:
+        coarse_stat = None
     return GPCCAResult(
         n_states=m,
         memberships=chi,
         rotation=rot,
         crispness=crisp_arr,
         tried=np.arange(lo, hi + 1),
-        coarse_T=coarse_grain(matrix, eta, chi),
+        coarse_T=coarse_t,
         coarse_init=chi.T @ eta,
-        coarse_stat=None if stationary is None else chi.T @ stationary,
+        coarse_stat=coarse_stat,
     )

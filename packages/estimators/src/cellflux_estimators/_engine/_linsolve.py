@@ -11,14 +11,21 @@ from scipy import sparse
 from scipy.sparse import linalg as splinalg
 from tqdm.auto import tqdm
 
+from ._gmres import gmres_many
+from ._threads import single_blas_thread
+
 __all__ = ["SOLVERS", "SolveError", "SolveReport", "solve_transient"]
 
 logger = logging.getLogger(__name__)
 
 Solver = Literal["auto", "direct", "gmres", "lgmres", "bicgstab"]
 SOLVERS = ("auto", "direct", "gmres", "lgmres", "bicgstab")
-#: ``solver="auto"`` factorises directly up to this many transient states, else uses GMRES with ILU.
+#: ``solver="auto"`` falls back to a sparse LU up to this many transient states, else to GMRES with ILU.
 AUTO_DIRECT_MAX = 5_000
+#: Krylov vectors per GMRES cycle.
+AUTO_RESTART = 30
+#: ``solver="auto"``: total GMRES iterations before falling back.
+AUTO_MAXITER = 3_000
 
 
 class SolveError(RuntimeError):
@@ -44,12 +51,24 @@ def _preconditioner(a: sparse.csc_matrix, kind: str | None) -> splinalg.LinearOp
     if kind is None:
         return None
     if kind == "ilu":
-        ilu = splinalg.spilu(a, drop_tol=1e-5, fill_factor=10)
+        ilu = splinalg.spilu(a, drop_tol=1e-4, fill_factor=10)
         return splinalg.LinearOperator(a.shape, ilu.solve)
     if kind == "jacobi":
         inv = 1.0 / a.diagonal()
         return splinalg.LinearOperator(a.shape, lambda v: inv * v)
     raise ValueError(f"preconditioner={kind!r} is not supported; use None, 'ilu' or 'jacobi'.")
+
+
+def _rows_preconditioner(m: splinalg.LinearOperator | None):
+    if m is None:
+        return None
+    return lambda z: np.stack([m.matvec(row) for row in z])
+
+
+def _report(a, x, b, solver, preconditioner, tol) -> SolveReport:
+    norms = np.linalg.norm(b, axis=0)
+    residuals = np.linalg.norm(a @ x - b, axis=0) / np.where(norms > 0, norms, 1.0)
+    return SolveReport(solver=solver, preconditioner=preconditioner, residuals=residuals, tol=tol)
 
 
 def solve_transient(
@@ -71,16 +90,17 @@ def solve_transient(
     b
         Right-hand sides, shape ``(t,)`` or ``(t, k)``.
     solver
-        ``"direct"`` (sparse LU), ``"gmres"``, ``"lgmres"``, ``"bicgstab"`` or ``"auto"`` (a short unpreconditioned
-        GMRES, then a sparse LU up to :data:`AUTO_DIRECT_MAX` states or ILU-preconditioned GMRES above).
+        ``"direct"`` (sparse LU), ``"gmres"`` (restarted GMRES on all columns in lockstep), ``"lgmres"``,
+        ``"bicgstab"`` (scipy, column by column) or ``"auto"`` (GMRES, falling back to a sparse LU up to
+        :data:`AUTO_DIRECT_MAX` states or ILU-preconditioned GMRES above when it converges slowly).
     preconditioner
         For the iterative solvers: ``None``, ``"ilu"`` or ``"jacobi"``.
     tol
         Relative residual to reach (iterative solvers).
     maxiter
-        Iteration limit of the iterative solvers.
+        Iteration limit of the iterative solvers (GMRES: total inner iterations).
     show_progress_bar
-        Show a progress bar over right-hand sides.
+        Show a progress bar over right-hand sides (column-by-column solvers).
 
     Returns
     -------
@@ -97,36 +117,42 @@ def solve_transient(
     vector = b.ndim == 1
     bm = b[:, None] if vector else b
     t = q.shape[0]
-    a = sparse.csc_matrix(sparse.eye(t, format="csc") - sparse.csc_matrix(q))
-    if solver == "auto":
-        # unpreconditioned GMRES converges in a few dozen iterations on well-mixing chains; otherwise fall back to
-        # a sparse LU (small) or ILU-preconditioned GMRES (large)
-        try:
-            return solve_transient(q, b, solver="gmres", tol=tol, maxiter=maxiter or 10, show_progress_bar=False)
-        except SolveError:
-            logger.info("Unpreconditioned GMRES did not converge quickly; switching solver.")
-        solver = "direct" if t <= AUTO_DIRECT_MAX else "gmres"
-        if solver == "gmres" and preconditioner is None:
-            preconditioner = "ilu"
-        maxiter = None
-    out = np.zeros_like(bm)
-    if solver == "direct":
-        lu = splinalg.splu(a)
-        out = lu.solve(bm)
-        out = np.asarray(out).reshape(bm.shape)
-    else:
-        method = {"gmres": splinalg.gmres, "lgmres": splinalg.lgmres, "bicgstab": splinalg.bicgstab}[solver]
-        m = _preconditioner(a, preconditioner)
-        cols = range(bm.shape[1])
-        for j in tqdm(cols, disable=not show_progress_bar, desc="solving", unit="rhs"):
-            kwargs = {} if maxiter is None else {"maxiter": maxiter}
-            x, _info = method(a, bm[:, j], rtol=tol, atol=0.0, M=m, **kwargs)
-            out[:, j] = x
-    norms = np.linalg.norm(bm, axis=0)
-    residuals = np.linalg.norm(a @ out - bm, axis=0) / np.where(norms > 0, norms, 1.0)
-    report = SolveReport(solver=solver, preconditioner=preconditioner, residuals=residuals, tol=tol)
+    a = sparse.csr_matrix(sparse.eye(t, format="csr") - sparse.csr_matrix(q))
     limit = max(tol, 1e-8) * 10
-    if np.any(residuals > limit) or not np.all(np.isfinite(out)):
+    with single_blas_thread():
+        if solver == "auto":
+            res = gmres_many(a, bm, tol=tol, restart=AUTO_RESTART, maxiter=maxiter or AUTO_MAXITER)
+            report = SolveReport("gmres", None, res.residuals, tol)
+            if res.converged and np.all(np.isfinite(res.x)):
+                return (res.x[:, 0] if vector else res.x), report
+            logger.info(
+                "GMRES reached a relative residual of %.3g after %d iterations; switching solver.",
+                report.max_residual,
+                res.iterations,
+            )
+            solver = "direct" if t <= AUTO_DIRECT_MAX else "gmres"
+            if solver == "gmres" and preconditioner is None:
+                preconditioner = "ilu"
+            maxiter = None
+        if solver == "direct":
+            out = np.asarray(splinalg.splu(sparse.csc_matrix(a)).solve(bm)).reshape(bm.shape)
+        elif solver == "gmres":
+            m = _preconditioner(sparse.csc_matrix(a), preconditioner)
+            res = gmres_many(
+                a, bm, tol=tol, restart=AUTO_RESTART, maxiter=maxiter or 20 * t, preconditioner=_rows_preconditioner(m)
+            )
+            out = res.x
+        else:
+            method = {"lgmres": splinalg.lgmres, "bicgstab": splinalg.bicgstab}[solver]
+            m = _preconditioner(sparse.csc_matrix(a), preconditioner)
+            out = np.zeros_like(bm)
+            cols = range(bm.shape[1])
+            for j in tqdm(cols, disable=not show_progress_bar, desc="solving", unit="rhs"):
+                kwargs = {} if maxiter is None else {"maxiter": maxiter}
+                x, _info = method(a, bm[:, j], rtol=tol, atol=0.0, M=m, **kwargs)
+                out[:, j] = x
+    report = _report(a, out, bm, solver, preconditioner, tol)
+    if np.any(report.residuals > limit) or not np.all(np.isfinite(out)):
         raise SolveError(
             f"The {solver} solve did not converge: relative residual {report.max_residual:.3g} > {limit:.1g}. "
             "Try solver='direct' (small to medium data), preconditioner='ilu', a larger maxiter, or check the "

@@ -23,6 +23,7 @@ from scipy.linalg import lapack
 from scipy.sparse import linalg as splinalg
 
 from ._sort_schur import Which, schur_eigenvalues, sort_key, sort_schur
+from ._threads import single_blas_thread
 
 __all__ = ["DENSE_MAX", "AUTO_DENSE_MAX", "SchurResult", "partial_schur", "eta_orthonormalize", "splits_pair"]
 
@@ -186,7 +187,8 @@ def partial_schur(
     elif method == "krylov":
         n_eig = min(k + 2, n - 2)
         v0 = np.random.default_rng(seed).random(n) + 0.5
-        values, vectors = splinalg.eigs(pbar, k=n_eig, which=which, tol=tol, v0=v0, maxiter=maxiter, ncv=ncv)
+        with single_blas_thread():
+            values, vectors = splinalg.eigs(pbar, k=n_eig, which=which, tol=tol, v0=v0, maxiter=maxiter, ncv=ncv)
         idx, k = _select(values, k, which, imag_tol)
         if k > n_eig:
             raise ValueError(f"n_components={k} needs more eigenvalues than were computed ({n_eig}).")

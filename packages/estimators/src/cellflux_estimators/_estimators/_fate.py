@@ -56,14 +56,15 @@ class FateMixin(StatesMixin):
         keys
             Terminal states to use; merge states as ``"Alpha, Beta"``. Default: every terminal state alone.
         solver
-            ``"direct"`` (sparse LU), ``"gmres"``, ``"lgmres"``, ``"bicgstab"``, or ``"auto"`` (a short
-            unpreconditioned GMRES, then direct up to 5,000 transient cells, else GMRES with ILU).
+            ``"direct"`` (sparse LU), ``"gmres"`` (all lineages in lockstep), ``"lgmres"``, ``"bicgstab"``, or
+            ``"auto"`` (unpreconditioned GMRES; if it converges slowly, direct up to 5,000 transient cells, else
+            GMRES with ILU).
         preconditioner
             For iterative solvers: ``"ilu"``, ``"jacobi"`` or ``None``.
         tol
             Relative residual of the iterative solvers.
         maxiter
-            Iteration limit of the iterative solvers.
+            Iteration limit of the iterative solvers (GMRES: total iterations over all restarts).
         show_progress_bar
             Progress over lineages (iterative solvers).
 
@@ -84,6 +85,7 @@ class FateMixin(StatesMixin):
         res = absorption_probabilities(
             self.transition_matrix,
             sets,
+            structure=self.structure,
             solver=solver,
             preconditioner=preconditioner,
             tol=tol,
@@ -137,6 +139,7 @@ class FateMixin(StatesMixin):
         means, variances = absorption_times(
             self.transition_matrix,
             sets,
+            structure=self.structure,
             calculate_variance=calculate_variance,
             solver=solver,
             preconditioner=preconditioner,

@@ -9,10 +9,9 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from scipy.sparse import linalg as splinalg
 
 from .._colors import colors_for
-from .._engine._eigen import eigengap
+from .._engine._eigen import eigengap, stationary_distribution
 from .._engine._gpcca import GPCCAResult, min_chi, optimize_gpcca
 from .._engine._schur import splits_pair
 from .._engine._states import name_from_clusters, top_cells
@@ -85,7 +84,11 @@ class GPCCA(PlotMixin, DriversMixin, DecompositionMixin):
 
     @property
     def coarse_stationary_distribution(self) -> pd.Series | None:
-        """Coarse-grained stationary distribution ``chi^T pi`` (``None`` for reducible chains)."""
+        """Coarse-grained stationary distribution ``chi^T pi`` (``None`` for reducible chains).
+
+        Computed as the stationary distribution of :attr:`coarse_T`, which equals ``chi^T pi`` because the
+        memberships span an invariant subspace (up to the Schur decomposition's residual).
+        """
         return self._coarse_stat
 
     @property
@@ -98,10 +101,7 @@ class GPCCA(PlotMixin, DriversMixin, DecompositionMixin):
     # ------------------------------------------------------------------ helpers
     def _stationary_distribution(self) -> np.ndarray | None:
         if self._stationary is None and self.structure.irreducible:
-            v0 = np.random.default_rng(self.seed).random(self.n_cells) + 0.5
-            _, vec = splinalg.eigs(self.transition_matrix.T, k=1, which="LM", v0=v0, tol=1e-12)
-            pi = np.abs(vec[:, 0].real)
-            self._stationary = pi / pi.sum()
+            self._stationary = stationary_distribution(self.transition_matrix, seed=self.seed)
         return self._stationary
 
     def _resolve_n_states(self, n_states: int | Sequence[int] | None, select: str) -> int | tuple[int, int]:
@@ -206,7 +206,7 @@ class GPCCA(PlotMixin, DriversMixin, DecompositionMixin):
                 self._schur.eigenvalues,
                 n,
                 eta=self._eta,
-                stationary=self._stationary_distribution(),
+                coarse_stationary_from_coarse=self.structure.irreducible,
                 n_closed=len(self.structure.closed),
             )
         for w in caught:

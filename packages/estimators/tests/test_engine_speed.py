@@ -1,0 +1,95 @@
+"""The fast engine pieces against plain references: lockstep GMRES, column maxima, k-means, coarse pi."""
+
+import numpy as np
+import pytest
+from scipy import sparse
+from scipy.sparse import linalg as splinalg
+
+from cellflux_estimators import GPCCA
+from cellflux_estimators._engine import _support
+from cellflux_estimators._engine._cluster import kmeans
+from cellflux_estimators._engine._eigen import stationary_distribution
+from cellflux_estimators._engine._gmres import gmres_many
+from cellflux_estimators._engine._gpcca import fill_rotation, objective
+from cellflux_estimators._engine._linsolve import solve_transient
+
+
+def _transient(t: sparse.csr_matrix, absorbing: np.ndarray):
+    trans = np.setdiff1d(np.arange(t.shape[0]), absorbing)
+    rows = t[trans]
+    return rows[:, trans], np.column_stack([np.asarray(rows[:, [a]].sum(axis=1)).ravel() for a in absorbing])
+
+
+def test_gmres_many_matches_lu_for_every_column(chain):
+    _, t = chain
+    q, b = _transient(t, np.array([5, 300, 550]))
+    a = sparse.eye(q.shape[0], format="csr") - q
+    exact = splinalg.splu(sparse.csc_matrix(a)).solve(b)
+    for restart in (20, 60):
+        res = gmres_many(a, b, tol=1e-10, restart=restart, maxiter=5000)
+        assert res.converged and res.residuals.max() <= 1e-10
+        np.testing.assert_allclose(res.x, exact, atol=1e-6)  # residual 1e-10 x condition number
+    # a warm start at the solution needs no iteration; a preconditioner (exact inverse) needs one
+    assert gmres_many(a, b, x0=exact, tol=1e-8).iterations == 0
+    lu = splinalg.splu(sparse.csc_matrix(a))
+    res = gmres_many(a, b, tol=1e-10, preconditioner=lambda z: lu.solve(z.T).T)
+    assert res.iterations <= 2 and res.residuals.max() <= 1e-10
+    # an exhausted iteration budget is reported, not hidden
+    res = gmres_many(a, b, tol=1e-14, restart=3, maxiter=3)
+    assert not res.converged and res.iterations == 3
+
+
+def test_auto_solver_falls_back_and_reports(chain):
+    _, t = chain
+    q, b = _transient(t, np.array([5, 300, 550]))
+    x, report = solve_transient(q, b, solver="auto", tol=1e-9)
+    assert report.solver == "gmres" and report.max_residual <= 1e-9
+    # too few iterations for GMRES: auto falls back to the sparse LU, and the answer is the same
+    y, report = solve_transient(q, b, solver="auto", tol=1e-9, maxiter=2)
+    assert report.solver == "direct"
+    np.testing.assert_allclose(x, y, atol=1e-7)
+
+
+@pytest.mark.parametrize("n", [500, _support.CHUNK + 1000])
+def test_column_max_is_exact(rng, n):
+    y = rng.normal(size=(n, 4))
+    cm = _support.ColumnMax(y)
+    for _ in range(5):
+        b = rng.normal(size=(4, 5))
+        np.testing.assert_array_equal(cm(b), (y @ b).max(axis=0))
+
+
+def test_fast_objective_equals_the_definition(chain, rng):
+    from cellflux_estimators._engine._gpcca import _objective_fast
+
+    _, t = chain
+    g = GPCCA(t)
+    g.compute_schur(6)
+    x = g.schur_vectors[:, :5]
+    cm = _support.ColumnMax(-x[:, 1:])
+    for _ in range(5):
+        alpha = rng.normal(size=16)
+        assert _objective_fast(alpha, 5, cm) == pytest.approx(objective(alpha, x), rel=1e-12)
+    rot = np.zeros((5, 5))
+    rot[1:, 1:] = rng.normal(size=(4, 4))
+    assert (x @ fill_rotation(rot, x)).min() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_kmeans_recovers_separated_blobs_and_is_seeded(rng):
+    centers = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    truth = np.repeat(np.arange(3), 50)
+    x = centers[truth] + rng.normal(scale=0.5, size=(150, 2))
+    labels = kmeans(x, 3, seed=1)
+    # the same partition up to the names of the clusters
+    assert len({(a, b) for a, b in zip(truth, labels, strict=True)}) == 3
+    np.testing.assert_array_equal(labels, kmeans(x, 3, seed=1))
+
+
+def test_coarse_stationary_distribution_is_chi_t_pi(chain):
+    _, t = chain
+    g = GPCCA(t)
+    g.compute_schur(8)
+    g.compute_macrostates(4)
+    pi = stationary_distribution(t)
+    chi = g.macrostates_memberships.to_numpy()
+    np.testing.assert_allclose(g.coarse_stationary_distribution.to_numpy(), chi.T @ pi, atol=1e-8)
