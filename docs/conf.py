@@ -32,3 +32,16 @@ nb_execution_mode = "force"
 nb_execution_timeout = 600
 nb_execution_raise_on_error = True
 nb_merge_streams = True
+
+
+def _citation_role(name, rawtext, text, lineno, inliner, options=None, content=None):
+    """Show ``:cite:p:`key``` (used in docstrings inherited from scvi-tools) as the citation key."""
+    from docutils import nodes
+
+    return [nodes.literal(rawtext, text)], []
+
+
+def setup(app):
+    """Register roles that inherited third-party docstrings use."""
+    app.add_role("cite:p", _citation_role)
+    app.add_role("cite:t", _citation_role)
