@@ -90,6 +90,33 @@ def test_cli_fit_and_predict(shard_dir, shard_paths, dense_x, tmp_path):
     np.testing.assert_allclose(first.to_numpy(), expected[:300], rtol=1e-3, atol=1e-3)
 
 
+def test_cli_logistic_regression_takes_n_obs_and_categories_from_data(shard_dir, full_adata, tmp_path):
+    model = {"class_path": "cellflux_streaming_models.models.LogisticRegression"}
+    transforms = [
+        {"class_path": "cellflux_streaming_models.transforms.NormalizeTotal"},
+        {"class_path": "cellflux_streaming_models.transforms.Log1p"},
+    ]
+    config = _config(tmp_path, shard_dir, model, transforms=transforms)
+    spec = yaml.safe_load(config.read_text())
+    spec["data"]["obs_columns"] = {"y_n": "clusters"}
+    spec["trainer"]["max_epochs"] = 4
+    config.write_text(yaml.safe_dump(spec))
+    assert stream_main(["fit", "--config", str(config)]) == 0  # default optimiser: the model's
+    out = tmp_path / "pred"
+    checkpoint = tmp_path / "run" / "model.ckpt"
+    argv = ["predict", "--config", str(config), "--ckpt_path", str(checkpoint), "--output_dir", str(out)]
+    assert stream_main(argv) == 0
+    logits = pd.concat([pd.read_csv(f, index_col=0) for f in sorted(out.glob("*.csv"))])
+    labels = full_adata.obs["clusters"].astype(str)
+    assert sorted(logits.columns) == sorted(labels.unique())
+    accuracy = (logits.idxmax(axis=1).to_numpy() == labels.loc[logits.index].to_numpy()).mean()
+    assert accuracy > 0.6  # 8 clusters (largest 15%), 80 genes, 4 epochs over 1,030 cells
+    spec["data"]["obs_columns"] = {}
+    config.write_text(yaml.safe_dump(spec))
+    with pytest.raises(ValueError, match="y_n"):
+        stream_main(["fit", "--config", str(config)])
+
+
 def test_cli_refuses_unknown_keys_and_keeps_checkpoints(shard_dir, tmp_path):
     model = {"class_path": "cellflux_streaming_models.models.OnePassMeanVarStd"}
     config = _config(tmp_path, shard_dir, model)

@@ -17,6 +17,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
         "IncrementalPCA": ".models:IncrementalPCA",
         "HVGSeuratV3": ".models:HVGSeuratV3",
         "TDigest": ".models:TDigest",
+        "LogisticRegression": ".models:LogisticRegression",
         "StreamingModel": ".models:StreamingModel",
         "NormalizeTotal": ".transforms:NormalizeTotal",
         "Log1p": ".transforms:Log1p",

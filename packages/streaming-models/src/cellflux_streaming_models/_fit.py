@@ -37,7 +37,8 @@ def stream_fit(
     n_epochs
         Epochs; by default the model's ``n_epochs``.
     optimizer
-        For trainable models: stepped on the loss each batch returns.
+        For trainable models: stepped on the loss each batch returns (default: the model's
+        ``default_optimizer`` for the first batch's size).
     show_progress
         Show a progress bar per epoch.
 
@@ -46,15 +47,16 @@ def stream_fit(
     The trained model.
     """
     n_epochs = n_epochs or model.n_epochs or 1
-    if model.trainable and optimizer is None:
-        raise ValueError(f"{type(model).__name__} is trainable; pass an optimizer.")
     model.on_train_start()
     for epoch in range(n_epochs):
         model.on_train_epoch_start(epoch)
         for batch in tqdm(batches(epoch), disable=not show_progress, desc=f"epoch {epoch}", unit="batch"):
             batch = apply_transforms(transforms, batch)
             if model.trainable:
-                assert optimizer is not None
+                if optimizer is None:
+                    optimizer = model.default_optimizer(int(batch["x_ng"].shape[0]))
+                    if optimizer is None:
+                        raise ValueError(f"{type(model).__name__} is trainable; pass an optimizer.")
                 optimizer.zero_grad()
                 loss = call_with_batch(model, batch)["loss"]
                 loss.backward()

@@ -5,7 +5,7 @@ A configuration has four sections::
     data:                       # StreamDataModule arguments
       paths: shards/*.h5ad
       batch_size: 1000
-    model:                      # a streaming model; var_names_g comes from the data
+    model:                      # a streaming model; var_names_g (n_obs, y_categories) come from the data
       class_path: cellflux_streaming_models.models.IncrementalPCA
       init_args: {n_components: 50}
     transforms:                 # optional modules applied to each batch
@@ -65,6 +65,24 @@ def _load(path: str) -> Any:
         raise ValueError(f"Cannot import {path!r}: {error}") from error
 
 
+def _from_data(model_cls: type, init_args: dict[str, Any], data: Any) -> dict[str, Any]:
+    """``n_obs`` and ``y_categories`` (of the obs column delivered as ``y_n``) from the data, unless given."""
+    import inspect
+
+    params = inspect.signature(model_cls).parameters
+    filled: dict[str, Any] = {}
+    if "n_obs" in params and "n_obs" not in init_args:
+        filled["n_obs"] = data.collection.n_obs
+    if "y_categories" in params and "y_categories" not in init_args:
+        column = data.collection.obs_columns.get("y_n")
+        if column is None or column not in data.collection.categories:
+            raise ValueError(
+                f"{model_cls.__name__} needs labels: add data.obs_columns: {{y_n: <categorical obs column>}}."
+            )
+        filled["y_categories"] = list(data.collection.categories[column])
+    return filled
+
+
 def _build(cfg: Any) -> tuple[Any, Any, Any]:
     from lightning.pytorch import Trainer
 
@@ -79,6 +97,7 @@ def _build(cfg: Any) -> tuple[Any, Any, Any]:
     init_args = dict(cfg.model.init_args or {})
     if "var_names_g" in init_args:
         raise ValueError("model.init_args.var_names_g comes from the data; remove it from the configuration.")
+    init_args.update(_from_data(model_cls, init_args, data))
     model = model_cls(var_names_g=data.var_names_g, **init_args)
     transforms = []
     for spec in cfg.transforms or []:

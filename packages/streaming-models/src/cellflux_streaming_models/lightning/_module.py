@@ -30,7 +30,8 @@ class StreamingModule(pl.LightningModule):
     transforms
         Modules applied to each batch in order (e.g. ``NormalizeTotal``, ``Log1p``).
     optim_fn
-        Optimiser class for trainable models (e.g. :class:`torch.optim.Adam`).
+        Optimiser class for trainable models (e.g. :class:`torch.optim.Adam`); by default the
+        model's ``default_optimizer`` for the data module's batch size.
     optim_kwargs
         Its keyword arguments.
     """
@@ -48,7 +49,7 @@ class StreamingModule(pl.LightningModule):
         self.transforms = nn.ModuleList(list(transforms or []))
         self.optim_fn = optim_fn
         self.optim_kwargs = dict(optim_kwargs or {})
-        if model.trainable and optim_fn is None:
+        if model.trainable and optim_fn is None and type(model).default_optimizer is StreamingModel.default_optimizer:
             raise ValueError(f"{type(model).__name__} is trainable; pass optim_fn (e.g. torch.optim.Adam).")
         # Per-process state must not be overwritten by DDP's broadcast from rank 0.
         self._ddp_params_and_buffers_to_ignore = [f"model.{name}" for name, _ in model.named_buffers()] + [
@@ -61,17 +62,25 @@ class StreamingModule(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         if self.optim_fn is None:
-            return []
+            if not self.model.trainable:
+                return []
+            batch_size = getattr(getattr(self.trainer, "datamodule", None), "batch_size", 1000)
+            return self.model.default_optimizer(int(batch_size))
         return self.optim_fn(self.model.parameters(), **self.optim_kwargs)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         if self.model.trainable:
             optimizer = self.optimizers()
             optimizer.zero_grad()
-            loss = self(batch)["loss"]
+            out = self(batch)
+            loss = out["loss"]
             self.manual_backward(loss)
             optimizer.step()
-            self.log("train_loss", loss.detach(), prog_bar=True, batch_size=batch[BatchKey.X_NG].shape[0])
+            n = batch[BatchKey.X_NG].shape[0]
+            self.log("train_loss", loss.detach(), prog_bar=True, batch_size=n)
+            for key, value in out.items():
+                if key != "loss" and isinstance(value, torch.Tensor) and value.ndim == 0:
+                    self.log(f"train_{key}", value.detach(), batch_size=n)
         else:
             with torch.no_grad():
                 self(batch)

@@ -5,6 +5,7 @@ from ._digest import GeneDigests
 from ._hvg import HVGSeuratV3, fit_loess, rank_seurat_v3
 from ._ipca import IncrementalPCA
 from ._isvd import PartialSVD, merge_partial, update_with_rows
+from ._logistic import LogisticRegression
 from ._onepass import OnePassMeanVarStd
 from ._tdigest import TDigest
 
@@ -12,6 +13,7 @@ __all__ = [
     "GeneDigests",
     "HVGSeuratV3",
     "IncrementalPCA",
+    "LogisticRegression",
     "OnePassMeanVarStd",
     "PartialSVD",
     "StreamingModel",

@@ -66,6 +66,10 @@ class StreamingModel(nn.Module):
         """Refuse a batch with other genes than the model's."""
         check_var_names(self.var_names_g, var_names_g, x_ng.shape[1])
 
+    def default_optimizer(self, batch_size: int) -> torch.optim.Optimizer | None:
+        """The optimiser used when none is given (``None``: the user must give one)."""
+        return None
+
     # hooks called by the Lightning module (and by the in-memory drivers) -------------------------
     def on_train_start(self) -> None:
         """Called once before the first epoch."""

@@ -115,7 +115,9 @@ class GeneDigests:
         other.flush()
         self._merge(other.gene, other.mean, other.weight, other.vmin, other.vmax)
 
-    def _merge(self, gene: np.ndarray, mean: np.ndarray, weight: np.ndarray, vmin: np.ndarray, vmax: np.ndarray) -> None:
+    def _merge(
+        self, gene: np.ndarray, mean: np.ndarray, weight: np.ndarray, vmin: np.ndarray, vmax: np.ndarray
+    ) -> None:
         """Merge items (sorted by gene and mean) with the centroids and compress."""
         gene = np.concatenate([self.gene, gene])
         mean = np.concatenate([self.mean, mean])
@@ -186,7 +188,7 @@ class GeneDigests:
         return genes[keep], cum[keep], values[keep], totals
 
     def quantile(self, q: float | np.ndarray) -> np.ndarray:
-        """Quantiles per gene: shape ``(n_vars,)`` for a scalar ``q``, ``(n_vars, len(q))`` otherwise (NaN without values)."""
+        """Quantiles per gene: ``(n_vars,)`` for a scalar ``q``, else ``(n_vars, len(q))``; NaN without values."""
         qs = np.atleast_1d(np.asarray(q, dtype=np.float64))
         if qs.ndim != 1 or np.any(np.isnan(qs)) or np.any((qs < 0) | (qs > 1)):
             raise ValueError(f"Quantiles must lie in [0, 1], got {q!r}.")
@@ -217,8 +219,9 @@ class GeneDigests:
         """Replace the centroids by a :meth:`state`."""
         self._buffer, self._buffered = [], 0
         self.gene = np.asarray(state["gene"], dtype=np.int64)
-        self.mean, self.weight = np.asarray(state["mean"], dtype=np.float64), np.asarray(state["weight"], dtype=np.float64)
-        self.vmin, self.vmax = np.asarray(state["vmin"], dtype=np.float64), np.asarray(state["vmax"], dtype=np.float64)
+        self.mean, self.weight, self.vmin, self.vmax = (
+            np.asarray(state[key], dtype=np.float64) for key in ("mean", "weight", "vmin", "vmax")
+        )
 
     @classmethod
     def from_state(cls, n_vars: int, compression: float, state: dict[str, np.ndarray]) -> GeneDigests:
