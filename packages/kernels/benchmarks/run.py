@@ -1,10 +1,12 @@
 """Benchmarks of cellflux-kernels side by side with CellRank, in one run.
 
-Default (CI-sized): dentategyrus_100 (every mode, ours and CellRank) and a simulated 20,000-cell
-graph (ours alone). ``--full``: the issue's sizes, the preprocessed pancreas (deterministic warm and
-in a fresh process, stochastic, monte_carlo with 1,000 samples; ours and CellRank) and 100,000
-simulated cells x 2,000 genes x 30 neighbours (ours alone, with peak memory).
-Results go to ``benchmarks/results/`` as JSON.
+Default (CI-sized): dentategyrus_100 (every mode, ours and CellRank) and simulated graphs of 5,000 and
+20,000 cells (ours alone, peak memory). ``--full``: the issue's sizes, the preprocessed pancreas
+(deterministic warm and in a fresh process, stochastic, monte_carlo with 1,000 samples; ours and
+CellRank) and 25,000 / 50,000 / 100,000 simulated cells x 2,000 genes x 30 neighbours (ours alone,
+peak memory, to show it grows linearly). ``--million`` adds 1,000,000 cells x 200 genes.
+``--only pancreas`` / ``--only scale`` runs one part. Results go to ``benchmarks/results/`` as
+JSON and CSV.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ def compare(adata, name: str, modes: list[str], repeat: int = 2) -> list[dict]:
             lambda mode=mode, kw=kw: ck.VelocityKernel(adata).compute_transition_matrix(
                 mode=mode, show_progress_bar=False, **kw
             ),
-            repeat,
+            repeat + 1 if mode == "deterministic" else repeat,
         )
         row = {"data": name, "n_cells": adata.n_obs, "kernel": f"VelocityKernel[{mode}]", "ours_s": round(ours_t, 4)}
         if cr is not None:
@@ -118,31 +120,50 @@ def fresh_process(path: Path, who: str) -> float:
 
 
 SCALE = """
-import resource, sys, time
+import sys, time
 import numpy as np
 from scipy import sparse
 from scipy.spatial import cKDTree
 n, G, k = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 rng = np.random.default_rng(0)
 latent = rng.normal(size=(n, 8))
-loadings = rng.normal(size=(8, G)) / np.sqrt(8)
-X = latent @ loadings + 0.1 * rng.normal(size=(n, G))
-V = (np.roll(latent, 1, axis=1) @ loadings) * 0.1 + 0.01 * rng.normal(size=(n, G))
+loadings = (rng.normal(size=(8, G)) / np.sqrt(8)).astype(np.float32)
+X = np.empty((n, G), dtype=np.float32)
+V = np.empty((n, G), dtype=np.float32)
+step = 50_000
+for s in range(0, n, step):  # float32 layers (as scVelo writes them), built in blocks
+    lat = latent[s : s + step].astype(np.float32)
+    X[s : s + step] = lat @ loadings + 0.1 * rng.standard_normal((len(lat), G), dtype=np.float32)
+    V[s : s + step] = 0.1 * (np.roll(lat, 1, axis=1) @ loadings) + 0.01 * rng.standard_normal((len(lat), G), dtype=np.float32)
 _, idx = cKDTree(latent).query(latent, k=k + 1)
 rows = np.repeat(np.arange(n), k)
-W = sparse.csr_matrix((np.ones(n * k), (rows, idx[:, 1:].ravel())), shape=(n, n))
+W = sparse.csr_matrix((np.ones(n * k, dtype=np.float32), (rows, idx[:, 1:].ravel())), shape=(n, n))
 conn = W.maximum(W.T).tocsr()
-del latent, W, idx
+del latent, W, idx, rows
 import anndata as ad
-adata = ad.AnnData(X=sparse.csr_matrix((n, G)), layers={"Ms": X, "velocity": V}, obsp={"connectivities": conn})
+adata = ad.AnnData(X=sparse.csr_matrix((n, G), dtype=np.float32), layers={"Ms": X, "velocity": V}, obsp={"connectivities": conn})
 del X, V
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+import tracemalloc
 import cellflux_kernels as ck
+
+
+def rss_gib(field):
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith(field)) / 2**20
+
+
+try:  # reset the peak resident set size (Linux), so that it is the kernel's peak
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+except OSError:
+    pass
+base = rss_gib("VmRSS:")
+tracemalloc.start()
 t = time.perf_counter()
 vk = ck.VelocityKernel(adata).compute_transition_matrix(show_progress_bar=False)
 elapsed = time.perf_counter() - t
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(elapsed, base / 2**20, peak / 2**20, conn.nnz)
+traced = tracemalloc.get_traced_memory()[1] / 2**30
+print(elapsed, base, rss_gib("VmHWM:"), traced, conn.nnz)
 """
 
 
@@ -150,7 +171,7 @@ def scale(n: int, G: int, k: int) -> dict:
     out = subprocess.run(
         [sys.executable, "-c", SCALE, str(n), str(G), str(k)], capture_output=True, text=True, check=True
     )
-    elapsed, base, peak, nnz = out.stdout.strip().splitlines()[-1].split()
+    elapsed, base, peak, traced, nnz = out.stdout.strip().splitlines()[-1].split()
     row = {
         "data": "simulated",
         "n_cells": n,
@@ -159,51 +180,82 @@ def scale(n: int, G: int, k: int) -> dict:
         "edges": int(nnz),
         "kernel": "VelocityKernel[deterministic]",
         "ours_s": round(float(elapsed), 2),
-        "peak_rss_gib_before": round(float(base), 2),
-        "peak_rss_gib": round(float(peak), 2),
+        "rss_gib_inputs": round(float(base), 3),
+        "peak_rss_gib": round(float(peak), 3),
+        "kernel_peak_alloc_gib": round(float(traced), 3),
     }
     print(row, flush=True)
     return row
 
 
+def write(rows: list[dict], name: str) -> None:
+    import csv
+    import os
+
+    RESULTS.mkdir(exist_ok=True)
+    meta = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()}
+    try:
+        meta["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
+    except OSError:  # pragma: no cover - not on every platform
+        pass
+    out = RESULTS / f"{name}.json"
+    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1, default=float) + "\n")
+    fields = sorted({key for row in rows for key in row}, key=lambda f: (f not in ("data", "kernel"), f))
+    with open(RESULTS / f"{name}.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"wrote {out} and {out.with_suffix('.csv')}")
+
+
+def pancreas_part() -> list[dict]:
+    pancreas = preprocess_pancreas()
+    rows = compare(pancreas, "pancreas", ["deterministic", "stochastic", "monte_carlo"])
+    tmp = RESULTS / "_pancreas_tmp.h5ad"
+    RESULTS.mkdir(exist_ok=True)
+    pancreas.write_h5ad(tmp)
+    try:
+        fresh_process(tmp, "ours")  # compiles and caches the engine once, as after installation
+        ours = min(fresh_process(tmp, "ours") for _ in range(2))
+        row = {
+            "data": "pancreas",
+            "n_cells": pancreas.n_obs,
+            "kernel": "VelocityKernel[deterministic] fresh process",
+            "ours_s": round(ours, 3),
+        }
+        if have_cellrank():
+            ref = fresh_process(tmp, "cellrank")
+            row.update(cellrank_s=round(ref, 3), speedup=round(ref / ours, 1))
+        rows.append(row)
+        print(row, flush=True)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--full", action="store_true", help="the issue's full sizes (pancreas, 100k cells)")
+    parser.add_argument("--million", action="store_true", help="with --full: also 1,000,000 cells x 200 genes")
+    parser.add_argument("--only", choices=["pancreas", "scale"], help="with --full: run one part")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
     import anndata as ad
 
     rows: list[dict] = []
-    dg = ad.read_h5ad(DATA / "dentategyrus_100.h5ad")
-    rows += compare(dg, "dentategyrus_100", ["deterministic", "stochastic", "monte_carlo"])
-    if args.full:
-        pancreas = preprocess_pancreas()
-        rows += compare(pancreas, "pancreas", ["deterministic", "stochastic", "monte_carlo"])
-        tmp = RESULTS / "_pancreas_tmp.h5ad"
-        pancreas.write_h5ad(tmp)
-        try:
-            ours = min(fresh_process(tmp, "ours") for _ in range(2))
-            row = {
-                "data": "pancreas",
-                "n_cells": pancreas.n_obs,
-                "kernel": "VelocityKernel[deterministic] fresh process",
-                "ours_s": round(ours, 3),
-            }
-            if have_cellrank():
-                ref = fresh_process(tmp, "cellrank")
-                row.update(cellrank_s=round(ref, 3), speedup=round(ref / ours, 1))
-            rows.append(row)
-            print(row, flush=True)
-        finally:
-            tmp.unlink(missing_ok=True)
-        rows.append(scale(100_000, 2_000, 30))
-    else:
-        rows.append(scale(20_000, 500, 30))
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / ("full.json" if args.full else "ci.json")
-    meta = {"python": platform.python_version(), "machine": platform.machine(), "cpus": __import__("os").cpu_count()}
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1, default=float) + "\n")
-    print(f"wrote {out}")
+    if not args.full:
+        dg = ad.read_h5ad(DATA / "dentategyrus_100.h5ad")
+        rows += compare(dg, "dentategyrus_100", ["deterministic", "stochastic", "monte_carlo"])
+        rows += [scale(5_000, 500, 30), scale(20_000, 500, 30)]
+        write(rows, "ci")
+        return
+    if args.only in (None, "pancreas"):
+        rows += pancreas_part()
+    if args.only in (None, "scale"):
+        rows += [scale(n, 2_000, 30) for n in (25_000, 50_000, 100_000)]
+        if args.million:
+            rows.append(scale(1_000_000, 200, 30))
+    write(rows, "full" if args.only is None else f"full_{args.only}")
 
 
 if __name__ == "__main__":

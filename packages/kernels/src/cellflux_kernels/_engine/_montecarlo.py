@@ -9,6 +9,7 @@ every block; each cell's estimate is an unbiased average over ``n_samples`` inde
 
 from __future__ import annotations
 
+import numba as nb
 import numpy as np
 
 from ._chunks import row_chunks
@@ -33,7 +34,7 @@ def monte_carlo_probabilities(
     n_samples: int = 1000,
     similarity: Similarity = "correlation",
     rng: np.random.Generator,
-    edges_per_block: int = 4096,
+    edges_per_block: int = 16384,
     show_progress_bar: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Average probabilities and logits over ``n_samples`` velocities ``Vmean + Vspread * z`` per cell.
@@ -52,49 +53,86 @@ def monte_carlo_probabilities(
     probs = np.zeros(len(indices))
     logits = np.zeros(len(indices))
     degree = np.diff(indptr)
-    kmax = max(int(degree.max(initial=1)), 1)
-    budget = max(edges_per_block // kmax, 1) * kmax * G * 8
+    budget = max(int(edges_per_block), int(degree.max(initial=1))) * G * 8
     with _progress(n, show_progress_bar) as bar:
-        for chunk in row_chunks(indptr, indices, G, budget=budget, max_rows=max(edges_per_block // kmax, 1)):
+        for chunk in row_chunks(indptr, indices, G, budget=budget):
             c, k = chunk.neighbors.shape
             D = _displacements(chunk, X)
             if center:
                 D -= D.mean(axis=2, keepdims=True)
             valid = chunk.valid
             m, sd = M[chunk.rows], S[chunk.rows]
-            Z = rng.standard_normal((n_samples, G))
-            base = np.matmul(D, m[:, :, None])[..., 0]  # (c, k)
-            A = (D * sd[:, None, :]).reshape(c * k, G)
-            noise = (Z.astype(np.float32) @ A.T.astype(np.float32)).astype(np.float64)
-            dots = noise.reshape(n_samples, c, k) + base[None]
-            mask = ~valid
+            Z = rng.standard_normal((n_samples, G), dtype=np.float32)
+            base = np.matmul(D, m[:, :, None])[..., 0]  # (c, k): m . d
+            # z . (sd * d) for every sample and edge: one float32 product (c * k, G) @ (G, n_samples)
+            A = (D * sd[:, None, :]).astype(np.float32).reshape(c * k, G)
+            noise = Z @ A.T  # (n_samples, c * k)
             if scale_by_norm:
                 dn = np.sqrt(np.einsum("ckg,ckg->ck", D, D))
                 # norms of the (centred) samples, exactly, from three small products
-                sq = np.einsum("cg,cg->c", m, m)[None] + 2.0 * Z @ (m * sd).T + (Z * Z) @ (sd * sd).T
+                Z64 = Z.astype(np.float64)
+                sq = np.einsum("cg,cg->c", m, m)[None] + 2.0 * Z64 @ (m * sd).T + (Z64 * Z64) @ (sd * sd).T
                 if center:
-                    mean = (m.sum(axis=1)[None] + Z @ sd.T) / G
+                    mean = (m.sum(axis=1)[None] + Z64 @ sd.T) / G
                     sq = sq - G * mean * mean
-                snorm = np.sqrt(np.maximum(sq, 0.0))  # (S, c)
-                denom = snorm[:, :, None] * dn[None]
-                mask = mask[None] | (denom == 0)
-                dots = dots / np.where(mask, 1.0, denom)
+                snorm = np.ascontiguousarray(np.sqrt(np.maximum(sq, 0.0)).T)  # (c, S)
             else:
-                mask = np.broadcast_to(mask[None], dots.shape)
-            z = np.where(mask, -np.inf, softmax_scale * dots)
-            top = z.max(axis=2, keepdims=True)
-            e = np.exp(z - np.where(np.isfinite(top), top, 0.0))
-            total = e.sum(axis=2, keepdims=True)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                p = np.where(total > 0, e / total, 0.0)
-            p_mean = p.mean(axis=0)
-            l_mean = np.where(mask, 0.0, dots).mean(axis=0)
-            row_total = p_mean.sum(axis=1)
-            none = row_total == 0
-            if np.any(none):
-                p_mean[none] = valid[none] / valid[none].sum(axis=1, keepdims=True)
-                l_mean[none] = 0.0
+                dn = np.ones((c, k))
+                snorm = np.ones((c, n_samples))
+            p_mean = np.zeros((c, k))
+            l_mean = np.zeros((c, k))
+            _average_softmax(noise, base, dn, snorm, valid, float(softmax_scale), p_mean, l_mean)
             probs[chunk.positions[valid]] = p_mean[valid]
             logits[chunk.positions[valid]] = l_mean[valid]
             bar.update(c)
     return probs, logits
+
+
+@nb.njit(parallel=True, fastmath=True, cache=True, nogil=True)
+def _average_softmax(noise, base, dn, snorm, valid, scale, p_out, l_out):  # pragma: no cover - compiled
+    """Per cell: the mean over samples of the masked softmax of ``scale * (noise + base) / (|v| |d|)``.
+
+    A sample whose every edge is masked (zero norms) contributes nothing; a cell with no contribution
+    at all gets uniform probabilities over its edges (CellRank's fallback).
+    """
+    c, k = base.shape
+    n_samples = noise.shape[0]
+    for r in nb.prange(c):
+        z = np.empty(k)
+        e = np.empty(k)
+        inv = np.empty(k)
+        for j in range(k):
+            inv[j] = 1.0 / dn[r, j] if valid[r, j] and dn[r, j] != 0.0 else 0.0
+        contributed = 0
+        for s in range(n_samples):
+            sn = snorm[r, s]
+            if sn == 0.0:
+                continue
+            top = -np.inf
+            for j in range(k):
+                if inv[j] != 0.0:
+                    z[j] = (np.float64(noise[s, r * k + j]) + base[r, j]) * inv[j] / sn
+                    top = max(top, scale * z[j])
+            if top == -np.inf:
+                continue
+            total = 0.0
+            for j in range(k):
+                if inv[j] != 0.0:
+                    e[j] = np.exp(np.float32(scale * z[j] - top))
+                    total += e[j]
+            for j in range(k):
+                if inv[j] != 0.0:
+                    p_out[r, j] += e[j] / total
+                    l_out[r, j] += z[j]
+            contributed += 1
+        if contributed == 0:
+            n_valid = 0
+            for j in range(k):
+                n_valid += valid[r, j]
+            for j in range(k):
+                p_out[r, j] = valid[r, j] / n_valid
+                l_out[r, j] = 0.0
+        else:
+            for j in range(k):
+                p_out[r, j] /= n_samples
+                l_out[r, j] /= n_samples

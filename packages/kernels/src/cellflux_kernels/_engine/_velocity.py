@@ -17,7 +17,8 @@ from scipy import sparse
 from tqdm.auto import tqdm
 
 from ._chunks import DEFAULT_BUDGET, RowChunk, row_chunks
-from ._csr import segment_softmax
+from ._csr import row_ids, segment_softmax
+from ._edges import edge_terms, row_center_norm
 
 __all__ = [
     "BackwardMode",
@@ -104,10 +105,9 @@ def similarity_logits(
 ) -> EdgeResult:
     """Similarities between velocities and displacements for every edge of a CSR graph.
 
-    The displacement ``d = x_j - x_i`` is never formed: ``v . d``, ``|d|^2`` and the mean of ``d``
-    follow from one gather of the neighbours' rows and one batched matrix product with ``v_i`` and
-    ``x_i`` (plus per-cell norms). Edges whose displacement is (nearly) zero, where that expansion
-    would lose precision, are recomputed exactly.
+    Each edge's displacement ``d = x_j - x_i`` is reduced gene by gene, in float64, to ``v . d`` and
+    ``|d|^2`` by a compiled loop over the edges (see :mod:`._edges`); no ``edges x genes`` array is
+    formed and float32 inputs are not copied.
 
     Parameters
     ----------
@@ -123,7 +123,7 @@ def similarity_logits(
         ``None`` (forward), ``"negate"`` (compare with ``-v_i``) or ``"transpose"`` (compare the
         neighbour's velocity ``v_j`` with ``x_i - x_j``).
     budget
-        Bytes of one padded block.
+        Unused (kept for compatibility); the compiled loop needs no blocks.
     show_progress_bar
         Show a tqdm bar over cells.
 
@@ -132,67 +132,30 @@ def similarity_logits(
     The per-edge logits and masks.
     """
     center, scale_by_norm = SIMILARITIES[similarity]
-    n = len(indptr) - 1
-    X = np.ascontiguousarray(X, dtype=np.float64)
-    V = np.ascontiguousarray(V, dtype=np.float64)
-    G = X.shape[1]
-    logits = np.zeros(len(indices), dtype=np.float64)
-    masked = np.zeros(len(indices), dtype=bool)
     transpose = backward_mode == "transpose"
-    uniform = np.zeros(n, dtype=bool) if transpose else ~np.any(V != 0, axis=1)
-    Vc = V - V.mean(axis=1, keepdims=True) if center else V.copy()
-    if backward_mode == "negate":
-        Vc *= -1.0
-    vnorm = np.sqrt(np.einsum("ng,ng->n", Vc, Vc))
-    sq = np.einsum("ng,ng->n", X, X)
-    mean = X.mean(axis=1)
-    xv = np.einsum("ng,ng->n", X, Vc)  # x_i . v_i
-    stacked = np.ascontiguousarray(np.stack([Vc, X], axis=2))  # (n, G, 2)
-    buffer = _Buffer()
-    with _progress(n, show_progress_bar) as bar:
-        for chunk in row_chunks(indptr, indices, G, budget=budget):
-            c, k = chunk.neighbors.shape
-            rows, nbrs, valid = chunk.rows, chunk.neighbors, chunk.valid
-            Xn = buffer.get((c, k, G))
-            np.take(X, nbrs.ravel(), axis=0, out=Xn.reshape(c * k, G))
-            if transpose:
-                # v_j . (x_i - x_j) = x_i . v_j - x_j . v_j ; |x_i - x_j|^2 from x_j . x_i
-                prod = np.matmul(Xn, X[rows][:, :, None])[..., 0]
-                Vn = np.take(Vc, nbrs.ravel(), axis=0).reshape(c, k, G)
-                dot = np.matmul(Vn, X[rows][:, :, None])[..., 0] - xv[nbrs]
-                cross = prod
-            else:
-                prod = np.matmul(Xn, stacked[rows])  # (c, k, 2): x_j . v_i, x_j . x_i
-                dot = prod[..., 0] - xv[rows][:, None]
-                cross = prod[..., 1]
-            d2 = sq[nbrs] - 2.0 * cross + sq[rows][:, None]
-            if center:
-                dmean = mean[nbrs] - mean[rows][:, None]
-                d2 = d2 - G * dmean * dmean
-            # the expansion cancels when x_j is (nearly) x_i: recompute those edges exactly
-            fragile = valid & (d2 <= 1e-8 * (sq[nbrs] + sq[rows][:, None] + 1e-300))
-            if np.any(fragile):
-                fi, fk = np.nonzero(fragile)
-                D = X[nbrs[fi, fk]] - X[rows[fi]]
-                if center:
-                    D -= D.mean(axis=1, keepdims=True)
-                if transpose:
-                    D *= -1.0
-                    dot[fi, fk] = np.einsum("eg,eg->e", D, Vc[nbrs[fi, fk]])
-                else:
-                    dot[fi, fk] = np.einsum("eg,eg->e", D, Vc[rows[fi]])
-                d2[fi, fk] = np.einsum("eg,eg->e", D, D)
-            if scale_by_norm:
-                vn = vnorm[nbrs] if transpose else vnorm[rows][:, None]
-                denom = np.sqrt(np.maximum(d2, 0.0)) * vn
-                mask = denom == 0
-                dot = dot / np.where(mask, 1.0, denom)
-                masked[chunk.positions[valid]] = mask[valid]
-            logits[chunk.positions[valid]] = dot[valid]
-            bar.update(c)
-    rows_uniform = np.repeat(uniform, np.diff(indptr))
-    logits[rows_uniform] = 0.0
-    masked[rows_uniform] = False
+    vbar, vnorm, zero = row_center_norm(V, center=center)
+    dot, d2 = edge_terms(
+        indptr, indices, X, V, vbar, use_neighbor=transpose, center=center, show_progress_bar=show_progress_bar
+    )
+    if backward_mode is not None:  # -v_i . d (negate) or v_j . (x_i - x_j) (transpose)
+        np.negative(dot, out=dot)
+    uniform = np.zeros(len(indptr) - 1, dtype=bool) if transpose else zero
+    if scale_by_norm:
+        rows = row_ids(indptr)
+        vn = vnorm[indices] if transpose else vnorm[rows]
+        np.maximum(d2, 0.0, out=d2)
+        np.sqrt(d2, out=d2)
+        d2 *= vn
+        masked = d2 == 0
+        d2[masked] = 1.0
+        logits = np.divide(dot, d2, out=dot)
+    else:
+        masked = np.zeros(len(indices), dtype=bool)
+        logits = dot
+    if uniform.any():
+        rows_uniform = np.repeat(uniform, np.diff(indptr))
+        logits[rows_uniform] = 0.0
+        masked[rows_uniform] = False
     return EdgeResult(logits=logits, masked=masked, uniform=uniform)
 
 

@@ -11,6 +11,7 @@ import numpy as np
 from anndata import AnnData
 from scipy import sparse
 
+from .._engine._edges import nonfinite_columns, row_center_norm
 from .._engine._montecarlo import monte_carlo_probabilities, sample_velocities
 from .._engine._neighbors import moments
 from .._engine._velocity import (
@@ -33,6 +34,14 @@ logger = logging.getLogger(__name__)
 
 Mode = Literal["deterministic", "stochastic", "monte_carlo", "sampling"]
 MODES = ("deterministic", "stochastic", "monte_carlo", "sampling")
+
+
+def _dense(A: Any) -> np.ndarray:
+    """A C-contiguous dense float32/float64 array, without a copy when ``A`` already is one."""
+    A = A.toarray() if sparse.issparse(A) else np.asarray(A)
+    if A.dtype not in (np.float32, np.float64):
+        A = A.astype(np.float64)
+    return np.ascontiguousarray(A)
 
 
 class VelocityKernel(Kernel):
@@ -93,18 +102,15 @@ class VelocityKernel(Kernel):
             raise ValueError(f"{where_x} has shape {X.shape} but {where_v} has shape {V.shape}; they must match.")
         if X.shape[0] != self.adata.n_obs:
             raise ValueError(f"{where_x} has {X.shape[0]} rows, expected n_obs={self.adata.n_obs}.")
-        if mask is not None:
+        if mask is not None and not mask.all():
             X, V = X[:, mask], V[:, mask]
-        X = X.toarray() if sparse.issparse(X) else np.asarray(X)
-        V = V.toarray() if sparse.issparse(V) else np.asarray(V)
-        X = np.array(X, dtype=np.float64)
-        V = np.array(V, dtype=np.float64)
+        X, V = _dense(X), _dense(V)
         genes = (
             np.asarray(self.adata.var_names[mask] if mask is not None else self.adata.var_names)
             if self._attr == "layers"
             else np.arange(V.shape[1]).astype(str)
         )
-        bad = ~np.isfinite(V).all(axis=0)
+        bad = nonfinite_columns(V)
         if bad.all():
             raise ValueError(f"{where_v} is NaN or infinite in every gene; recompute the velocity.")
         if bad.any():
@@ -114,10 +120,11 @@ class VelocityKernel(Kernel):
                 stacklevel=3,
             )
             X, V, genes = X[:, ~bad], V[:, ~bad], genes[~bad]
-        if not np.isfinite(X).all():
-            n_bad = int((~np.isfinite(X).all(axis=0)).sum())
+        bad_x = nonfinite_columns(X)
+        if bad_x.any():
+            n_bad = int(bad_x.sum())
             raise ValueError(f"{where_x} has NaN or infinite values in {n_bad} genes; impute or filter them first.")
-        zero = ~np.any(V != 0, axis=1)
+        zero = row_center_norm(V, center=False)[2]
         if zero.any():
             logger.info(
                 "%d cells have zero velocity; their transitions are uniform over their neighbours.", int(zero.sum())
