@@ -18,6 +18,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
         "HVGSeuratV3": ".models:HVGSeuratV3",
         "TDigest": ".models:TDigest",
         "LogisticRegression": ".models:LogisticRegression",
+        "ProbabilisticPCA": ".models:ProbabilisticPCA",
         "StreamingModel": ".models:StreamingModel",
         "NormalizeTotal": ".transforms:NormalizeTotal",
         "Log1p": ".transforms:Log1p",

@@ -7,6 +7,7 @@ from ._ipca import IncrementalPCA
 from ._isvd import PartialSVD, merge_partial, update_with_rows
 from ._logistic import LogisticRegression
 from ._onepass import OnePassMeanVarStd
+from ._ppca import ProbabilisticPCA
 from ._tdigest import TDigest
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "LogisticRegression",
     "OnePassMeanVarStd",
     "PartialSVD",
+    "ProbabilisticPCA",
     "StreamingModel",
     "TDigest",
     "check_var_names",

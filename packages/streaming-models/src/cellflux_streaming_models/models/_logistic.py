@@ -10,6 +10,7 @@ import torch
 from torch.nn import functional as F
 
 from .._dist import world
+from ._averaging import TailAverage
 from ._base import StreamingModel
 
 __all__ = ["LogisticRegression"]
@@ -102,10 +103,7 @@ class LogisticRegression(StreamingModel):
         self.average = average
         self.W_gc = torch.nn.Parameter(torch.empty(self.n_vars, self.n_categories))
         self.b_c = torch.nn.Parameter(torch.empty(self.n_categories))
-        self.register_buffer("W_avg_gc", torch.zeros(self.n_vars, self.n_categories))
-        self.register_buffer("b_avg_c", torch.zeros(self.n_categories))
-        self.register_buffer("n_averaged", torch.zeros((), dtype=torch.long))
-        self._seen_in_epoch = 0
+        self._average = TailAverage(self.n_obs)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -115,9 +113,7 @@ class LogisticRegression(StreamingModel):
         with torch.no_grad():
             self.W_gc.copy_(torch.randn(self.n_vars, self.n_categories, generator=generator) * std)
             self.b_c.zero_()
-            self.W_avg_gc.zero_()
-            self.b_avg_c.zero_()
-            self.n_averaged.zero_()
+        self._average.start_epoch()
 
     def default_optimizer(self, batch_size: int) -> torch.optim.Optimizer:
         """Adam with the learning rate ``lr * sqrt(batch_size / 1000) / sqrt(genes)``."""
@@ -136,17 +132,9 @@ class LogisticRegression(StreamingModel):
             )
         return y
 
-    def _accumulate_average(self) -> None:
-        with torch.no_grad():
-            self.n_averaged += 1
-            weight = 1.0 / float(self.n_averaged)
-            self.W_avg_gc.lerp_(self.W_gc.detach(), weight)
-            self.b_avg_c.lerp_(self.b_c.detach(), weight)
-
     def on_train_epoch_start(self, epoch: int) -> None:
         super().on_train_epoch_start(epoch)
-        self._seen_in_epoch = 0
-        self.n_averaged.zero_()
+        self._average.start_epoch()
 
     def forward(
         self, x_ng: torch.Tensor, var_names_g: np.ndarray, y_n: torch.Tensor, y_categories: np.ndarray | None = None
@@ -157,10 +145,8 @@ class LogisticRegression(StreamingModel):
             raise ValueError("The batch's y_categories differ from the model's.")
         n = x_ng.shape[0]
         y = self._check_labels(y_n, n).to(x_ng.device)
-        # the current weights are the previous step's result: average them over the epoch's second half
-        if self.average and self._seen_in_epoch >= self.n_obs / 2:
-            self._accumulate_average()
-        self._seen_in_epoch += n * world()[1]
+        if self.average and torch.is_grad_enabled():
+            self._average.observe(self, n * world()[1])
         logits_nc = x_ng.to(self.W_gc.dtype) @ self.W_gc + self.b_c
         loss = F.cross_entropy(logits_nc, y) + self.W_gc.abs().sum() / (self.W_prior_scale * self.n_obs)
         out = {"loss": loss}
@@ -170,12 +156,8 @@ class LogisticRegression(StreamingModel):
 
     def on_train_epoch_end(self, epoch: int) -> None:
         """Replace the weights by their average over the epoch's second half (the last step included)."""
-        if not self.average:
-            return
-        self._accumulate_average()
-        with torch.no_grad():
-            self.W_gc.copy_(self.W_avg_gc)
-            self.b_c.copy_(self.b_avg_c)
+        if self.average:
+            self._average.finish_epoch(self)
 
     # prediction -----------------------------------------------------------------------------------
     def predict(self, x_ng: torch.Tensor, var_names_g: np.ndarray) -> dict[str, torch.Tensor | np.ndarray]:
