@@ -142,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="pancreas-sized speed runs and the 100k-cell DE scale run")
     parser.add_argument("--skip-reference", action="store_true", help="ours only")
+    parser.add_argument("--skip-scale", action="store_true", help="with --full, skip the 100k-cell DE run")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
     import logging
@@ -234,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print("memory", report["memory"], flush=True)
 
-    if args.full:
+    if args.full and not args.skip_scale:
         report["scale"] = scale_run()
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / ("bench_full.json" if args.full else "bench.json")
