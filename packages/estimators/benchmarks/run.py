@@ -2,14 +2,22 @@
 
 Default (CI-sized): a simulated 1,500-cell differentiation side by side, and 20,000 cells through ours alone.
 ``--full``: pancreas (3,696 cells; CellRank's pseudotime + connectivity kernels on scVelo's velocity pseudotime)
-side by side, and 100,000 and 1,000,000 simulated cells (30-neighbour graphs) through Schur, macrostates and fate
-probabilities. Writes ``results/bench[_full].json``.
+side by side, 100,000 simulated cells and 1,000,000 cells on a synthetic three-lineage embedding (the simulator's
+count sampling would dominate; same kNN kernel), 30-neighbour graphs, through Schur, macrostates and fate
+probabilities. Writes ``results/bench[_full].json`` and a CSV beside it.
+
+CellRank's steps are timed as it runs by default (multithreaded BLAS) and, for the cheap steps, again with BLAS
+limited to one thread (``cellrank_*_1thread_s``), because on a loaded machine multithreaded OpenBLAS is itself a
+large slowdown that our package avoids (it limits BLAS to one thread around its iterative kernels). The load
+average is recorded next to the timings.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import os
 import platform
 import resource
 import sys
@@ -33,6 +41,32 @@ def timed(fn):
 
 def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def load_average() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def synthetic(n_cells: int, seed: int = 0):
+    """Cells on a three-lineage tree in 5-D (trunk, then three branches), with noise; no count sampling."""
+    import anndata as ad
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    time_ = rng.random(n_cells)
+    lineage = rng.integers(0, 3, n_cells)
+    directions = np.array([[0, 1, 0, 0, 0], [0, -0.5, 0.87, 0, 0], [0, -0.5, -0.87, 0, 0]], dtype=float)
+    coords = np.zeros((n_cells, 5))
+    coords[:, 0] = np.minimum(time_, 0.3)
+    branch = np.clip(time_ - 0.3, 0, None)
+    coords += branch[:, None] * (directions[lineage] + [[0.5, 0, 0, 0, 0]])
+    coords += rng.normal(scale=0.02, size=coords.shape)
+    stage = np.where(time_ < 0.3, "progenitor", np.char.add("lineage_", (lineage + 1).astype(str)))
+    stage = np.char.add(stage, np.where(time_ > 0.8, "_late", "_early"))
+    adata = ad.AnnData(obs=pd.DataFrame({"clusters": pd.Categorical(stage), "true_time": time_}))
+    adata.obs_names = adata.obs_names.astype(str)
+    t = knn_transition_matrix(coords, time_, n_neighbors=30, backflow=0.25)
+    return adata, t
 
 
 def simulated(n_cells: int, n_genes: int = 60, seed: int = 0):
@@ -82,6 +116,7 @@ def side_by_side(name: str, adata, t, n_states: int, n_terminal: int) -> dict:
     _, row["ours_drivers_s"] = timed(lambda: g.compute_lineage_drivers())
     c = CFLARE(t, adata=adata)
     _, row["ours_cflare_s"] = timed(lambda: c.fit(k=20, use=n_terminal, method="kmeans"))
+    row["load_avg_before"] = load_average()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         r = cr.estimators.GPCCA(cr.kernels.PrecomputedKernel(t, adata=adata))
@@ -99,6 +134,18 @@ def side_by_side(name: str, adata, t, n_states: int, n_terminal: int) -> dict:
             rc.predict(use=n_terminal, method="kmeans")
 
         _, row["cellrank_cflare_s"] = timed(cflare)
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1):
+            _, row["cellrank_macrostates_1thread_s"] = timed(
+                lambda: r.compute_macrostates(n_states, cluster_key="clusters")
+            )
+            r.predict_terminal_states(method="top_n", n_states=n_terminal)
+            _, row["cellrank_fate_1thread_s"] = timed(
+                lambda: r.compute_fate_probabilities(use_petsc=False, show_progress_bar=False)
+            )
+            _, row["cellrank_cflare_1thread_s"] = timed(cflare)
+    row["load_avg_after"] = load_average()
     fp_ref = r.fate_probabilities
     common = [n for n in fp_ref.names if n in g.fate_probabilities.columns]
     row["same_terminal_states"] = set(fp_ref.names) == set(g.fate_probabilities.columns)
@@ -109,12 +156,14 @@ def side_by_side(name: str, adata, t, n_states: int, n_terminal: int) -> dict:
     )
     for step in ("schur", "cflare", "fate", "drivers", "macrostates"):
         row[f"speedup_{step}"] = row[f"cellrank_{step}_s"] / row[f"ours_{step}_s"]
+    for step in ("cflare", "fate", "macrostates"):
+        row[f"speedup_{step}_vs_1thread"] = row[f"cellrank_{step}_1thread_s"] / row[f"ours_{step}_s"]
     return row
 
 
-def scale(n_cells: int) -> dict:
-    adata, t = simulated(n_cells, n_genes=30)
-    row: dict = {"data": "simulated", "n_cells": n_cells, "nnz": int(t.nnz)}
+def scale(n_cells: int, data: str = "simulated") -> dict:
+    (adata, t), row = (synthetic(n_cells) if data == "synthetic" else simulated(n_cells, n_genes=30)), {}
+    row.update(data=data, n_cells=n_cells, nnz=int(t.nnz), load_avg_before=load_average())
     g = GPCCA(t, adata=adata)
     _, row["schur_s"] = timed(lambda: g.compute_schur(10))
     _, row["macrostates_s"] = timed(lambda: g.compute_macrostates(6, n_cells=100, cluster_key="clusters"))
@@ -122,13 +171,20 @@ def scale(n_cells: int) -> dict:
     _, row["fate_s"] = timed(lambda: g.compute_fate_probabilities())
     row["total_s"] = row["schur_s"] + row["macrostates_s"] + row["fate_s"]
     row["fate_solver"] = g.params["fate_probabilities"]["solver"]
+    row["fate_preconditioner"] = g.params["fate_probabilities"]["preconditioner"]
+    row["fate_max_residual"] = g.params["fate_probabilities"]["max_residual"]
+    row["schur_residual"] = g.params["schur"]["residual"]
+    row["terminal_states"] = list(g.fate_probabilities.columns)
     row["peak_rss_gb"] = peak_rss_gb()
+    row["load_avg_after"] = load_average()
     return row
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--full", action="store_true", help="pancreas side by side, 100k and 1M cells")
+    parser.add_argument("--scale-only", action="store_true", help="skip the side-by-side part")
+    parser.add_argument("--sizes", type=int, nargs="*", help="scale sizes (default 20k; --full 100k and 1M)")
     args = parser.parse_args(argv)
     out = {
         "python": sys.version.split()[0],
@@ -137,18 +193,46 @@ def main(argv: list[str] | None = None) -> int:
         "side_by_side": [],
         "scale": [],
     }
-    if args.full:
-        adata, t = pancreas()
-        out["side_by_side"].append(side_by_side("pancreas", adata, t, n_states=10, n_terminal=4))
-    else:
-        adata, t = simulated(1500)
-        out["side_by_side"].append(side_by_side("simulated", adata, t, n_states=6, n_terminal=3))
-    print(json.dumps(out["side_by_side"], indent=1), flush=True)
-    for n in (100_000, 1_000_000) if args.full else (20_000,):
-        out["scale"].append(scale(n))
+    from threadpoolctl import threadpool_info
+
+    out["blas_threads"] = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    out["cpu_count"] = os.cpu_count()
+    if not args.scale_only:
+        if args.full:
+            adata, t = pancreas()
+            out["side_by_side"].append(side_by_side("pancreas", adata, t, n_states=10, n_terminal=4))
+        else:
+            adata, t = simulated(1500)
+            out["side_by_side"].append(side_by_side("simulated", adata, t, n_states=6, n_terminal=3))
+        print(json.dumps(out["side_by_side"], indent=1), flush=True)
+    sizes = args.sizes if args.sizes else ((100_000, 1_000_000) if args.full else (20_000,))
+    for n in sizes:
+        out["scale"].append(scale(n, "synthetic" if n > 200_000 else "simulated"))
         print(json.dumps(out["scale"][-1], indent=1), flush=True)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / ("bench_full.json" if args.full else "bench.json")).write_text(json.dumps(out, indent=1))
+    stem = "bench_full" if args.full else "bench"
+    if args.scale_only:
+        stem += "_scale"
+    (RESULTS / f"{stem}.json").write_text(json.dumps(out, indent=1))
+    with (RESULTS / f"{stem}.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["part", "data", "n_cells", "step", "ours_s", "cellrank_s", "cellrank_1thread_s"])
+        for row in out["side_by_side"]:
+            for step in ("schur", "macrostates", "fate", "drivers", "cflare"):
+                writer.writerow(
+                    [
+                        "side_by_side",
+                        row["data"],
+                        row["n_cells"],
+                        step,
+                        round(row[f"ours_{step}_s"], 4),
+                        round(row[f"cellrank_{step}_s"], 4),
+                        round(row.get(f"cellrank_{step}_1thread_s", float("nan")), 4),
+                    ]
+                )
+        for row in out["scale"]:
+            for step in ("schur", "macrostates", "fate", "total"):
+                writer.writerow(["scale", row["data"], row["n_cells"], step, round(row[f"{step}_s"], 3), "", ""])
     return 0
 
 

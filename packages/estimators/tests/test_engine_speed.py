@@ -12,6 +12,7 @@ from cellflux_estimators._engine._eigen import stationary_distribution
 from cellflux_estimators._engine._gmres import gmres_many
 from cellflux_estimators._engine._gpcca import fill_rotation, objective
 from cellflux_estimators._engine._linsolve import solve_transient
+from cellflux_estimators._engine._twolevel import TwoLevel, aggregate
 
 
 def _transient(t: sparse.csr_matrix, absorbing: np.ndarray):
@@ -37,6 +38,22 @@ def test_gmres_many_matches_lu_for_every_column(chain):
     # an exhausted iteration budget is reported, not hidden
     res = gmres_many(a, b, tol=1e-14, restart=3, maxiter=3)
     assert not res.converged and res.iterations == 3
+
+
+def test_two_level_preconditioner_is_exact_and_cuts_iterations(chain):
+    _, t = chain
+    q, b = _transient(t, np.array([5, 300, 550]))
+    a = sparse.csr_matrix(sparse.eye(q.shape[0]) - q)
+    exact = splinalg.splu(sparse.csc_matrix(a)).solve(b)
+    labels = aggregate(a, 40)
+    assert labels.min() == 0 and len(np.unique(labels)) == labels.max() + 1 >= 40
+    plain = gmres_many(a, b, tol=1e-10, maxiter=5000)
+    pre = gmres_many(a, b, tol=1e-10, maxiter=5000, preconditioner=TwoLevel(a, 40))
+    assert pre.converged and pre.iterations < plain.iterations / 2
+    np.testing.assert_allclose(pre.x, exact, atol=1e-6)
+    x, report = solve_transient(q, b, solver="gmres", preconditioner="twolevel", tol=1e-10)
+    assert report.preconditioner == "twolevel"
+    np.testing.assert_allclose(x, exact, atol=1e-6)
 
 
 def test_auto_solver_falls_back_and_reports(chain):

@@ -231,7 +231,7 @@ def fate_probabilities(
     transition_key: str = "T_fwd",
     keys: Sequence[str] | None = None,
     solver: Literal["auto", "direct", "gmres", "lgmres", "bicgstab"] = "auto",
-    preconditioner: Literal["ilu", "jacobi"] | None = None,
+    preconditioner: Literal["twolevel", "ilu", "jacobi"] | None = None,
     tol: float = 1e-6,
     key_added: str = "lineages_fwd",
     copy: bool = False,

@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from ._gmres import gmres_many
 from ._threads import single_blas_thread
+from ._twolevel import TwoLevel
 
 __all__ = ["SOLVERS", "SolveError", "SolveReport", "solve_transient"]
 
@@ -22,6 +23,10 @@ Solver = Literal["auto", "direct", "gmres", "lgmres", "bicgstab"]
 SOLVERS = ("auto", "direct", "gmres", "lgmres", "bicgstab")
 #: ``solver="auto"`` falls back to a sparse LU up to this many transient states, else to GMRES with ILU.
 AUTO_DIRECT_MAX = 5_000
+#: ``solver="auto"`` starts with the two-level preconditioner from this many transient states.
+AUTO_TWOLEVEL_MIN = 10_000
+#: Largest coarse problem of the two-level preconditioner.
+TWOLEVEL_MAX_AGGREGATES = 5_000
 #: Krylov vectors per GMRES cycle.
 AUTO_RESTART = 30
 #: ``solver="auto"``: total GMRES iterations before falling back.
@@ -50,18 +55,29 @@ class SolveReport:
 def _preconditioner(a: sparse.csc_matrix, kind: str | None) -> splinalg.LinearOperator | None:
     if kind is None:
         return None
+    if kind == "twolevel":
+        tl = TwoLevel(sparse.csr_matrix(a), n_aggregates(a.shape[0]))
+        return splinalg.LinearOperator(a.shape, lambda v: tl(np.asarray(v).reshape(1, -1))[0])
     if kind == "ilu":
         ilu = splinalg.spilu(a, drop_tol=1e-4, fill_factor=10)
         return splinalg.LinearOperator(a.shape, ilu.solve)
     if kind == "jacobi":
         inv = 1.0 / a.diagonal()
         return splinalg.LinearOperator(a.shape, lambda v: inv * v)
-    raise ValueError(f"preconditioner={kind!r} is not supported; use None, 'ilu' or 'jacobi'.")
+    raise ValueError(f"preconditioner={kind!r} is not supported; use None, 'twolevel', 'ilu' or 'jacobi'.")
 
 
-def _rows_preconditioner(m: splinalg.LinearOperator | None):
-    if m is None:
+def n_aggregates(t: int) -> int:
+    """Coarse size of the two-level preconditioner for ``t`` transient states."""
+    return int(np.clip(t // 40, 50, TWOLEVEL_MAX_AGGREGATES))
+
+
+def _rows_preconditioner(a: sparse.csr_matrix, kind: str | None):
+    if kind is None:
         return None
+    if kind == "twolevel":
+        return TwoLevel(a, n_aggregates(a.shape[0]))
+    m = _preconditioner(sparse.csc_matrix(a), kind)
     return lambda z: np.stack([m.matvec(row) for row in z])
 
 
@@ -91,10 +107,13 @@ def solve_transient(
         Right-hand sides, shape ``(t,)`` or ``(t, k)``.
     solver
         ``"direct"`` (sparse LU), ``"gmres"`` (restarted GMRES on all columns in lockstep), ``"lgmres"``,
-        ``"bicgstab"`` (scipy, column by column) or ``"auto"`` (GMRES, falling back to a sparse LU up to
-        :data:`AUTO_DIRECT_MAX` states or ILU-preconditioned GMRES above when it converges slowly).
+        ``"bicgstab"`` (scipy, column by column) or ``"auto"``: GMRES, unpreconditioned below
+        :data:`AUTO_TWOLEVEL_MIN` transient states and with the two-level preconditioner
+        (:class:`~._twolevel.TwoLevel`) above; if it has not converged after :data:`AUTO_MAXITER` iterations,
+        a sparse LU up to :data:`AUTO_DIRECT_MAX` states, else GMRES with another preconditioner.
     preconditioner
-        For the iterative solvers: ``None``, ``"ilu"`` or ``"jacobi"``.
+        For the iterative solvers: ``None``, ``"twolevel"`` (aggregation coarse-grid correction), ``"ilu"``
+        or ``"jacobi"``.
     tol
         Relative residual to reach (iterative solvers).
     maxiter
@@ -121,8 +140,16 @@ def solve_transient(
     limit = max(tol, 1e-8) * 10
     with single_blas_thread():
         if solver == "auto":
-            res = gmres_many(a, bm, tol=tol, restart=AUTO_RESTART, maxiter=maxiter or AUTO_MAXITER)
-            report = SolveReport("gmres", None, res.residuals, tol)
+            kind = preconditioner or ("twolevel" if t >= AUTO_TWOLEVEL_MIN else None)
+            res = gmres_many(
+                a,
+                bm,
+                tol=tol,
+                restart=AUTO_RESTART,
+                maxiter=maxiter or AUTO_MAXITER,
+                preconditioner=_rows_preconditioner(a, kind),
+            )
+            report = SolveReport("gmres", kind, res.residuals, tol)
             if res.converged and np.all(np.isfinite(res.x)):
                 return (res.x[:, 0] if vector else res.x), report
             logger.info(
@@ -131,17 +158,14 @@ def solve_transient(
                 res.iterations,
             )
             solver = "direct" if t <= AUTO_DIRECT_MAX else "gmres"
-            if solver == "gmres" and preconditioner is None:
-                preconditioner = "ilu"
+            if solver == "gmres" and kind != "ilu":
+                preconditioner = "ilu" if kind == "twolevel" else "twolevel"
             maxiter = None
         if solver == "direct":
             out = np.asarray(splinalg.splu(sparse.csc_matrix(a)).solve(bm)).reshape(bm.shape)
         elif solver == "gmres":
-            m = _preconditioner(sparse.csc_matrix(a), preconditioner)
-            res = gmres_many(
-                a, bm, tol=tol, restart=AUTO_RESTART, maxiter=maxiter or 20 * t, preconditioner=_rows_preconditioner(m)
-            )
-            out = res.x
+            m = _rows_preconditioner(a, preconditioner)
+            out = gmres_many(a, bm, tol=tol, restart=AUTO_RESTART, maxiter=maxiter or 20 * t, preconditioner=m).x
         else:
             method = {"lgmres": splinalg.lgmres, "bicgstab": splinalg.bicgstab}[solver]
             m = _preconditioner(sparse.csc_matrix(a), preconditioner)

@@ -44,7 +44,7 @@ class FateMixin(StatesMixin):
         keys: Sequence[str] | None = None,
         *,
         solver: Literal["auto", "direct", "gmres", "lgmres", "bicgstab"] = "auto",
-        preconditioner: Literal["ilu", "jacobi"] | None = None,
+        preconditioner: Literal["twolevel", "ilu", "jacobi"] | None = None,
         tol: float = 1e-6,
         maxiter: int | None = None,
         show_progress_bar: bool = False,
@@ -57,10 +57,11 @@ class FateMixin(StatesMixin):
             Terminal states to use; merge states as ``"Alpha, Beta"``. Default: every terminal state alone.
         solver
             ``"direct"`` (sparse LU), ``"gmres"`` (all lineages in lockstep), ``"lgmres"``, ``"bicgstab"``, or
-            ``"auto"`` (unpreconditioned GMRES; if it converges slowly, direct up to 5,000 transient cells, else
-            GMRES with ILU).
+            ``"auto"`` (GMRES, with the two-level preconditioner from 10,000 transient cells; if it converges
+            slowly, direct up to 5,000 transient cells, else GMRES with another preconditioner).
         preconditioner
-            For iterative solvers: ``"ilu"``, ``"jacobi"`` or ``None``.
+            For iterative solvers: ``"twolevel"`` (aggregation coarse-grid correction, for large chains),
+            ``"ilu"``, ``"jacobi"`` or ``None``.
         tol
             Relative residual of the iterative solvers.
         maxiter
@@ -113,7 +114,7 @@ class FateMixin(StatesMixin):
         *,
         calculate_variance: bool = False,
         solver: Literal["auto", "direct", "gmres", "lgmres", "bicgstab"] = "auto",
-        preconditioner: Literal["ilu", "jacobi"] | None = None,
+        preconditioner: Literal["twolevel", "ilu", "jacobi"] | None = None,
         tol: float = 1e-6,
     ) -> FateMixin:
         """Compute the mean (and variance of) the time to absorption.
