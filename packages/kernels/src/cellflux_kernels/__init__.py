@@ -1,4 +1,4 @@
-"""Cell-to-cell transition matrices (velocity, connectivity, pseudotime, CytoTRACE, precomputed) and their algebra.
+"""Cell-to-cell transition matrices (velocity, connectivity, pseudotime, CytoTRACE, real-time, precomputed) and their algebra.
 
 Kernels read an AnnData and compute a row-stochastic CSR transition matrix; they combine with ``+``
 and ``*`` (``0.8 * vk + 0.2 * ck``) into expressions that estimators consume through
@@ -23,6 +23,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
         "PalantirKernel": "._kernels._pseudotime:PalantirKernel",
         "CytoTRACEKernel": "._kernels._cytotrace:CytoTRACEKernel",
         "PrecomputedKernel": "._kernels._precomputed:PrecomputedKernel",
+        "RealTimeKernel": "._kernels._realtime:RealTimeKernel",
         "read_kernel": "._kernels._io:read_kernel",
         "Key": "._keys:Key",
         "similarity_logits": "._engine._velocity:similarity_logits",

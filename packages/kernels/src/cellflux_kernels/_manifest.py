@@ -16,6 +16,7 @@ manifest = PluginManifest(
     pl={
         "kernel_projection": "cellflux_kernels._plotting:projection",
         "random_walks": "cellflux_kernels._plotting:random_walks",
+        "single_flow": "cellflux_kernels._plot_flow:single_flow",
     },
     examples={
         "tl.transition_matrix": "cellflux_kernels._tools:example_transition_matrix",

@@ -240,6 +240,25 @@ class KernelExpression(abc.ABC):
             self.compute_projection(basis=basis)
         return projection(self.adata, key=key, basis=basis, **kwargs)
 
+    def plot_single_flow(self, cluster_key: str, cluster: str, time_key: str | None = None, **kwargs: Any) -> Any:
+        """Draw how the mass of ``cluster`` flows over time points; see :func:`cellflux_kernels.pl.single_flow`.
+
+        ``time_key`` defaults to a :class:`~cellflux_kernels.RealTimeKernel`'s own time key.
+        """
+        from .._plot_flow import single_flow
+
+        time_key = time_key if time_key is not None else getattr(self, "_time_key", None)
+        if time_key is None:
+            raise ValueError("Pass time_key: the obs column with the time points.")
+        return single_flow(
+            self.adata,
+            cluster_key=cluster_key,
+            time_key=time_key,
+            cluster=cluster,
+            matrix=self.transition_matrix,
+            **kwargs,
+        )
+
     def plot_random_walks(
         self, n_sims: int = 100, *, basis: str = "umap", seed: int | None = None, **kwargs: Any
     ) -> Any:

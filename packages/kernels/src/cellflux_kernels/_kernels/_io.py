@@ -37,11 +37,11 @@ def read_kernel(adata: AnnData, key: str = Key.FORWARD, *, copy: bool = False) -
     from ._cytotrace import CytoTRACEKernel
     from ._precomputed import PrecomputedKernel
     from ._pseudotime import PalantirKernel, PseudotimeKernel
+    from ._realtime import RealTimeKernel
     from ._velocity import VelocityKernel
 
-    classes = {
-        c.__name__: c for c in (VelocityKernel, ConnectivityKernel, PseudotimeKernel, PalantirKernel, CytoTRACEKernel)
-    }
+    kinds = (VelocityKernel, ConnectivityKernel, PseudotimeKernel, PalantirKernel, CytoTRACEKernel, RealTimeKernel)
+    classes = {c.__name__: c for c in kinds}
     if key not in adata.obsp:
         raise KeyError(f"adata.obsp[{key!r}] is missing; write a kernel there with kernel.write_to_adata(key={key!r}).")
     name = adata.uns.get(key, {}).get(Key.KERNEL)
