@@ -17,6 +17,11 @@ _PL = {
     "lineage_drivers": "cellflux_estimators._plotting._drivers:lineage_drivers",
     "gene_trends": "cellflux_estimators._plotting._trends:gene_trends",
     "trend_heatmap": "cellflux_estimators._plotting._trends:trend_heatmap",
+    "cluster_trends": "cellflux_estimators._plotting._trends:cluster_trends",
+    "drivers_correlation": "cellflux_estimators._plotting._drivers:drivers_correlation",
+    "circular_projection": "cellflux_estimators._plotting._circular:circular_projection",
+    "log_odds": "cellflux_estimators._plotting._logodds:log_odds",
+    "fate_pies": "cellflux_estimators._plotting._pie:fate_pies",
 }
 
 manifest = PluginManifest(

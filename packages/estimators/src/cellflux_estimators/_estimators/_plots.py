@@ -91,3 +91,48 @@ class PlotMixin(BaseEstimator):
         The matplotlib figure.
         """
         return _pl("_trends", "gene_trends")(self, genes=genes, time_key=time_key, **kwargs)
+
+    def plot_circular_projection(self, **kwargs: Any):
+        """Plot the circular projection of the fate probabilities.
+
+        Returns
+        -------
+        The matplotlib figure.
+        """
+        return _pl("_circular", "circular_projection")(self, **kwargs)
+
+    def plot_log_odds(self, lineage_1: str, lineage_2: str | None = None, **kwargs: Any):
+        """Plot the log-odds of two lineages along pseudotime (``time_key=`` is required).
+
+        Returns
+        -------
+        The matplotlib figure.
+        """
+        return _pl("_logodds", "log_odds")(self, lineage_1=lineage_1, lineage_2=lineage_2, **kwargs)
+
+    def plot_fate_pies(self, **kwargs: Any):
+        """Plot clusters as pies of their mean fate probabilities on the cluster transition graph.
+
+        Returns
+        -------
+        The matplotlib figure.
+        """
+        return _pl("_pie", "fate_pies")(self, **kwargs)
+
+    def plot_cluster_trends(self, genes: list[str], time_key: str, lineage: str, **kwargs: Any):
+        """Cluster genes by their trend along a lineage and plot the clusters.
+
+        Returns
+        -------
+        The matplotlib figure.
+        """
+        return _pl("_trends", "cluster_trends")(self, genes=genes, time_key=time_key, lineage=lineage, **kwargs)
+
+    def plot_drivers_correlation(self, lineage_x: str, lineage_y: str, **kwargs: Any):
+        """Scatter the driver correlations of two lineages.
+
+        Returns
+        -------
+        The matplotlib figure.
+        """
+        return _pl("_drivers", "drivers_correlation")(self, lineage_x=lineage_x, lineage_y=lineage_y, **kwargs)

@@ -13,7 +13,7 @@ from .._engine._trends import fit_trends
 from .._estimators._drivers import expression
 from ._source import colors, fates, finish, to_adata
 
-__all__ = ["gene_trends", "trend_heatmap"]
+__all__ = ["cluster_trends", "gene_trends", "trend_heatmap"]
 
 
 def _trends(ad, genes, time_key, key, lineages, layer, n_knots):
@@ -150,4 +150,79 @@ def trend_heatmap(
     ax.set_yticklabels(df.index)
     ax.set(xlabel=time_key, title=f"{lineage}: gene trends")
     fig.colorbar(im, ax=ax, label="scaled expression")
+    return finish(fig, save)
+
+
+def cluster_trends(
+    adata: Any,
+    *,
+    genes: list[str],
+    time_key: str,
+    lineage: str,
+    n_clusters: int = 4,
+    key: str = "lineages_fwd",
+    layer: str | None = None,
+    n_knots: int = 8,
+    seed: int = 0,
+    save: str | Path | None = None,
+) -> plt.Figure:
+    """Cluster genes by the shape of their smoothed trend along one lineage and plot each cluster's trends.
+
+    Trends are min-max scaled per gene, grouped with k-means (seeded) and drawn as thin lines with the
+    cluster mean in bold; panels are ordered by the time of the mean's peak.
+
+    Parameters
+    ----------
+    adata
+        AnnData with fate probabilities in ``obsm[key]``, or an estimator.
+    genes
+        Genes to cluster.
+    time_key
+        Pseudotime in ``obs``.
+    lineage
+        The lineage.
+    n_clusters
+        Number of gene clusters.
+    key
+        Where the fate probabilities are.
+    layer
+        Expression layer.
+    n_knots
+        Spline knots.
+    seed
+        k-means seed.
+    save
+        Path to save the figure to.
+
+    Returns
+    -------
+    The matplotlib figure; the gene clusters are in ``fig.gene_clusters`` (a :class:`pandas.Series`).
+    """
+    from .._engine._cluster import kmeans
+
+    ad = to_adata(adata)
+    genes = list(genes)
+    if not 1 <= n_clusters <= len(genes):
+        raise ValueError(f"n_clusters must be in [1, {len(genes)}] (the number of genes), got {n_clusters}.")
+    res, _, _ = _trends(ad, genes, time_key, key, [lineage], layer, n_knots)
+    v = res.values[0]
+    lo, hi = v.min(axis=0), v.max(axis=0)
+    scaled = ((v - lo) / np.where(hi > lo, hi - lo, 1.0)).T  # genes x grid
+    labels = kmeans(scaled, n_clusters, seed=seed)
+    peaks = [np.argmax(scaled[labels == c].mean(axis=0)) if np.any(labels == c) else 0 for c in range(n_clusters)]
+    order = [c for c in np.argsort(peaks) if np.any(labels == c)]
+    ncols = min(4, len(order))
+    nrows = int(np.ceil(len(order) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3 * ncols, 2.4 * nrows), squeeze=False, layout="constrained")
+    for i, c in enumerate(order):
+        ax = axes.flat[i]
+        members = scaled[labels == c]
+        ax.plot(res.grid, members.T, color="gray", lw=0.5, alpha=0.6)
+        ax.plot(res.grid, members.mean(axis=0), color="black", lw=2)
+        ax.set(title=f"cluster {i + 1} ({len(members)} genes)", ylim=(-0.05, 1.05), xlabel=time_key)
+    for ax in axes.flat[len(order) :]:
+        ax.axis("off")
+    fig.suptitle(f"{lineage}: gene trend clusters")
+    rank = {c: i + 1 for i, c in enumerate(order)}
+    fig.gene_clusters = pd.Series([rank[c] for c in labels], index=genes, name="trend_cluster")
     return finish(fig, save)
