@@ -64,11 +64,14 @@ class _Claim:
     target: str
 
 
-def _distribution_of(entry_point: metadata.EntryPoint) -> tuple[str | None, str | None]:
+def _distribution_name(entry_point: metadata.EntryPoint) -> str | None:
     dist = getattr(entry_point, "dist", None)
-    if dist is None:
-        return None, None
-    return dist.metadata["Name"], dist.version
+    return None if dist is None else dist.metadata["Name"]
+
+
+def _distribution_version(entry_point: metadata.EntryPoint) -> str | None:
+    dist = getattr(entry_point, "dist", None)
+    return None if dist is None else dist.version
 
 
 class Registry:
@@ -89,7 +92,8 @@ class Registry:
 
     @staticmethod
     def _load(entry_point: metadata.EntryPoint) -> PluginInfo:
-        distribution, version = _distribution_of(entry_point)
+        # Parsing a distribution's metadata is the slow part of discovery: read it only when the
+        # manifest does not say (its version) or when reporting a broken plugin (its name).
         try:
             manifest = entry_point.load()
             if not isinstance(manifest, PluginManifest):
@@ -99,20 +103,17 @@ class Registry:
                 )
         except Exception as error:  # a broken plugin must not break the others
             message = f"{type(error).__name__}: {error}"
+            distribution = _distribution_name(entry_point)
             warnings.warn(
                 f"cellflux plugin {entry_point.name!r} ({distribution or entry_point.value}) failed to load and is "
                 f"skipped: {message}",
                 PluginLoadWarning,
                 stacklevel=4,
             )
+            version = _distribution_version(entry_point)
             return PluginInfo(entry_point.name, entry_point.value, distribution, version, None, message)
-        return PluginInfo(
-            manifest.name,
-            entry_point.value,
-            distribution or manifest.distribution,
-            manifest.version or version,
-            manifest,
-        )
+        version = manifest.version or _distribution_version(entry_point)
+        return PluginInfo(manifest.name, entry_point.value, manifest.distribution, version, manifest)
 
     # -- listing -------------------------------------------------------------------------------
 
