@@ -1,4 +1,6 @@
-"""Cell-to-cell transition matrices (velocity, connectivity, pseudotime, CytoTRACE, real-time, precomputed) and their algebra.
+"""Cell-to-cell transition matrices and their algebra.
+
+Kernels: velocity, connectivity, pseudotime, CytoTRACE, real-time (optimal transport), precomputed.
 
 Kernels read an AnnData and compute a row-stochastic CSR transition matrix; they combine with ``+``
 and ``*`` (``0.8 * vk + 0.2 * ck``) into expressions that estimators consume through

@@ -119,7 +119,7 @@ def single_flow(
     height = 0.8  # the width a ribbon carrying all of the mass gets
     grid = np.linspace(0.0, 1.0, 50)
     smooth = 3 * grid**2 - 2 * grid**3
-    for x, (pair, row) in enumerate(drawn.iterrows()):
+    for x, (_, row) in enumerate(drawn.iterrows()):
         offset = ypos[cluster] + 0.5 * height * row.sum()
         for c in keep:
             w = float(row[c]) * height

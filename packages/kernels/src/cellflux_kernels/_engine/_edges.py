@@ -14,11 +14,13 @@ import numba as nb
 import numpy as np
 from tqdm.auto import tqdm
 
-__all__ = ["edge_terms", "nonfinite_columns", "row_center_norm"]
+__all__ = ["edge_logits", "nonfinite_columns", "row_center_norm", "row_softmax"]
 
 
 @nb.njit(parallel=True, fastmath=True, cache=True, nogil=True)
-def _edge_terms(indptr, indices, X, V, vbar, use_neighbor, center, r0, r1, dot_out, d2_out):  # pragma: no cover
+def _edge_terms(
+    indptr, indices, X, V, vbar, vnorm, use_neighbor, center, scale_by_norm, sign, r0, r1, logit_out, masked_out
+):  # pragma: no cover
     # fastmath lets the gene loop vectorise (sums reassociated, ~1e-16 relative); inputs are finite
     G = X.shape[1]
     for i in nb.prange(r0, r1):
@@ -47,8 +49,38 @@ def _edge_terms(indptr, indices, X, V, vbar, use_neighbor, center, r0, r1, dot_o
                         d = np.float64(xj[g]) - np.float64(xi[g]) - mu
                         c2 += d * d
                 d2 = c2
-            dot_out[e] = dot
-            d2_out[e] = d2
+            dot *= sign
+            masked_out[e] = False
+            if scale_by_norm:
+                den = np.sqrt(max(d2, 0.0)) * vnorm[w]
+                if den == 0.0:
+                    masked_out[e] = True
+                else:
+                    dot /= den
+            logit_out[e] = dot
+
+
+@nb.njit(cache=True, nogil=True)
+def _row_softmax(indptr, logits, masked, uniform, scale, out):  # pragma: no cover - compiled
+    # the row maximum is taken over every entry, masked ones included, as CellRank does
+    for i in range(len(indptr) - 1):
+        a, b = indptr[i], indptr[i + 1]
+        if b == a:
+            continue
+        if uniform[i]:
+            for e in range(a, b):
+                out[e] = 1.0 / (b - a)
+            continue
+        top = -np.inf
+        for e in range(a, b):
+            top = max(top, scale * logits[e])
+        total = 0.0
+        for e in range(a, b):
+            v = 0.0 if masked[e] else np.exp(scale * logits[e] - top)
+            out[e] = v
+            total += v
+        for e in range(a, b):
+            out[e] = out[e] / total if total > 0 else np.nan
 
 
 @nb.njit(cache=True, nogil=True)
@@ -105,19 +137,45 @@ def nonfinite_columns(A: np.ndarray) -> np.ndarray:
     return out
 
 
-def edge_terms(
+def row_softmax(
+    indptr: np.ndarray, logits: np.ndarray, masked: np.ndarray, uniform: np.ndarray, scale: float
+) -> np.ndarray:
+    """Per-row softmax of ``scale * logits`` over CSR rows: masked entries 0, ``uniform`` rows ``1/degree``.
+
+    A row whose entries are all masked (and that is not ``uniform``) gets NaN, which the row-stochastic
+    check reports.
+    """
+    out = np.empty(len(logits))
+    _row_softmax(
+        np.ascontiguousarray(indptr),
+        np.ascontiguousarray(logits, dtype=np.float64),
+        np.ascontiguousarray(masked, dtype=np.bool_),
+        np.ascontiguousarray(uniform, dtype=np.bool_),
+        float(scale),
+        out,
+    )
+    return out
+
+
+def edge_logits(
     indptr: np.ndarray,
     indices: np.ndarray,
     X: np.ndarray,
     V: np.ndarray,
     vbar: np.ndarray,
+    vnorm: np.ndarray,
     *,
     use_neighbor: bool,
     center: bool,
+    scale_by_norm: bool,
+    sign: float = 1.0,
     show_progress_bar: bool = False,
     rows_per_step: int = 1 << 15,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``d . (v_w - vbar_w)`` and the squared norm of ``d`` (centred if ``center``) for every edge.
+    """The similarity of every edge's displacement with a velocity, and which edges have none.
+
+    ``sign * d . (v_w - vbar_w)``, divided by ``|d_c| |v_w - vbar_w|`` if ``scale_by_norm`` (``d_c``
+    is ``d`` centred if ``center``); edges where that norm product is 0 are masked.
 
     Parameters
     ----------
@@ -127,10 +185,16 @@ def edge_terms(
         Expression and velocity, ``(n_cells, n_genes)``, float32 or float64.
     vbar
         Per-cell value subtracted from the velocity (its mean for correlation, else 0).
+    vnorm
+        Per-cell norm of ``v - vbar``.
     use_neighbor
         Compare with the neighbour's velocity ``v_j`` instead of ``v_i``.
     center
         Centre the displacement (Pearson correlation).
+    scale_by_norm
+        Divide by the norms (correlation, cosine).
+    sign
+        ``-1`` for the backward modes.
     show_progress_bar
         A tqdm bar over cells (the rows are processed in steps of ``rows_per_step``).
     rows_per_step
@@ -138,17 +202,33 @@ def edge_terms(
 
     Returns
     -------
-    Two float64 arrays aligned with ``indices``.
+    Float64 logits and a boolean mask, aligned with ``indices``.
     """
     X, V = _as_compute(X), _as_compute(V)
     indptr, indices = np.ascontiguousarray(indptr), np.ascontiguousarray(indices)
     vbar = np.ascontiguousarray(vbar, dtype=np.float64)
+    vnorm = np.ascontiguousarray(vnorm, dtype=np.float64)
     n = len(indptr) - 1
-    dot = np.empty(len(indices))
-    d2 = np.empty(len(indices))
+    logits = np.empty(len(indices))
+    masked = np.empty(len(indices), dtype=np.bool_)
     with tqdm(total=n, unit="cell", disable=not show_progress_bar, leave=False) as bar:
         for r0 in range(0, n, rows_per_step):
             r1 = min(n, r0 + rows_per_step)
-            _edge_terms(indptr, indices, X, V, vbar, bool(use_neighbor), bool(center), r0, r1, dot, d2)
+            _edge_terms(
+                indptr,
+                indices,
+                X,
+                V,
+                vbar,
+                vnorm,
+                bool(use_neighbor),
+                bool(center),
+                bool(scale_by_norm),
+                float(sign),
+                r0,
+                r1,
+                logits,
+                masked,
+            )
             bar.update(r1 - r0)
-    return dot, d2
+    return logits, masked

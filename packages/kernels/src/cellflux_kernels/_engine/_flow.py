@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 from scipy import sparse
@@ -45,11 +47,12 @@ def single_flow(
     c_codes = np.asarray(clusters.codes)
     t_codes = np.asarray(time.codes)
     onehot = sparse.csr_matrix(
-        (np.ones(len(c_codes)), (np.arange(len(c_codes)), np.maximum(c_codes, 0))), shape=(len(c_codes), len(clusters.categories))
+        (np.ones(len(c_codes)), (np.arange(len(c_codes)), np.maximum(c_codes, 0))),
+        shape=(len(c_codes), len(clusters.categories)),
     )
     rows, index = [], []
     src_code = list(clusters.categories).index(cluster)
-    for a, b in zip(points[:-1], points[1:], strict=True):
+    for a, b in itertools.pairwise(points):
         ta, tb = list(time.categories).index(a), list(time.categories).index(b)
         src = np.flatnonzero((c_codes == src_code) & (t_codes == ta))
         tgt_mask = (t_codes == tb) & (c_codes >= 0)
@@ -60,5 +63,7 @@ def single_flow(
             rows.append(np.asarray(block.sum(axis=0) @ onehot).ravel() / len(src))
         index.append((a, b))
     return pd.DataFrame(
-        np.vstack(rows), index=pd.MultiIndex.from_tuples(index, names=["source", "target"]), columns=list(clusters.categories)
+        np.vstack(rows),
+        index=pd.MultiIndex.from_tuples(index, names=["source", "target"]),
+        columns=list(clusters.categories),
     )

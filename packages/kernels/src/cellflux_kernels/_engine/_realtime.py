@@ -141,9 +141,7 @@ def stitch(
             rows.append(idx[coo.row])
             cols.append(targets[coo.col])
             vals.append(weight * coo.data)
-    matrix = sparse.csr_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
-    )
+    matrix = sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
     matrix.sum_duplicates()
     matrix.eliminate_zeros()
     return matrix, empty

@@ -17,8 +17,7 @@ from scipy import sparse
 from tqdm.auto import tqdm
 
 from ._chunks import DEFAULT_BUDGET, RowChunk, row_chunks
-from ._csr import row_ids, segment_softmax
-from ._edges import edge_terms, row_center_norm
+from ._edges import edge_logits, row_center_norm, row_softmax
 
 __all__ = [
     "BackwardMode",
@@ -134,24 +133,21 @@ def similarity_logits(
     center, scale_by_norm = SIMILARITIES[similarity]
     transpose = backward_mode == "transpose"
     vbar, vnorm, zero = row_center_norm(V, center=center)
-    dot, d2 = edge_terms(
-        indptr, indices, X, V, vbar, use_neighbor=transpose, center=center, show_progress_bar=show_progress_bar
+    # -v_i . d (negate) or v_j . (x_i - x_j) (transpose)
+    logits, masked = edge_logits(
+        indptr,
+        indices,
+        X,
+        V,
+        vbar,
+        vnorm,
+        use_neighbor=transpose,
+        center=center,
+        scale_by_norm=scale_by_norm,
+        sign=-1.0 if backward_mode is not None else 1.0,
+        show_progress_bar=show_progress_bar,
     )
-    if backward_mode is not None:  # -v_i . d (negate) or v_j . (x_i - x_j) (transpose)
-        np.negative(dot, out=dot)
     uniform = np.zeros(len(indptr) - 1, dtype=bool) if transpose else zero
-    if scale_by_norm:
-        rows = row_ids(indptr)
-        vn = vnorm[indices] if transpose else vnorm[rows]
-        np.maximum(d2, 0.0, out=d2)
-        np.sqrt(d2, out=d2)
-        d2 *= vn
-        masked = d2 == 0
-        d2[masked] = 1.0
-        logits = np.divide(dot, d2, out=dot)
-    else:
-        masked = np.zeros(len(indices), dtype=bool)
-        logits = dot
     if uniform.any():
         rows_uniform = np.repeat(uniform, np.diff(indptr))
         logits[rows_uniform] = 0.0
@@ -204,11 +200,7 @@ def similarity_callable(
 
 def softmax_from_logits(result: EdgeResult, indptr: np.ndarray, softmax_scale: float) -> np.ndarray:
     """Per-edge probabilities: masked softmax of ``softmax_scale * logits`` per row, uniform rows 1/degree."""
-    probs = segment_softmax(result.logits, indptr, softmax_scale, result.masked)
-    degree = np.diff(indptr)
-    rows_uniform = np.repeat(result.uniform, degree)
-    probs[rows_uniform] = np.repeat(1.0 / np.maximum(degree[result.uniform], 1), degree[result.uniform])
-    return probs
+    return row_softmax(indptr, result.logits, result.masked, result.uniform, softmax_scale)
 
 
 def estimate_softmax_scale(logits: np.ndarray) -> float:

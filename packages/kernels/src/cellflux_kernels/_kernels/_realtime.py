@@ -86,7 +86,7 @@ class RealTimeKernel(Kernel):
             self._codes[(time == p).to_numpy()] = a
         if couplings is None:
             if policy == "sequential":
-                pairs = list(zip(points[:-1], points[1:], strict=True))
+                pairs = list(itertools.pairwise(points))
             elif policy == "triu":
                 pairs = list(itertools.combinations(points, 2))
             else:
@@ -260,7 +260,9 @@ class RealTimeKernel(Kernel):
             for p in mixed_points:
                 self._index(p)
         if mixed_points and (conn_weight is None or not 0 < conn_weight < 1):
-            raise ValueError(f"conn_weight must be in (0, 1) when time points mix in self-transitions, got {conn_weight!r}.")
+            raise ValueError(
+                f"conn_weight must be in (0, 1) when time points mix in self-transitions, got {conn_weight!r}."
+            )
         missing = [pair for pair, c in self._couplings.items() if c is None]
         for src, tgt in tqdm(missing, unit="time pair", disable=not show_progress_bar, leave=False):
             self._couplings[(src, tgt)] = self.compute_coupling(src, tgt, **kwargs)
