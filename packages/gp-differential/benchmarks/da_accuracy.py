@@ -1,0 +1,86 @@
+"""DA accuracy sweep: AUROC of the planted depletion, ours vs kompot, two sizes x two seeds x two representations.
+
+Run from the repository root (one process, each tool with its defaults)::
+
+    python packages/gp-differential/benchmarks/da_accuracy.py [--skip-reference]
+
+Writes ``benchmarks/results/da_accuracy.json``. Truth: ``obs[TruthKey.DA_LOG_FOLD_CHANGE] < 0`` (every
+cell of the depleted lineage's branch, from the branch point on); ranking statistic ``-z`` (and ``-lfc``).
+For scale, a model-free baseline is reported too: the share of condition-2 cells among each cell's
+``k`` nearest neighbours (a classifier estimate of the density ratio).
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+
+import run as bench  # noqa: E402
+
+
+def knn_label_fraction(x: np.ndarray, m2: np.ndarray, k: int) -> np.ndarray:
+    from scipy.spatial import cKDTree
+
+    _, idx = cKDTree(x).query(x, k=k)
+    return m2[idx].mean(axis=1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-reference", action="store_true")
+    args = parser.parse_args(argv)
+    warnings.simplefilter("ignore")
+    import logging
+
+    logging.disable(logging.WARNING)
+    from cellflux._keys import TruthKey
+
+    tools = ["ours"] if args.skip_reference else ["ours", "kompot"]
+    rows = []
+    for n_cells, n_genes in ((2000, 400), (3500, 1100)):
+        for seed in (0, 1):
+            adata, _, reps = bench.simulate(n_cells, n_genes, seed)
+            m1, m2, _ = bench.masks(adata)
+            depleted = adata.obs[TruthKey.DA_LOG_FOLD_CHANGE].to_numpy() < 0
+            on_branch = adata.obs[TruthKey.DA].to_numpy().astype(bool)
+            for name, x in reps.items():
+                row = {"n_cells": n_cells, "seed": seed, "representation": name}
+                for tool in tools:
+                    t0 = time.perf_counter()
+                    r = bench.run_da(tool, x, m1, m2)
+                    z = np.asarray(r["log_fold_change_zscore"])
+                    lfc = np.asarray(r["log_fold_change"])
+                    row[tool] = {
+                        "auroc_depleted_z": round(bench.auroc(depleted, -z), 4),
+                        "auroc_depleted_lfc": round(bench.auroc(depleted, -lfc), 4),
+                        "auroc_depleted_vs_other_branches_z": round(
+                            bench.auroc(depleted[on_branch], -z[on_branch]), 4
+                        ),
+                        "seconds": round(time.perf_counter() - t0, 2),
+                    }
+                for k in (30, 200):
+                    row[f"knn{k}_label_fraction"] = round(bench.auroc(depleted, -knn_label_fraction(x, m2, k)), 4)
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+    out = HERE / "results" / "da_accuracy.json"
+    out.write_text(json.dumps(rows, indent=1))
+    print("wrote", out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
