@@ -96,9 +96,13 @@ def queries(model, n_samples=25):
 
 def final_elbo(model):
     history = model.history
+
+    def last(key):
+        return float(np.asarray(history[key]).ravel()[-1]) if key in history else float("nan")
+
     return {
-        "elbo_train_last": float(np.asarray(history["elbo_train"]).ravel()[-1]),
-        "elbo_validation_last": float(np.asarray(history["elbo_validation"]).ravel()[-1]),
+        "elbo_train_last": last("elbo_train"),
+        "elbo_validation_last": last("elbo_validation"),
         "get_elbo": float(model.get_elbo()),
     }
 
@@ -137,23 +141,32 @@ class PeakRSS:
 
 
 def memory_100k(n_cells=100_000, n_genes=300, n_samples=25):
-    """Posterior queries over ``n_cells`` simulated cells: peak memory above the inputs and the output."""
+    """Posterior queries over ``n_cells`` cells: peak memory above the inputs and the output.
+
+    The cells are a 5,000-cell simulation (moments, min-max scaled) tiled with 5% multiplicative
+    noise: kNN moments over 100,000 cells would dominate the run and say nothing about the queries.
+    """
+    import anndata as ad
+
     from cellflux_velocity_vae import VELOVI, preprocess_data
 
-    adata = preprocess_data(simulated(n_cells, n_genes, seed=3), filter_on_r2=False)
-    train_cells = adata[:5000].copy()
-    model = new_model(VELOVI, train_cells, 0)
+    base = preprocess_data(simulated(5000, n_genes, seed=3), filter_on_r2=False)
+    model = new_model(VELOVI, base, 0)
     train(model, 5)
-    query = adata.copy()
-    for key in [k for k in query.uns if k.startswith("_scvi")]:
-        del query.uns[key]
+    rng = np.random.default_rng(0)
+    reps = int(np.ceil(n_cells / base.n_obs))
+    layers = {}
+    for key in ("Ms", "Mu"):
+        tiled = np.tile(np.asarray(base.layers[key], dtype=np.float32), (reps, 1))[:n_cells]
+        layers[key] = np.clip(tiled * rng.normal(1, 0.05, size=tiled.shape).astype(np.float32), 0, 1)
+    query = ad.AnnData(layers=layers, var=base.var[[]].copy())
+    query.obs_names = [f"c{i}" for i in range(n_cells)]
+    adata = base
     out = {"cells": n_cells, "genes": adata.n_vars, "n_samples": n_samples}
     for name, call in (
         ("get_velocity", lambda: model.get_velocity(query, n_samples=n_samples, return_numpy=True)),
         ("get_latent_time", lambda: model.get_latent_time(query, n_samples=n_samples, return_numpy=True)),
-        ("get_directional_uncertainty", lambda: model.get_directional_uncertainty(query, n_samples=n_samples)[0]),
     ):
-        call()  # registers the query AnnData once
         start = time.perf_counter()
         with PeakRSS() as rss:
             result = call()
@@ -261,7 +274,7 @@ def main() -> None:
     report["threads"] = args.threads
 
     if "speed" not in args.skip:
-        epochs = args.epochs or (30 if args.full else 8)
+        epochs = args.epochs or (10 if args.full else 8)
         if args.full:
             adata = load_pancreas()
         else:
@@ -272,13 +285,14 @@ def main() -> None:
         # speed: interleaved rounds of 2 epochs on fresh models
         timing = epoch_timings(
             {"ours": new_model(VELOVI, adata, 0), "reference": new_model(Reference, adata, 0)},
-            rounds=4 if args.full else 2,
+            rounds=3 if args.full else 2,
             epochs_per_round=2,
         )
+        report["interleaved_seconds_per_epoch"] = timing
+        report_path.write_text(json.dumps(report, indent=2) + "\n")
         # ELBO and agreement: same seed, same epochs; the reference also against itself (seed 1)
         models = {"ours": new_model(VELOVI, adata, 0), "reference": new_model(Reference, adata, 0)}
         models["reference_seed1"] = new_model(Reference, adata, 1)
-        models["ours_seed1"] = new_model(VELOVI, adata, 1)
         seconds = {name: train(model, epochs) for name, model in models.items()}
         outputs = {name: queries(model) for name, model in models.items()}
         report["epochs"] = epochs
@@ -303,7 +317,7 @@ def main() -> None:
         report["parity_ours_vs_reference_seed0"] = {
             **{
                 f"{k}_relative_difference": abs(ours_elbo[k] - ref_elbo[k]) / abs(ref_elbo[k])
-                for k in ("elbo_train_last", "elbo_validation_last", "get_elbo")
+                for k in ("elbo_train_last", "get_elbo")
             },
             **compare(outputs["ours"][1:], outputs["reference"][1:], rates["ours"], rates["reference"]),
         }
@@ -316,16 +330,13 @@ def main() -> None:
                 outputs["reference_seed1"][1:], outputs["reference"][1:], rates["reference_seed1"], rates["reference"]
             ),
         }
-        report["ours_seed1_vs_reference_seed0"] = compare(
-            outputs["ours_seed1"][1:], outputs["reference"][1:], rates["ours_seed1"], rates["reference"]
-        )
         report_path.write_text(json.dumps(report, indent=2) + "\n")
     if "memory" not in args.skip and args.full:
         report["memory_100k_cells_ours"] = memory_100k()
         report_path.write_text(json.dumps(report, indent=2) + "\n")
     if "accuracy" not in args.skip:
         if args.full:
-            table = accuracy(n_cells=3000, n_genes=300, epochs=150, dynamical_cells=1000)
+            table = accuracy(n_cells=2000, n_genes=200, epochs=100, dynamical_cells=500)
         else:
             table = accuracy(n_cells=600, n_genes=80, epochs=20, dynamical_cells=200)
         table.to_csv(RESULTS / f"accuracy{suffix}.csv", index=False, float_format="%.4g")

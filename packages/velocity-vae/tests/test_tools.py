@@ -41,6 +41,27 @@ def test_fields_written(result):
     assert result.uns["velocity_vae"]["params"]["max_epochs"] == 15
 
 
+def test_velocity_is_in_the_units_of_the_input_layers(result):
+    # the min-max scaled inputs are the same, so the same seed trains the same model: only the units change
+    kwargs = {"max_epochs": 3, "n_samples": 4, "n_hidden": 32, "batch_size": 128}
+    base = result.copy()
+    for key in [k for k in base.uns if k.startswith("velocity_vae")]:
+        del base.uns[key]
+    tripled = base.copy()
+    tripled.layers["Ms"] = tripled.layers["Ms"] * 3.0
+    tripled.layers["Mu"] = tripled.layers["Mu"] * 5.0
+    cf.tl.velocity_vae(base, overwrite=True, **kwargs)
+    cf.tl.velocity_vae(tripled, overwrite=True, **kwargs)
+    genes = base.var["velocity_vae_genes"].to_numpy()
+    np.testing.assert_allclose(
+        tripled.layers["velocity"][:, genes], 3 * base.layers["velocity"][:, genes], rtol=1e-4, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        tripled.layers["velocity_u"][:, genes], 5 * base.layers["velocity_u"][:, genes], rtol=1e-4, atol=1e-6
+    )
+    np.testing.assert_allclose(tripled.obs["latent_time"], base.obs["latent_time"], atol=1e-6)
+
+
 def test_latent_time_is_the_scaled_mean_gene_time(result):
     from cellflux_velocity_vae._tools import cell_latent_time
 
@@ -66,7 +87,9 @@ def test_plots_render(result, tmp_path):
     assert ax.collections[0].get_offsets().shape == (result.n_obs, 2)
     genes = list(result.var_names[result.var["velocity_vae_genes"]][:4])
     fig = cf.pl.velocity_vae_phase_portraits(result, genes=genes, ncols=2)
-    assert sum(a.get_visible() for a in fig.axes) == 4 and all(len(a.lines) == 1 for a in fig.axes)
+    panels = [a for a in fig.axes if a.get_label() != "<colorbar>"]
+    assert len(fig.axes) - len(panels) == 1  # one shared colour bar for the gene-wise time
+    assert sum(a.get_visible() for a in panels) == 4 and all(len(a.lines) == 1 for a in panels)
     fig.savefig(tmp_path / "phase.png")
     assert (tmp_path / "phase.png").stat().st_size > 1000
     with pytest.raises(KeyError, match="not modelled"):

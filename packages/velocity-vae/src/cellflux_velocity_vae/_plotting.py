@@ -32,7 +32,7 @@ def _scatter_embedding(adata: AnnData, values: np.ndarray, basis: str, title: st
     xy = _embedding(adata, basis)
     if ax is None:
         _, ax = plt.subplots(figsize=(4.5, 4))
-    order = np.argsort(values)
+    order = np.argsort(values)  # high values on top
     points = ax.scatter(xy[order, 0], xy[order, 1], c=values[order], s=6, cmap=cmap, linewidths=0)
     ax.figure.colorbar(points, ax=ax, shrink=0.8)
     ax.set_title(title)
@@ -81,7 +81,7 @@ def uncertainty(
     basis: str = "umap",
     statistic: str = "directional_cosine_sim_variance",
     key_added: str = Key.KEY_ADDED,
-    cmap: str = "Greys",
+    cmap: str = "viridis",
     ax: Axes | None = None,
 ) -> Axes:
     """Directional velocity uncertainty of ``cf.tl.velocity_vae`` on an embedding.
@@ -113,7 +113,8 @@ def uncertainty(
         if "variance" in statistic
         else np.asarray(adata.obs[column], dtype=float)
     )
-    title = f"log10 {statistic}" if "variance" in statistic else statistic
+    label = statistic.replace("directional_", "").replace("_", " ")
+    title = f"velocity uncertainty\n(log10 {label})" if "variance" in statistic else f"velocity uncertainty\n({label})"
     return _scatter_embedding(adata, values, basis, title, cmap, ax)
 
 
@@ -192,18 +193,23 @@ def phase_portraits(
         ax = axes.flat[j]
         var = adata.var.loc[gene]
         scaling = float(var[f"{key_added}_scaling"])
-        ax.scatter(s[:, j], u[:, j], c=fit_t[:, j], s=5, cmap="gnuplot", linewidths=0, **scatter_kwargs)
+        points = ax.scatter(
+            s[:, j], u[:, j], c=fit_t[:, j], s=5, cmap="gnuplot", vmin=0, vmax=20, linewidths=0, **scatter_kwargs
+        )
         u_fit, s_fit = fitted_trajectory(
             var[f"{key_added}_alpha"] * scaling,
             var[f"{key_added}_beta"] * scaling,
             var[f"{key_added}_gamma"] * scaling,
             var[f"{key_added}_switch_time"] / scaling,
         )
-        ax.plot(s_fit, u_fit, color="black", lw=1.5)
+        ax.plot(s_fit, u_fit, color="black", lw=1.5, label="fitted dynamics")
         ax.set_title(gene)
+        ax.set(xlim=(-0.05, 1.05), ylim=(-0.05, 1.05))
         ax.set_xlabel("spliced (scaled)")
         ax.set_ylabel("unspliced (scaled)")
     for ax in list(axes.flat)[len(genes) :]:
         ax.set_visible(False)
+    axes.flat[0].legend(loc="upper left", fontsize="small", frameon=False)
     fig.tight_layout()
+    fig.colorbar(points, ax=list(axes.flat[: len(genes)]), shrink=0.8, label="gene-wise latent time")
     return fig

@@ -71,7 +71,9 @@ def velocity_vae(
     trained on a private copy (the input is never registered with scvi-tools), and posterior means,
     variances and uncertainties from ``n_samples`` draws per cell are written back. Velocities and
     rates are expressed on veloVI's rescaled time axis (each gene's latent time stretched to
-    ``[0, 20]``), as in the veloVI tutorials, so scVelo/CellRank-style kernels use them directly.
+    ``[0, 20]``), as in the veloVI tutorials; velocities are in the units of the input layers (the
+    min-max scaling is undone), so scVelo/CellRank-style kernels compare them with displacements
+    in ``layers[spliced_layer]`` directly. Rates are those of the min-max scaled abundances.
     Genes dropped by the filter get NaN.
 
     Parameters
@@ -121,9 +123,9 @@ def velocity_vae(
     ``None``, or the AnnData with the results when ``copy=True``. Written fields:
 
     ``layers[vkey]``
-        Posterior mean of the spliced velocity ``ds/dt``.
+        Posterior mean of the spliced velocity ``ds/dt`` (units of ``layers[spliced_layer]`` per unit time).
     ``layers[f"{vkey}_u"]``
-        Posterior mean of the unspliced velocity ``du/dt``.
+        Posterior mean of the unspliced velocity ``du/dt`` (units of ``layers[unspliced_layer]``).
     ``layers[f"variance_{vkey}"]``
         Posterior variance of the spliced velocity (scVelo's ``variance_velocity``; what
         stochastic/Monte Carlo velocity kernels sample from).
@@ -138,7 +140,8 @@ def velocity_vae(
         ``obs[f"{key_added}_directional_cosine_sim_mean"]``: directional (intrinsic)
         uncertainty of each cell's velocity.
     ``var[f"{key_added}_alpha"]``, ``var[f"{key_added}_beta"]``, ``var[f"{key_added}_gamma"]``
-        Transcription, splicing and degradation rates on the rescaled time axis.
+        Transcription, splicing and degradation rates on the rescaled time axis (of the min-max
+        scaled abundances).
     ``var[f"{key_added}_switch_time"]``, ``var[f"{key_added}_scaling"]``
         Switching time (rescaled) and the time scaling per gene.
     ``var[f"{key_added}_genes"]``
@@ -230,6 +233,11 @@ def _fit(data: AnnData, **kw: Any) -> dict[str, Any]:
             kw["unspliced_layer"]: np.asarray(_dense(layer_values(data, kw["unspliced_layer"])), dtype=np.float32),
         },
     )
+    spans = {}
+    for key in ("spliced_layer", "unspliced_layer"):  # min-max spans: velocities go back to the input's units
+        values = work.layers[kw[key]]
+        spans[key] = np.ptp(values, axis=0) if kw["min_max_scale"] else np.ones(work.n_vars, dtype=np.float32)
+        spans[key] = np.where(spans[key] > 0, spans[key], 1.0)
     work = preprocess_data(
         work,
         kw["spliced_layer"],
@@ -238,6 +246,7 @@ def _fit(data: AnnData, **kw: Any) -> dict[str, Any]:
         filter_on_r2=kw["filter_on_r2"],
     )
     genes = np.asarray(data.var_names.isin(work.var_names))
+    span_s, span_u = spans["spliced_layer"][genes], spans["unspliced_layer"][genes]
     scvi.settings.seed = kw["seed"]
     VELOVI.setup_anndata(work, spliced_layer=kw["spliced_layer"], unspliced_layer=kw["unspliced_layer"])
     model = VELOVI(work, n_hidden=kw["n_hidden"], n_latent=kw["n_latent"], **kw["model_kwargs"])
@@ -262,9 +271,9 @@ def _fit(data: AnnData, **kw: Any) -> dict[str, Any]:
 
     history = model.history
     results = {
-        "velocity": full(velo.mean(0) / scaling),
-        "velocity_u": full(velo_u / scaling),
-        "variance": full(velo.var(0) / scaling**2),
+        "velocity": full(velo.mean(0) * span_s / scaling),
+        "velocity_u": full(velo_u * span_u / scaling),
+        "variance": full(velo.var(0) * (span_s / scaling) ** 2),
         "fit_t": full(gene_time * scaling),
         "latent_time": cell_latent_time(gene_time * scaling, t_max),
         "directional": directional.to_numpy(),
@@ -280,7 +289,7 @@ def _fit(data: AnnData, **kw: Any) -> dict[str, Any]:
     }
     if kw["n_velocity_samples"]:
         k = min(kw["n_velocity_samples"], n)
-        results["samples"] = full(velo[:k] / scaling)
+        results["samples"] = full(velo[:k] * span_s / scaling)
     return results
 
 
