@@ -143,14 +143,17 @@ DDP_SCRIPT = textwrap.dedent(
     import numpy as np
     import lightning.pytorch as pl
     from cellflux_streaming_models.lightning import StreamDataModule, StreamingModule
-    from cellflux_streaming_models.models import HVGSeuratV3, IncrementalPCA, OnePassMeanVarStd, TDigest
+    from cellflux_streaming_models.models import (
+        HVGSeuratV3, IncrementalPCA, LogisticRegression, OnePassMeanVarStd, ProbabilisticPCA, TDigest
+    )
     from cellflux_streaming_models.transforms import Log1p, NormalizeTotal
 
     QUANTILES = [0.1, 0.25, 0.5, 0.75, 0.9]
     shards, out = sys.argv[1], sys.argv[2]
     results = {}
-    for name, epochs in [("meanvar", 1), ("pca", 1), ("hvg", 2), ("tdigest", 1)]:
-        data = StreamDataModule(shards, batch_size=100, shuffle=True, obs_columns={"batch_index_n": "sample"})
+    for name, epochs in [("meanvar", 1), ("pca", 1), ("hvg", 2), ("tdigest", 1), ("logreg", 3), ("ppca", 3)]:
+        columns = {"batch_index_n": "sample", "y_n": "clusters"}
+        data = StreamDataModule(shards, batch_size=100, shuffle=True, obs_columns=columns)
         genes = data.var_names_g
         if name == "meanvar":
             model, transforms = OnePassMeanVarStd(genes, n_batch=len(data.collection.categories["sample"])), []
@@ -158,8 +161,13 @@ DDP_SCRIPT = textwrap.dedent(
             model, transforms = IncrementalPCA(genes, n_components=3, n_oversamples=20), [NormalizeTotal(), Log1p()]
         elif name == "hvg":
             model, transforms = HVGSeuratV3(genes, 20), []
-        else:
+        elif name == "tdigest":
             model, transforms = TDigest(genes), [NormalizeTotal(), Log1p()]
+        elif name == "logreg":
+            n_obs, categories = data.collection.n_obs, data.collection.categories["clusters"]
+            model, transforms = LogisticRegression(n_obs, genes, categories), [NormalizeTotal(), Log1p()]
+        else:
+            model, transforms = ProbabilisticPCA(data.collection.n_obs, genes, 3), [NormalizeTotal(), Log1p()]
         trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=2, strategy="ddp", logger=False,
                              enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
         trainer.fit(StreamingModule(model, transforms), datamodule=data)
@@ -171,8 +179,12 @@ DDP_SCRIPT = textwrap.dedent(
         elif name == "hvg":
             df = model.hvg_df
             results.update(hvg=df["highly_variable"].to_numpy(), hvg_norm=df["variances_norm"].to_numpy())
-        else:
+        elif name == "tdigest":
             results.update(quantiles=model.quantile(QUANTILES).numpy(), n_nonzero=model.n_nonzero_g.numpy())
+        elif name == "logreg":
+            results.update(logreg_W=model.W_gc.detach().numpy(), logreg_b=model.b_c.detach().numpy())
+        else:
+            results.update(ppca_W=model.W_kg.detach().numpy(), ppca_mean=model.mean_g.detach().numpy())
         results[name + "_rank"] = np.array(trainer.global_rank)
     np.savez(out + f".rank{trainer.global_rank}.npz", **results)
     """
@@ -207,6 +219,9 @@ def test_two_process_ddp_equals_one_process(shard_dir, shard_paths, dense_x, ran
     hvg = stream_fit(HVGSeuratV3(collection.var_names, 20), epochs)
     y = Log1p()(NormalizeTotal()(torch.from_numpy(dense_x.astype(np.float32)))["x_ng"])["x_ng"].numpy()
     np.testing.assert_array_equal(ranks[0]["quantiles"], ranks[1]["quantiles"])
+    # trainable models: DDP keeps one set of parameters (the learnt PPCA mean starts from all ranks' first batches)
+    for key in ("logreg_W", "logreg_b", "ppca_W", "ppca_mean"):
+        np.testing.assert_allclose(ranks[0][key], ranks[1][key], rtol=1e-5, atol=1e-6)
     for result in ranks:  # every rank holds the reduced answer
         np.testing.assert_allclose(result["mean"], meanvar.mean_g.numpy(), rtol=1e-12)
         np.testing.assert_allclose(result["var"], meanvar.var_g.numpy(), rtol=1e-10)

@@ -195,6 +195,9 @@ class ShardDataset(IterableDataset):
             )
         obs = {key: self.collection.obs_values(shard, column) for key, column in self.collection.obs_columns.items()}
         names = self.collection.shards[shard].obs_names() if self.obs_names else None
+        # one read per shard and epoch: close the file, so open handles (and HDF5's caches) do not grow
+        # with the number of shards
+        self.collection.shards[shard].close()
         logger.debug("loaded shard %d rows %d:%d", shard, lo, hi)
         return _Block(shard, lo, x, obs, names)
 

@@ -9,7 +9,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from .._dist import world
+from .._dist import all_reduce_sum, world
 from ._averaging import TailAverage
 from ._base import StreamingModel
 
@@ -162,9 +162,11 @@ class ProbabilisticPCA(StreamingModel):
         """The batch's loss (``{"loss": ...}``): negative log likelihood or negative ELBO per cell."""
         self.check_batch(x_ng, var_names_g)
         x_ng = x_ng.to(self.W_kg.dtype)
-        if not bool(self.mean_initialized):  # data-dependent start of a learnt mean
+        if not bool(self.mean_initialized):  # data-dependent start of a learnt mean, the same on every process
             with torch.no_grad():
-                self.mean_g.copy_(x_ng.mean(0))
+                sums = torch.cat([x_ng.sum(0), x_ng.new_full((1,), x_ng.shape[0])])
+                all_reduce_sum(sums)
+                self.mean_g.copy_(sums[:-1] / sums[-1].clamp(min=1))
                 self.mean_initialized.fill_(True)
         if self.average and torch.is_grad_enabled():
             self._average.observe(self, x_ng.shape[0] * world()[1])
