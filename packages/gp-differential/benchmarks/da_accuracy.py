@@ -67,9 +67,7 @@ def main(argv: list[str] | None = None) -> int:
                     row[tool] = {
                         "auroc_depleted_z": round(bench.auroc(depleted, -z), 4),
                         "auroc_depleted_lfc": round(bench.auroc(depleted, -lfc), 4),
-                        "auroc_depleted_vs_other_branches_z": round(
-                            bench.auroc(depleted[on_branch], -z[on_branch]), 4
-                        ),
+                        "auroc_depleted_vs_other_branches_z": round(bench.auroc(depleted[on_branch], -z[on_branch]), 4),
                         "seconds": round(time.perf_counter() - t0, 2),
                     }
                 for k in (30, 200):
