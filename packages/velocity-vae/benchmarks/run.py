@@ -140,7 +140,7 @@ class PeakRSS:
             time.sleep(0.005)
 
 
-def memory_100k(n_cells=100_000, n_genes=300, n_samples=25):
+def memory_100k(n_cells=100_000, n_genes=100, n_samples=10):
     """Posterior queries over ``n_cells`` cells: peak memory above the inputs and the output.
 
     The cells are a 5,000-cell simulation (moments, min-max scaled) tiled with 5% multiplicative
