@@ -10,6 +10,7 @@ coupling, moves within itself. Everything is sparse; dense couplings are thresho
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -178,9 +179,11 @@ def entropic_coupling(
     The dense coupling, shape ``(len(x), len(y))``.
     """
     try:
-        from ott.geometry import pointcloud
-        from ott.problems.linear import linear_problem
-        from ott.solvers.linear import sinkhorn
+        with warnings.catch_warnings():  # ott-jax imports jaxopt, which warns that it is unmaintained
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from ott.geometry import pointcloud
+            from ott.problems.linear import linear_problem
+            from ott.solvers.linear import sinkhorn
     except ImportError as err:
         raise ImportError(
             "Computing optimal-transport couplings needs the optional package 'ott-jax' "
