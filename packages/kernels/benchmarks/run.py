@@ -136,11 +136,25 @@ for s in range(0, n, step):  # float32 layers (as scVelo writes them), built in 
     X[s : s + step] = lat @ loadings + 0.1 * rng.standard_normal((len(lat), G), dtype=np.float32)
     noise = rng.standard_normal((len(lat), G), dtype=np.float32)
     V[s : s + step] = 0.1 * (np.roll(lat, 1, axis=1) @ loadings) + 0.01 * noise
-_, idx = cKDTree(latent).query(latent, k=k + 1)
-rows = np.repeat(np.arange(n), k)
-W = sparse.csr_matrix((np.ones(n * k, dtype=np.float32), (rows, idx[:, 1:].ravel())), shape=(n, n))
-conn = W.maximum(W.T).tocsr()
-del latent, W, idx, rows
+if n <= 200_000:
+    _, idx = cKDTree(latent).query(latent, k=k + 1)
+    rows = np.repeat(np.arange(n), k)
+    W = sparse.csr_matrix((np.ones(n * k, dtype=np.float32), (rows, idx[:, 1:].ravel())), shape=(n, n))
+    conn = W.maximum(W.T).tocsr()
+    del W, idx, rows
+else:  # a cheap graph of the same size (an exact kNN query of 10^6 points takes longer than the kernel)
+    order = np.argsort(latent[:, 0])
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    offsets = np.r_[-(k // 2) : 0, 1 : k - k // 2 + 1]
+    nbr_rank = rank[:, None] + offsets[None, :]
+    nbr_rank = np.where(nbr_rank < 0, nbr_rank + k + 1, nbr_rank)
+    nbr_rank = np.where(nbr_rank >= n, nbr_rank - k - 1, nbr_rank)
+    rows = np.repeat(np.arange(n), k)
+    W = sparse.csr_matrix((np.ones(n * k, dtype=np.float32), (rows, order[nbr_rank].ravel())), shape=(n, n))
+    conn = W.maximum(W.T).tocsr()
+    del W, rows, nbr_rank, rank, order
+del latent
 import anndata as ad
 empty = sparse.csr_matrix((n, G), dtype=np.float32)
 adata = ad.AnnData(X=empty, layers={"Ms": X, "velocity": V}, obsp={"connectivities": conn})
