@@ -217,3 +217,23 @@ def test_projection(cr, datasets):
     ov = ck.VelocityKernel(adata).compute_transition_matrix(show_progress_bar=False)
     ours = ov.compute_projection(basis="umap", key_added="ours_umap")
     np.testing.assert_allclose(ours, adata.obsm["T_fwd_umap"], atol=1e-6)
+
+
+@pytest.mark.parametrize("threshold", ["auto", "auto_local", 50.0, None])
+def test_real_time_couplings(cr, threshold):
+    """The stitched matrix from the same couplings (within-time-point transitions: CellRank's 'diagonal')."""
+    import pandas as pd
+
+    from cellflux.datasets import simulate
+
+    adata = simulate(n_cells=240, n_genes=20, n_conditions=1, seed=3)
+    t = adata.obs["true_time"].to_numpy()
+    day = np.digitize(t, np.quantile(t, [1 / 3, 2 / 3]))
+    adata.obs["day"] = pd.Categorical(day)
+    rng = np.random.default_rng(0)
+    couplings = {(a, a + 1): rng.random(((day == a).sum(), (day == a + 1).sum())) ** 3 for a in range(2)}
+    ref = cr.kernels.RealTimeKernel(adata, time_key="day", couplings={k: v.copy() for k, v in couplings.items()})
+    ref.compute_transition_matrix(threshold=threshold, self_transitions="diagonal")
+    ours = ck.RealTimeKernel(adata, time_key="day", couplings=couplings)
+    ours.compute_transition_matrix(threshold=threshold, self_transitions="diagonal", show_progress_bar=False)
+    assert maxdiff(ref.transition_matrix, ours.transition_matrix) < 1e-6
