@@ -38,9 +38,10 @@ class DifferentialExpression:
         Added to variances before square roots and to the covariance diagonal.
     jit_compile
         Kept for kompot compatibility; the engine is always compiled.
-    function_predictor1, function_predictor2, variance_predictor1, variance_predictor2,
-    obs_variance_predictor1, obs_variance_predictor2
+    function_predictor1, function_predictor2, variance_predictor1, variance_predictor2
         Pre-fitted predictors (e.g. mellon's) for the conditions.
+    obs_variance_predictor1, obs_variance_predictor2
+        Pre-fitted observation-variance predictors for the conditions.
     random_state
         Seed of the landmark k-means.
     batch_size
