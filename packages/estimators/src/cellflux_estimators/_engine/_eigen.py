@@ -13,7 +13,7 @@ from scipy.sparse import linalg as splinalg
 from ._schur import DENSE_MAX
 from ._threads import single_blas_thread
 
-__all__ = ["Eigendecomposition", "eigendecomposition", "eigengap", "stationary_distribution"]
+__all__ = ["Eigendecomposition", "eigendecomposition", "eigengap", "right_eigenvectors", "stationary_distribution"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,8 @@ class Eigendecomposition:
     eigenvalues
         Complex eigenvalues ``(k,)``.
     left, right
-        Left and right eigenvectors ``(n, k)`` (``None`` with ``only_evals``).
+        Left eigenvectors ``(n, k)`` and right eigenvectors ``(n, m)``, ``m <= k``: the first ``m`` (``None``
+        with ``only_evals``; ``right`` is ``None`` or narrower when fewer were asked for, see ``n_right``).
     stationary
         Stationary distribution from the first left eigenvector (``None`` with ``only_evals``).
     eigengap
@@ -69,6 +70,27 @@ def _eigs(mat: sparse.csr_matrix, k: int, which: str, seed: int, tol: float) -> 
         return splinalg.eigs(mat, k=k, which=which, v0=v0, tol=tol)
 
 
+def _order(vals: np.ndarray) -> np.ndarray:
+    return np.lexsort((-vals.imag, -np.round(vals.real, 12)))
+
+
+def right_eigenvectors(
+    matrix: sparse.csr_matrix,
+    m: int,
+    *,
+    which: Literal["LR", "LM"] = "LR",
+    seed: int = 0,
+    tol: float = 1e-12,
+) -> np.ndarray:
+    """The first ``m`` right eigenvectors of ``matrix`` (sorted as in :func:`eigendecomposition`), ``(n, m)``.
+
+    ARPACK is asked for ``m + 1`` eigenpairs so that a complex pair at position ``m`` is not split; only the
+    vectors that are needed are computed (the Krylov space, hence the cost, grows with the number asked for).
+    """
+    vals, vecs = _eigs(sparse.csr_matrix(matrix), m + 1, which, seed, tol)
+    return vecs[:, _order(vals)[:m]]
+
+
 def eigendecomposition(
     matrix: sparse.csr_matrix,
     k: int = 20,
@@ -76,6 +98,7 @@ def eigendecomposition(
     which: Literal["LR", "LM"] = "LR",
     alpha: float = 1.0,
     only_evals: bool = False,
+    n_right: int | None = None,
     seed: int = 0,
     tol: float = 1e-12,
 ) -> Eigendecomposition:
@@ -93,6 +116,10 @@ def eigendecomposition(
         Weight of the deviation from 1 in the :func:`eigengap`.
     only_evals
         Skip the eigenvectors.
+    n_right
+        Compute only the first ``n_right`` right eigenvectors (``0``: none; ``None``: all ``k``). The right
+        vectors need a second Krylov run on ``P`` (the left ones come with the eigenvalues from ``P^T``), whose
+        cost grows with the number of vectors asked for; CFLARE asks only for those its prediction uses.
     seed
         Seed of the start vector.
     tol
@@ -106,14 +133,19 @@ def eigendecomposition(
         raise ValueError(f"which={which!r} is not supported; use 'LR' or 'LM'.")
     mat = sparse.csr_matrix(matrix)
     vals, left = _eigs(sparse.csr_matrix(mat.T), k, which, seed, tol)
-    order = np.lexsort((-vals.imag, -np.round(vals.real, 12)))[:k]
+    order = _order(vals)[:k]
     vals, left = vals[order], left[:, order]
     gap = eigengap(vals, alpha)
     if only_evals:
         return Eigendecomposition(vals, None, None, None, gap, which, alpha)
-    rvals, right = _eigs(mat, k, which, seed, tol)
-    rorder = np.lexsort((-rvals.imag, -np.round(rvals.real, 12)))[:k]
-    right = right[:, rorder]
+    n_right = len(vals) if n_right is None else int(min(max(n_right, 0), len(vals)))
+    if n_right == len(vals):
+        rvals, right = _eigs(mat, k, which, seed, tol)
+        right = right[:, _order(rvals)[:k]]
+    elif n_right > 0:
+        right = right_eigenvectors(mat, n_right, which=which, seed=seed, tol=tol)
+    else:
+        right = None
     pi = np.abs(left[:, 0].real)
     pi /= pi.sum()
     return Eigendecomposition(vals, left, right, pi, gap, which, alpha)

@@ -71,12 +71,13 @@ class TwoLevel:
         self.lu = splinalg.splu(coarse)
         self.n_aggregates = c
 
-    def _one(self, r: np.ndarray) -> np.ndarray:
-        x = r.copy()
-        x += self.p @ self.lu.solve(self.r @ (r - self.a @ x))
+    def apply(self, r: np.ndarray) -> np.ndarray:
+        """Apply ``M^-1`` to each column of ``r`` (shape ``(n, k)``), all columns in one pass."""
+        x = np.array(r, dtype=np.float64, order="C")
+        x += self.p @ self.lu.solve(np.ascontiguousarray(self.r @ (r - self.a @ x)))
         x += r - self.a @ x
         return x
 
     def __call__(self, z: np.ndarray) -> np.ndarray:
         """Apply ``M^-1`` to each row of ``z`` (shape ``(k, n)``)."""
-        return np.stack([self._one(row) for row in z])
+        return self.apply(np.ascontiguousarray(z.T)).T

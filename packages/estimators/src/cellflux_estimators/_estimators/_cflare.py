@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from typing import Literal
@@ -11,6 +12,7 @@ import pandas as pd
 from scipy import stats
 
 from .._engine._cluster import cluster_rows
+from .._engine._eigen import right_eigenvectors
 from .._engine._states import name_from_clusters
 from ._decomposition import DecompositionMixin
 from ._drivers import DriversMixin
@@ -91,6 +93,10 @@ class CFLARE(PlotMixin, DriversMixin, DecompositionMixin):
                 f"Eigenvector {max(use)} was requested but only {k} were computed; "
                 f"call compute_eigendecomposition(k={max(use) + 1})."
             )
+        if eig.right is None or eig.right.shape[1] <= max(use):
+            # only the right eigenvectors the prediction uses (fit computes none up front)
+            right = right_eigenvectors(self.transition_matrix, max(use) + 1, which=eig.which, seed=self.seed)
+            eig = self._eig = dataclasses.replace(eig, right=right)
         left = eig.left[:, use]
         if np.abs(left.imag).max() > 1e-8:
             logger.warning("Some selected left eigenvectors are complex; using their real parts.")
@@ -138,9 +144,12 @@ class CFLARE(PlotMixin, DriversMixin, DecompositionMixin):
     def fit(self, k: int = 20, **kwargs) -> CFLARE:
         """Compute the eigendecomposition and predict terminal states (``kwargs`` go to :meth:`predict`).
 
+        Only the right eigenvectors that :meth:`predict` uses are computed (see ``n_right`` of
+        :meth:`compute_eigendecomposition`).
+
         Returns
         -------
         Self.
         """
-        self.compute_eigendecomposition(k)
+        self.compute_eigendecomposition(k, n_right=0)
         return self.predict(**kwargs)

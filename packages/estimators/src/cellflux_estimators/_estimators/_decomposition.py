@@ -111,6 +111,7 @@ class DecompositionMixin(BaseEstimator):
         which: Literal["LR", "LM"] = "LR",
         alpha: float = 1.0,
         only_evals: bool = False,
+        n_right: int | None = None,
     ) -> DecompositionMixin:
         """Compute the top ``k`` eigenvalues and left/right eigenvectors (ARPACK).
 
@@ -124,13 +125,22 @@ class DecompositionMixin(BaseEstimator):
             Weight of the deviation from 1 in the eigengap.
         only_evals
             Compute only the eigenvalues.
+        n_right
+            Compute only the first ``n_right`` right eigenvectors (``None``: all ``k``; ``0``: none). They take a
+            second Krylov run whose cost grows with their number; ``V_r`` then has ``n_right`` columns.
 
         Returns
         -------
         Self; sets :attr:`eigendecomposition`.
         """
         self._eig = eigendecomposition(
-            self.transition_matrix, k, which=which, alpha=alpha, only_evals=only_evals, seed=self.seed
+            self.transition_matrix,
+            k,
+            which=which,
+            alpha=alpha,
+            only_evals=only_evals,
+            n_right=n_right,
+            seed=self.seed,
         )
         self.params["eigendecomposition"] = {"k": k, "which": which, "alpha": alpha}
         return self
