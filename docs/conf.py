@@ -1,5 +1,6 @@
 """Sphinx configuration of the cellflux site."""
 
+import re
 from importlib import metadata
 
 project = "cellflux"
@@ -34,14 +35,17 @@ nb_execution_raise_on_error = True
 nb_merge_streams = True
 
 
-def _citation_role(name, rawtext, text, lineno, inliner, options=None, content=None):
-    """Show ``:cite:p:`key``` (used in docstrings inherited from scvi-tools) as the citation key."""
-    from docutils import nodes
+_CITATION = re.compile(r":cite:[pt]:`([^`]+)`")
 
-    return [nodes.literal(rawtext, text)], []
+
+def _plain_citations(app, what, name, obj, options, lines):
+    """Show ``:cite:p:`key``` (used in scvi-tools-style docstrings) as the literal key.
+
+    The site has no bibliography extension; rewriting the role keeps those docstrings readable.
+    """
+    lines[:] = [_CITATION.sub(r"``\1``", line) for line in lines]
 
 
 def setup(app):
-    """Register roles that inherited third-party docstrings use."""
-    app.add_role("cite:p", _citation_role)
-    app.add_role("cite:t", _citation_role)
+    """Rewrite citation roles in docstrings before they are parsed."""
+    app.connect("autodoc-process-docstring", _plain_citations)

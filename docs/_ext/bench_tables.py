@@ -1,0 +1,141 @@
+"""Collect the committed benchmark results of every package into one tidy table for the docs.
+
+Each package's ``benchmarks/run.py`` writes its own CSV/JSON into ``benchmarks/results/``; the readers
+below turn them into rows of ``package, benchmark, data, n_cells, ours_s, reference, reference_s,
+speedup``. A missing file is skipped: the page shows what has been measured.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[2] / "packages"
+COLUMNS = ["package", "benchmark", "data", "n_cells", "ours_s", "reference", "reference_s", "speedup"]
+
+
+def _row(package, benchmark, data, n_cells, ours, reference, reference_s) -> dict:
+    ours = None if ours is None or pd.isna(ours) else float(ours)
+    reference_s = None if reference_s is None or pd.isna(reference_s) else float(reference_s)
+    speedup = reference_s / ours if ours and reference_s else None
+    return dict(zip(COLUMNS, [package, benchmark, data, n_cells, ours, reference, reference_s, speedup], strict=True))
+
+
+def _csv(path: Path) -> pd.DataFrame | None:
+    return pd.read_csv(path) if path.exists() else None
+
+
+def _json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def kernels(results: Path) -> Iterator[dict]:
+    for name in ("full.csv", "ci.csv", "full_pancreas.csv", "full_million.csv"):
+        frame = _csv(results / name)
+        if frame is None:
+            continue
+        for rec in frame.to_dict("records"):
+            yield _row(
+                "kernels",
+                rec["kernel"],
+                rec["data"],
+                rec.get("n_cells"),
+                rec["ours_s"],
+                "CellRank",
+                rec.get("cellrank_s"),
+            )
+
+
+def estimators(results: Path) -> Iterator[dict]:
+    for name in ("bench_full.csv", "bench.csv", "bench_full_scale.csv"):
+        frame = _csv(results / name)
+        if frame is None:
+            continue
+        for rec in frame.to_dict("records"):
+            yield _row(
+                "estimators",
+                rec["step"],
+                rec["data"],
+                rec.get("n_cells"),
+                rec["ours_s"],
+                "CellRank",
+                rec.get("cellrank_s"),
+            )
+
+
+def gp_differential(results: Path) -> Iterator[dict]:
+    for name in ("bench_full.json", "bench.json", "bench_100k.json"):
+        data = _json(results / name)
+        if data is None or "speed" not in data:
+            continue
+        speed = data["speed"]
+        for key, ours in speed.items():
+            if not key.endswith("_ours"):
+                continue
+            stem = key[: -len("_ours")]
+            ref = speed.get(f"{stem}_kompot", {})
+            seconds = ours.get("warm_s", ours.get("s"))
+            ref_seconds = ref.get("warm_s", ref.get("s"))
+            yield _row("gp-differential", stem, "simulated", data.get("n_cells"), seconds, "kompot", ref_seconds)
+
+
+def velocity_vae(results: Path) -> Iterator[dict]:
+    for name in ("bench_full.json", "bench.json"):
+        data = _json(results / name)
+        if data is None:
+            continue
+        cells = data.get("data", {}).get("cells")
+        dataset = data.get("data", {}).get("name", "simulated")
+        ours, ref = data.get("ours", {}), data.get("reference", {})
+        for key in ("seconds_per_epoch", "get_velocity_s", "get_latent_time_s"):
+            if key in ours:
+                yield _row(
+                    "velocity-vae", key.removesuffix("_s"), dataset, cells, ours[key], "scvi-tools VELOVI", ref.get(key)
+                )
+        interleaved = data.get("interleaved_seconds_per_epoch")
+        if interleaved:
+            yield _row(
+                "velocity-vae",
+                "seconds_per_epoch (median of interleaved runs)",
+                dataset,
+                cells,
+                pd.Series(interleaved["ours"]).median(),
+                "scvi-tools VELOVI",
+                pd.Series(interleaved["reference"]).median(),
+            )
+
+
+def streaming_models(results: Path) -> Iterator[dict]:
+    for name in ("bench_full.csv", "bench_ci.csv"):
+        frame = _csv(results / name)
+        if frame is None:
+            continue
+        for rec in frame.to_dict("records"):
+            yield _row(
+                "streaming-models",
+                rec["model"],
+                "simulated shards",
+                rec.get("n_cells"),
+                rec["ours_s"],
+                "cellarium-ml",
+                rec.get("cellarium_s"),
+            )
+
+
+READERS: dict[str, Callable[[Path], Iterator[dict]]] = {
+    "kernels": kernels,
+    "estimators": estimators,
+    "gp-differential": gp_differential,
+    "velocity-vae": velocity_vae,
+    "streaming-models": streaming_models,
+}
+
+
+def collect(root: Path = ROOT) -> pd.DataFrame:
+    """Every package's side-by-side timings as one table (seconds; ``speedup`` = reference / ours)."""
+    rows = [row for package, read in READERS.items() for row in read(root / package / "benchmarks" / "results")]
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    return frame.drop_duplicates(subset=["package", "benchmark", "data", "n_cells"], keep="first")
