@@ -91,9 +91,8 @@ def fit_trends(
             raise ValueError(f"Lineage {j} has no cells with weight >= {weight_threshold}.")
         bw = basis.multiply(w[:, None]).tocsr()
         btwb = (basis.T @ bw).toarray()
-        btwx = np.asarray(bw.T @ xs)
-        if sparse.issparse(btwx):
-            btwx = btwx.toarray()
+        btwx = bw.T @ xs
+        btwx = btwx.toarray() if sparse.issparse(btwx) else np.asarray(btwx)
         chosen = lam if lam is not None else _gcv(basis, bw, btwb, btwx, pen, xs, w)
         a = btwb + chosen * pen + 1e-10 * np.eye(k)
         coef = linalg.solve(a, btwx, assume_a="pos")
