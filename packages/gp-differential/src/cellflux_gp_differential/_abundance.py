@@ -10,6 +10,7 @@ from scipy.stats import norm
 
 from ._density import fit_density
 from ._jax import DEFAULT_JITTER
+from ._ratio import fit_log_ratio
 from ._params import (
     default_length_scale,
     fractal_dimension,
@@ -21,7 +22,7 @@ from ._params import (
 from ._sample_variance import SampleVarianceEstimator
 from ._validate import check_cells, check_groups, check_landmarks, check_n_landmarks
 
-__all__ = ["DEFAULT_N_LANDMARKS", "DifferentialAbundance", "direction_calls"]
+__all__ = ["DEFAULT_N_LANDMARKS", "METHODS", "DifferentialAbundance", "direction_calls"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,12 @@ DEFAULT_N_LANDMARKS = 1000
 _DENSITY_KWARGS = {"ls", "d", "mu", "jitter", "d_method", "max_iter", "n_neighbors"}
 #: Neighbour whose distance the density likelihood uses (1: mellon's nearest-neighbour likelihood).
 DEFAULT_N_NEIGHBORS = 1
+#: Estimators of the log fold change: the direct density ratio (default) or kompot's difference of densities.
+METHODS = ("ratio", "density")
+#: Length scale of the ratio estimator: this many times :func:`._params.default_length_scale`.
+RATIO_LS_FACTOR = 4.0
+#: Prior standard deviation of the log fold change in the ratio estimator.
+RATIO_PRIOR_STD = 0.2
 
 
 def direction_calls(
@@ -69,6 +76,14 @@ class DifferentialAbundance:
         Seed of the landmark k-means.
     batch_size
         Cells per prediction batch.
+    method
+        ``"ratio"`` (default): the log fold change is fitted directly as a log density ratio (a
+        Gaussian-process classifier of the condition labels, see :mod:`cellflux_gp_differential._ratio`);
+        the two log densities are still fitted and reported, but the log fold change is not their
+        difference. ``"density"``: kompot's estimator, the difference of the two fitted log densities
+        and the sum of their variances (use it for parity with kompot).
+    prior_std
+        ``method="ratio"``: prior standard deviation of the log fold change (smaller shrinks more).
 
     Attributes
     ----------
@@ -93,7 +108,14 @@ class DifferentialAbundance:
         variance_predictor2: Any = None,
         random_state: int | None = None,
         batch_size: int | None = None,
+        *,
+        method: str = "ratio",
+        prior_std: float = RATIO_PRIOR_STD,
     ) -> None:
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
+        if not prior_std > 0:
+            raise ValueError(f"prior_std must be positive, got {prior_std}.")
         if not 0 < ptp_threshold < 1:
             raise ValueError(f"ptp_threshold must be in (0, 1), got {ptp_threshold}.")
         if log_fold_change_threshold < 0:
@@ -115,6 +137,10 @@ class DifferentialAbundance:
         self.variance_predictor2 = variance_predictor2
         self.random_state = random_state
         self.batch_size = batch_size
+        self.method = method
+        self.prior_std = prior_std
+        self.ratio_predictor = None
+        self.ratio_ls: float | None = None
         self.landmarks: np.ndarray | None = None
         self.ls: float | None = None
         self.d1 = self.d2 = None
@@ -247,6 +273,24 @@ class DifferentialAbundance:
             self.density_predictor1 = fit_density(x1, self.landmarks, ls=ls1, d=self.d1, mu=self.mu1, nn=nn1, **common)
             self.density_predictor2 = fit_density(x2, self.landmarks, ls=ls2, d=self.d2, mu=self.mu2, nn=nn2, **common)
 
+        if self.method == "ratio":
+            if "ls" in density_kwargs:
+                self.ratio_ls = float(density_kwargs["ls"])
+            elif ls_factor is not None:
+                self.ratio_ls = mellon_length_scale(nn_distances(pooled)) * ls_factor
+            else:
+                self.ratio_ls = RATIO_LS_FACTOR * default_length_scale(pooled)
+            self.ratio_predictor = fit_log_ratio(
+                x1,
+                x2,
+                self.landmarks,
+                ls=self.ratio_ls,
+                scale=self.prior_std,
+                jitter=jitter,
+                batch_size=self.batch_size,
+                max_iter=max_iter,
+            )
+
         if self.use_sample_variance and have_samples:
             self._fit_sample_variance(
                 (x1, x2),
@@ -328,13 +372,16 @@ class DifferentialAbundance:
         ptp_t = self.ptp_threshold if ptp_threshold is None else ptp_threshold
         ld1, var1 = _density_and_variance(self.density_predictor1, X_new, progress)
         ld2, var2 = _density_and_variance(self.density_predictor2, X_new, progress)
+        self.log_density_uncertainty_condition1, self.log_density_uncertainty_condition2 = var1, var2
+        if self.ratio_predictor is not None:
+            lfc, variance = self.ratio_predictor.predict(X_new, progress=progress)
+        else:
+            lfc, variance = ld2 - ld1, var1 + var2
         if self.use_sample_variance:
             if self.variance_predictor1 is not None:
-                var1 = var1 + np.ravel(self.variance_predictor1(X_new, diag=True))
+                variance = variance + np.ravel(self.variance_predictor1(X_new, diag=True))
             if self.variance_predictor2 is not None:
-                var2 = var2 + np.ravel(self.variance_predictor2(X_new, diag=True))
-        lfc = ld2 - ld1
-        variance = var1 + var2
+                variance = variance + np.ravel(self.variance_predictor2(X_new, diag=True))
         z = lfc / np.sqrt(variance + self.eps)
         neg_log10_ptp = -norm.logcdf(-np.abs(z)) / np.log(10)
         result = {
@@ -346,7 +393,6 @@ class DifferentialAbundance:
             "neg_log10_fold_change_ptp": neg_log10_ptp,
             "log_fold_change_direction": direction_calls(lfc, neg_log10_ptp, lfc_t, ptp_t),
         }
-        self.log_density_uncertainty_condition1, self.log_density_uncertainty_condition2 = var1, var2
         for key, value in result.items():
             setattr(self, key, value)
         return result

@@ -149,6 +149,8 @@ def differential_abundance(
     ls: float | None = None,
     ls_factor: float | None = None,
     n_neighbors: int = 1,
+    method: str = "ratio",
+    prior_std: float = 0.2,
     log_fold_change_threshold: float = 1.0,
     ptp_threshold: float = 0.05,
     random_state: int | None = 0,
@@ -183,6 +185,11 @@ def differential_abundance(
         kompot's rule: mellon's length scale times ``ls_factor`` (kompot uses 10).
     n_neighbors
         Neighbour distance of the density likelihood (1: mellon's).
+    method
+        ``"ratio"``: fit the log fold change directly as a log density ratio (more accurate, the
+        default); ``"density"``: kompot's difference of the two log densities.
+    prior_std
+        ``method="ratio"``: prior standard deviation of the log fold change.
     log_fold_change_threshold, ptp_threshold
         Thresholds of the up/down calls.
     random_state
@@ -203,7 +210,8 @@ def differential_abundance(
     ``None``, or the modified copy with ``copy=True``. Writes:
 
     ``obs[f"{key_added}_log_fold_change"]``
-        Log density of the comparison minus the reference (natural log).
+        Log density of the comparison minus the reference (natural log; with ``method="ratio"`` the
+        directly fitted log density ratio).
     ``obs[f"{key_added}_zscore"]``, ``obs[f"{key_added}_neg_log10_ptp"]``
         z-score and ``-log10`` posterior tail probability of the log fold change.
     ``obs[f"{key_added}_log_fold_change_variance"]``
@@ -228,6 +236,8 @@ def differential_abundance(
         ptp_threshold=ptp_threshold,
         n_landmarks=n_landmarks,
         random_state=random_state,
+        method=method,
+        prior_std=prior_std,
     )
     kwargs: dict[str, Any] = {"n_neighbors": n_neighbors}
     if ls is not None:
@@ -244,6 +254,8 @@ def differential_abundance(
         "ls": ls,
         "ls_factor": ls_factor,
         "n_neighbors": n_neighbors,
+        "method": method,
+        "prior_std": prior_std,
         "log_fold_change_threshold": log_fold_change_threshold,
         "ptp_threshold": ptp_threshold,
         "random_state": random_state,
