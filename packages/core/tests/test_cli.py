@@ -31,15 +31,49 @@ def test_unknown_command_is_an_error(no_plugins, capsys):
     assert "invalid choice: 'nonsense'" in capsys.readouterr().err
 
 
-def test_demo_writes_h5ad_and_summary(no_plugins, tmp_path, capsys):
+def test_demo_without_plugins_skips_their_steps_and_writes_the_report(no_plugins, tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--quick", "--out", str(out), "--n-cells", "300", "--n-genes", "60"]) == 0
-    adata = ad.read_h5ad(out / "demo.h5ad")
+    args = ["demo", "--quick", "--out", str(out), "--n-cells", "300", "--n-genes", "60", "--steps"]
+    assert main([*args, "velocity,kernels,differential"]) == 0
+    adata = ad.read_h5ad(out / "cellflux.h5ad")
     assert adata.shape == (300, 60)
     assert set(adata.obs["condition"].cat.categories) == {"control", "treated"}
-    summary = (out / "summary.md").read_text()
-    assert "Simulated 300 cells x 60 genes" in summary
-    assert "| progenitor |" in summary
+    report = (out / "report.html").read_text()
+    assert "velocity: needs the preprocess step, which did not run" in report
+    assert "kernels: needs the preprocess and velocity steps" in report
+    err = capsys.readouterr().err
+    assert "[1/4] velocity" in err and "SKIPPED" in err
     # a second run refuses to overwrite, with a clear message and exit code 2
-    assert main(["demo", "--out", str(out), "--n-cells", "300", "--n-genes", "60"]) == 2
+    assert main([*args, "velocity"]) == 2
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_demo_unknown_step_is_an_error(no_plugins, tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--steps", "preprocess,magic"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown step(s) ['magic']" in err and "preprocess, velocity" in err
+    assert not (tmp_path / "report.html").exists()
+
+
+def test_run_missing_file_is_an_error(no_plugins, tmp_path, capsys):
+    assert main(["run", str(tmp_path / "nothing.h5ad"), "--out", str(tmp_path / "out")]) == 2
+    assert "nothing.h5ad does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_on_a_file_without_plugins(no_plugins, tmp_path, capsys):
+    import cellflux as cf
+
+    data = tmp_path / "data.h5ad"
+    cf.datasets.simulate(n_cells=200, n_genes=40, n_conditions=1, seed=0).write_h5ad(data)
+    assert main(["run", str(data), "--steps", "velocity", "--velocity", "scvelo"]) == 0
+    out = tmp_path / "data-cellflux"
+    assert (out / "report.html").is_file() and (out / "cellflux.h5ad").is_file()
+
+
+def test_a_step_whose_plugin_is_missing_says_what_to_install(no_plugins):
+    from cellflux._pipeline import StepSkipped
+    from cellflux._pipeline._util import require_function
+
+    with pytest.raises(StepSkipped, match="pip install cellflux-velocity-vae"):
+        require_function("tl", "velocity_vae", "cellflux-velocity-vae")

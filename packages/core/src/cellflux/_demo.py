@@ -1,23 +1,26 @@
-"""``cellflux demo``: the suite's main job on simulated data.
+"""``cellflux demo`` and ``cellflux run``: the suite's main job, on simulated data or on a user's h5ad.
 
-For now it simulates a two-condition branching differentiation, writes the annotated h5ad and a
-short summary of the ground truth; the analysis steps join as their packages land.
+Both run :func:`cellflux._pipeline.run_pipeline` (preprocessing, velocity, kernels, fates, GP
+differential analysis, streaming) and write ``cellflux.h5ad``, ``figures/`` and ``report.html``.
 """
 
 from __future__ import annotations
 
-import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
-from ._keys import TruthKey
+if TYPE_CHECKING:
+    from ._pipeline import Context
 
-__all__ = ["run_demo"]
+__all__ = ["run_demo", "run_file"]
 
-logger = logging.getLogger(__name__)
 
-_H5AD = "demo.h5ad"
-_SUMMARY = "summary.md"
+def _config(quick: bool, seed: int, steps: Sequence[str] | None, **options):
+    from ._pipeline import STEPS, PipelineConfig
+
+    return PipelineConfig(steps=tuple(steps) if steps else STEPS, quick=quick, seed=seed, **options)
 
 
 def run_demo(
@@ -27,9 +30,12 @@ def run_demo(
     n_genes: int | None = None,
     seed: int = 0,
     quick: bool = False,
+    steps: Sequence[str] | None = None,
+    velocity: str | None = None,
     overwrite: bool = False,
-) -> Path:
-    """Simulate data, write ``demo.h5ad`` and ``summary.md`` into ``out`` and return the folder.
+    stream: TextIO | None = None,
+) -> Context:
+    """Simulate two conditions of a three-lineage differentiation and run the pipeline on it.
 
     Parameters
     ----------
@@ -38,67 +44,116 @@ def run_demo(
     n_cells, n_genes
         Size of the simulation (defaults 3,000 x 500, or 1,000 x 200 with ``quick``).
     seed
-        Random seed of the simulation.
+        Seed of the simulation and of the pipeline.
     quick
-        Smaller defaults for a fast run.
+        Smaller defaults, the steady-state velocity model and fewer samples: under a minute.
+    steps
+        Steps to run (default all).
+    velocity
+        ``"vae"`` (default), ``"scvelo"`` (steady-state; default with ``quick``) or ``"precomputed"``.
     overwrite
-        Replace ``demo.h5ad``/``summary.md`` if they exist.
+        Replace a previous run's results in ``out``.
+    stream
+        Where the progress display goes, e.g. ``sys.stderr`` (``None``: nowhere).
+
+    Returns
+    -------
+    The pipeline's context (records, scores, figures).
     """
+    from ._pipeline import run_pipeline
+    from ._pipeline.runner import check_output
     from .datasets import simulate
 
-    out = Path(out)
-    targets = [out / _H5AD, out / _SUMMARY]
-    existing = [str(p) for p in targets if p.exists()]
-    if existing and not overwrite:
-        raise FileExistsError(f"{', '.join(existing)} exist; pass --overwrite or choose another --out.")
-    out.mkdir(parents=True, exist_ok=True)
+    config = _config(quick, seed, steps, velocity=velocity or ("scvelo" if quick else "vae"))
+    check_output(out, overwrite=overwrite)
     n_cells = n_cells or (1_000 if quick else 3_000)
     n_genes = n_genes or (200 if quick else 500)
-
-    steps: list[tuple[str, float]] = []
     start = time.perf_counter()
-    print(f"[1/2] simulating {n_cells} cells x {n_genes} genes (seed {seed})", flush=True)
+    if stream is not None:
+        print(f"simulating {n_cells:,} cells x {n_genes:,} genes, 3 lineages, 2 conditions (seed {seed})", file=stream)
     adata = simulate(n_cells=n_cells, n_genes=n_genes, n_conditions=2, seed=seed)
-    steps.append(("simulate", time.perf_counter() - start))
+    ctx = run_pipeline(
+        adata,
+        out,
+        config,
+        title="cellflux demo",
+        source=f"simulated branching differentiation (cf.datasets.simulate, seed {seed})",
+        overwrite=overwrite,
+        stream=stream,
+    )
+    if stream is not None:
+        print(f"total {time.perf_counter() - start:.1f} s", file=stream)
+    return ctx
 
-    start = time.perf_counter()
-    print(f"[2/2] writing {targets[0]}", flush=True)
-    adata.write_h5ad(targets[0], compression="gzip")
-    steps.append(("write h5ad", time.perf_counter() - start))
 
-    targets[1].write_text(_summary(adata, steps))
-    print(f"done: {out}", flush=True)
-    return out
+def run_file(
+    path: str | Path,
+    out: str | Path,
+    *,
+    velocity: str = "vae",
+    cluster_key: str | None = None,
+    groupby: str | None = None,
+    conditions: Sequence[str] | None = None,
+    n_states: int | None = None,
+    n_terminal: int | None = None,
+    steps: Sequence[str] | None = None,
+    quick: bool = False,
+    seed: int = 0,
+    overwrite: bool = False,
+    stream: TextIO | None = None,
+) -> Context:
+    """Run the pipeline on the counts in an h5ad file.
 
+    Parameters
+    ----------
+    path
+        h5ad with raw counts in ``X`` (and ``layers["spliced"]``/``["unspliced"]`` for velocity).
+    out
+        Output folder.
+    velocity
+        ``"vae"``, ``"scvelo"`` (steady-state) or ``"precomputed"`` (``layers["velocity"]``).
+    cluster_key
+        ``obs`` column naming the macrostates (default ``"clusters"`` if present).
+    groupby, conditions
+        Conditions of the differential step (default ``obs["condition"]``, its first two values).
+    n_states, n_terminal
+        Numbers of macrostates and of terminal states (default: from the clusters; the stable ones).
+    steps
+        Steps to run (default all).
+    quick
+        Smaller settings.
+    seed
+        Random seed.
+    overwrite
+        Replace a previous run's results in ``out``.
+    stream
+        Where the progress display goes, e.g. ``sys.stderr`` (``None``: nowhere).
 
-def _summary(adata, steps: list[tuple[str, float]]) -> str:
-    obs, var = adata.obs, adata.var
-    lines = [
-        "# cellflux demo",
-        "",
-        f"Simulated {adata.n_obs:,} cells x {adata.n_vars:,} genes.",
-        "",
-        "## Ground truth",
-        "",
-        "| lineage | " + " | ".join(str(c) for c in obs[TruthKey.CONDITION].cat.categories) + " |",
-        "|---|" + "---|" * len(obs[TruthKey.CONDITION].cat.categories),
-    ]
-    zeros = 1 - adata.layers[TruthKey.SPLICED].nnz / (adata.n_obs * adata.n_vars)
-    counts = obs.groupby([TruthKey.STATE, TruthKey.CONDITION], observed=False).size().unstack(fill_value=0)
-    for state, row in counts.iterrows():
-        lines.append(f"| {state} | " + " | ".join(str(int(v)) for v in row) + " |")
-    lines += [
-        "",
-        f"- terminal cells: {int(obs[TruthKey.TERMINAL].sum())}, initial cells: {int(obs[TruthKey.INITIAL].sum())}",
-        f"- cells with planted differential abundance: {int(obs[TruthKey.DA].sum())}",
-        f"- genes with planted differential expression: {int(var[TruthKey.DE].sum())}",
-        f"- fraction of zero spliced counts: {zeros:.2f}",
-        "",
-        "## Steps",
-        "",
-        "| step | seconds |",
-        "|---|---|",
-        *(f"| {name} | {seconds:.2f} |" for name, seconds in steps),
-        "",
-    ]
-    return "\n".join(lines)
+    Returns
+    -------
+    The pipeline's context.
+    """
+    import anndata as ad
+
+    from ._pipeline import run_pipeline
+    from ._pipeline.runner import check_output
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist (cellflux run needs an .h5ad file).")
+    config = _config(
+        quick,
+        seed,
+        steps,
+        velocity=velocity,
+        cluster_key=cluster_key,
+        groupby=groupby,
+        conditions=tuple(conditions) if conditions else None,
+        n_states=n_states,
+        n_terminal=n_terminal,
+    )
+    check_output(out, overwrite=overwrite)
+    adata = ad.read_h5ad(path)
+    return run_pipeline(
+        adata, out, config, title=f"cellflux run: {path.name}", source=str(path), overwrite=overwrite, stream=stream
+    )

@@ -1,4 +1,4 @@
-"""The ``cellflux`` command line: ``plugins``, ``demo`` and the subcommands plugins add."""
+"""The ``cellflux`` command line: ``plugins``, ``demo``, ``run`` and the subcommands plugins add."""
 
 from __future__ import annotations
 
@@ -15,6 +15,10 @@ from .plugin import parse_target
 
 __all__ = ["main"]
 
+# kept in step with cellflux._pipeline (not imported here: the command line starts fast)
+_STEPS = ("preprocess", "velocity", "kernels", "fates", "differential", "streaming")
+_VELOCITY = ("vae", "scvelo", "precomputed")
+
 logger = logging.getLogger(__name__)
 
 
@@ -26,13 +30,34 @@ def _build_parser(registry: Registry) -> argparse.ArgumentParser:
 
     sub.add_parser("plugins", help="list installed plugins, their versions and what they provide")
 
-    demo = sub.add_parser("demo", help="run the pipeline on simulated data and write the results")
+    steps_help = "comma-separated steps (default all): " + ",".join(_STEPS)
+    demo = sub.add_parser("demo", help="run the whole analysis on simulated data and write a report")
     demo.add_argument("--out", default="cellflux-demo", help="output folder (default: %(default)s)")
     demo.add_argument("--n-cells", type=int, default=None, help="cells to simulate (default 3000; --quick 1000)")
     demo.add_argument("--n-genes", type=int, default=None, help="genes to simulate (default 500; --quick 200)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    demo.add_argument("--quick", action="store_true", help="a small, fast run")
+    demo.add_argument("--quick", action="store_true", help="a small, fast run (steady-state velocity)")
+    demo.add_argument(
+        "--velocity", choices=_VELOCITY, default=None, help="velocity model (default vae; --quick scvelo)"
+    )
+    demo.add_argument("--steps", default=None, help=steps_help)
     demo.add_argument("--overwrite", action="store_true", help="replace files in an existing output folder")
+
+    run = sub.add_parser("run", help="run the whole analysis on an h5ad file and write a report")
+    run.add_argument("data", help="h5ad with raw counts in X (and spliced/unspliced layers for velocity)")
+    run.add_argument("--out", default=None, help="output folder (default: <data>-cellflux)")
+    run.add_argument("--velocity", choices=_VELOCITY, default="vae", help="velocity model (default: %(default)s)")
+    run.add_argument("--cluster-key", default=None, help="obs column naming macrostates (default: clusters)")
+    run.add_argument("--groupby", default=None, help="obs column of the conditions (default: condition)")
+    run.add_argument("--conditions", nargs=2, default=None, metavar=("REF", "OTHER"), help="the two conditions")
+    run.add_argument("--n-states", type=int, default=None, help="number of macrostates (default: from the clusters)")
+    run.add_argument(
+        "--n-terminal", type=int, default=None, help="number of terminal states (default: the stable ones)"
+    )
+    run.add_argument("--steps", default=None, help=steps_help)
+    run.add_argument("--quick", action="store_true", help="fewer epochs and samples")
+    run.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    run.add_argument("--overwrite", action="store_true", help="replace files in an existing output folder")
 
     for name in registry.names("commands"):
         try:
@@ -76,6 +101,51 @@ def _run_plugin_command(registry: Registry, name: str, args: list[str]) -> int:
     return int(result or 0)
 
 
+def _steps(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    steps = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in steps if s not in _STEPS]
+    if unknown or not steps:
+        raise ValueError(f"unknown step(s) {unknown or text!r} in --steps; choose among {', '.join(_STEPS)}")
+    return steps
+
+
+def _run_pipeline_command(args: argparse.Namespace) -> int:
+    from ._demo import run_demo, run_file
+
+    if args.command == "demo":
+        ctx = run_demo(
+            args.out,
+            n_cells=args.n_cells,
+            n_genes=args.n_genes,
+            seed=args.seed,
+            quick=args.quick,
+            steps=_steps(args.steps),
+            velocity=args.velocity,
+            overwrite=args.overwrite,
+            stream=sys.stderr,
+        )
+    else:
+        out = args.out or f"{args.data.removesuffix('.h5ad')}-cellflux"
+        ctx = run_file(
+            args.data,
+            out,
+            velocity=args.velocity,
+            cluster_key=args.cluster_key,
+            groupby=args.groupby,
+            conditions=args.conditions,
+            n_states=args.n_states,
+            n_terminal=args.n_terminal,
+            steps=_steps(args.steps),
+            quick=args.quick,
+            seed=args.seed,
+            overwrite=args.overwrite,
+            stream=sys.stderr,
+        )
+    return 1 if any(r.status == "failed" for r in ctx.records) else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``cellflux`` command line.
 
@@ -104,18 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "plugins":
             return _print_plugins(registry)
-        if args.command == "demo":
-            from ._demo import run_demo
-
-            run_demo(
-                args.out,
-                n_cells=args.n_cells,
-                n_genes=args.n_genes,
-                seed=args.seed,
-                quick=args.quick,
-                overwrite=args.overwrite,
-            )
-            return 0
+        if args.command in ("demo", "run"):
+            return _run_pipeline_command(args)
         return _run_plugin_command(registry, args.command, args.args)
     except (ValueError, KeyError, FileExistsError, FileNotFoundError, ImportError, RuntimeError) as error:
         if args.verbose >= 2:

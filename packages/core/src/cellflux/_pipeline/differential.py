@@ -1,0 +1,114 @@
+"""Step ``differential``: GP differential abundance and expression between two conditions."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from .._keys import TruthKey
+from ._context import Context, StepSkipped
+from ._util import require_function
+from .scoring import auroc
+
+__all__ = ["run"]
+
+_GPD = "cellflux-gp-differential"
+
+
+def _conditions(ctx: Context) -> tuple[str, tuple[str, str]]:
+    cfg, obs = ctx.config, ctx.adata.obs
+    groupby = cfg.groupby or (TruthKey.CONDITION if TruthKey.CONDITION in obs else None)
+    if groupby is None:
+        raise StepSkipped("no condition column: pass --groupby COLUMN (and --conditions A B)")
+    if groupby not in obs:
+        raise KeyError(f"--groupby {groupby!r} is not a column of obs; available: {list(obs.columns)}")
+    values = obs[groupby].astype(str)
+    present = list(dict.fromkeys(values.cat.categories if hasattr(values, "cat") else values.unique()))
+    present = [c for c in present if (values == c).any()]
+    if cfg.conditions is not None:
+        missing = [c for c in cfg.conditions if c not in present]
+        if missing:
+            raise KeyError(f"--conditions {missing} not in obs[{groupby!r}]; present: {present}")
+        return groupby, (str(cfg.conditions[0]), str(cfg.conditions[1]))
+    if len(present) < 2:
+        raise StepSkipped(f"only one condition ({present[0]!r}) in obs[{groupby!r}]: differential analysis needs two")
+    return groupby, (present[0], present[1])
+
+
+def _sample_key(ctx: Context, groupby: str, conditions: tuple[str, str]) -> str | None:
+    obs = ctx.adata.obs
+    if TruthKey.SAMPLE not in obs:
+        return None
+    per = obs.groupby(obs[groupby].astype(str), observed=True)[TruthKey.SAMPLE].nunique()
+    return TruthKey.SAMPLE if all(per.get(c, 0) >= 2 for c in conditions) else None
+
+
+def run(ctx: Context) -> None:
+    """Write ``obs["gp_da_*"]`` and ``var["gp_de_*"]`` (cellflux-gp-differential)."""
+    import cellflux as cf
+
+    groupby, conditions = _conditions(ctx)
+    require_function("tl", "differential_abundance", _GPD)
+    cfg, adata = ctx.config, ctx.adata
+    sample_key = _sample_key(ctx, groupby, conditions)
+    landmarks = int(min(adata.n_obs, 200 if cfg.quick else 500))
+    cf.tl.differential_abundance(
+        adata,
+        groupby=groupby,
+        conditions=conditions,
+        obsm_key="X_pca",
+        sample_key=sample_key,
+        n_landmarks=landmarks,
+        overwrite=True,
+    )
+    n_up = int((adata.obs["gp_da_direction"] == "up").sum())
+    n_down = int((adata.obs["gp_da_direction"] == "down").sum())
+    ctx.info(f"differential abundance {conditions[1]} vs {conditions[0]}: {n_up} cells up, {n_down} down")
+    cf.tl.differential_expression(
+        adata,
+        groupby=groupby,
+        conditions=conditions,
+        obsm_key="X_pca",
+        sample_key=sample_key,
+        n_landmarks=landmarks,
+        n_null_genes=min(adata.n_vars, 200 if cfg.quick else 500),
+        store_layers=False,
+        overwrite=True,
+    )
+    is_de = adata.var["gp_de_is_de"].to_numpy(dtype=bool)
+    top = adata.var["gp_de_mahalanobis"].sort_values(ascending=False).index[:5]
+    ctx.info(f"differential expression: {int(is_de.sum())} genes at FDR 5%; top: {', '.join(map(str, top))}")
+    ctx.found.append(
+        f"differential abundance ({conditions[1]} vs {conditions[0]}): {n_up} cells enriched, {n_down} depleted; "
+        f"differential expression: {int(is_de.sum())} genes at 5% FDR (top {', '.join(map(str, top[:3]))})"
+    )
+    ctx.objects["conditions"] = (groupby, conditions)
+    if ctx.has_truth and TruthKey.DA in adata.obs:
+        _score(ctx)
+
+
+def _score(ctx: Context) -> None:
+    adata = ctx.adata
+    lfc = adata.obs["gp_da_log_fold_change"].to_numpy(dtype=np.float64)
+    true_lfc = adata.obs[TruthKey.DA_LOG_FOLD_CHANGE].to_numpy(dtype=np.float64)
+    # the planted lineage: largest |true log fold change| (the others shift slightly by renormalisation)
+    planted = np.abs(true_lfc) >= 0.5 * np.abs(true_lfc).max() if np.abs(true_lfc).max() > 0 else true_lfc != 0
+    sign = float(np.sign(true_lfc[planted].mean())) if planted.any() else 1.0
+    ctx.score(
+        "differential",
+        "DA AUROC (planted lineage vs other cells, by the log fold change)",
+        auroc(planted, sign * lfc),
+        f"{int(planted.sum())} cells, planted log fold change {true_lfc[planted].mean():+.2f}" if planted.any() else "",
+    )
+    ctx.score("differential", "DA log fold change vs planted (Spearman)", float(spearmanr(lfc, true_lfc)[0]))
+    de = adata.var[TruthKey.DE].to_numpy(dtype=bool)
+    ctx.score(
+        "differential",
+        "DE AUROC (Mahalanobis distance for planted-DE genes)",
+        auroc(de, adata.var["gp_de_mahalanobis"]),
+    )
+    called = adata.var["gp_de_is_de"].to_numpy(dtype=bool)
+    if called.any():
+        ctx.score(
+            "differential", "DE precision at 5% FDR", float(de[called].mean()), f"{int(called.sum())} genes called"
+        )
