@@ -62,10 +62,11 @@ def auroc(truth, score):
 
 
 def run_da(tool: str, x, m1, m2):
-    if tool == "ours":
+    if tool in ("ours", "ours_density"):
         from cellflux_gp_differential import DifferentialAbundance
 
-        return DifferentialAbundance(random_state=0).fit(x[m1], x[m2]).predict(x, progress=False)
+        method = "ratio" if tool == "ours" else "density"
+        return DifferentialAbundance(random_state=0, method=method).fit(x[m1], x[m2]).predict(x, progress=False)
     import kompot
 
     return kompot.DifferentialAbundance(random_state=0).fit(x[m1], x[m2]).predict(x, progress=False)
@@ -105,7 +106,10 @@ def cold_da(tool: str, path: Path) -> float:
 
 
 class PeakRSS:
-    """Peak resident memory above the level at entry, sampled every 5 ms."""
+    """Peak resident memory above the level at entry, sampled every ``interval`` seconds."""
+
+    def __init__(self, interval: float = 0.005) -> None:
+        self.interval = interval
 
     def __enter__(self):
         import psutil
@@ -121,7 +125,7 @@ class PeakRSS:
     def _poll(self):
         while not self._stop:
             self.peak = max(self.peak, self._proc.memory_info().rss)
-            time.sleep(0.005)
+            time.sleep(self.interval)
 
     def __exit__(self, *exc):
         self._stop = True

@@ -38,7 +38,9 @@ def test_differential_abundance_parity(arrays, shared, samples):
     x, m1, m2, s = arrays["x"], arrays["m1"], arrays["m2"], arrays["s"]
     u, ls = shared
     kw = {"condition1_sample_indices": s[m1], "condition2_sample_indices": s[m2]} if samples else {}
-    ours = DifferentialAbundance(method="density").fit(x[m1], x[m2], landmarks=u, ls=ls, **kw).predict(x, progress=False)
+    ours = (
+        DifferentialAbundance(method="density").fit(x[m1], x[m2], landmarks=u, ls=ls, **kw).predict(x, progress=False)
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ref = kompot.DifferentialAbundance().fit(x[m1], x[m2], landmarks=u, ls=ls, **kw).predict(x, progress=False)

@@ -10,7 +10,6 @@ from scipy.stats import norm
 
 from ._density import fit_density
 from ._jax import DEFAULT_JITTER
-from ._ratio import fit_log_ratio
 from ._params import (
     default_length_scale,
     fractal_dimension,
@@ -19,6 +18,7 @@ from ._params import (
     nn_distances,
     prior_mean,
 )
+from ._ratio import fit_log_ratio
 from ._sample_variance import SampleVarianceEstimator
 from ._validate import check_cells, check_groups, check_landmarks, check_n_landmarks
 
@@ -33,7 +33,7 @@ _DENSITY_KWARGS = {"ls", "d", "mu", "jitter", "d_method", "max_iter", "n_neighbo
 DEFAULT_N_NEIGHBORS = 1
 #: Estimators of the log fold change: the direct density ratio (default) or kompot's difference of densities.
 METHODS = ("ratio", "density")
-#: Length scale of the ratio estimator: this many times :func:`._params.default_length_scale`.
+#: Length scale of the ratio estimator: this many times ``default_length_scale`` of the pooled cells.
 RATIO_LS_FACTOR = 4.0
 #: Prior standard deviation of the log fold change in the ratio estimator.
 RATIO_PRIOR_STD = 0.2
@@ -78,7 +78,7 @@ class DifferentialAbundance:
         Cells per prediction batch.
     method
         ``"ratio"`` (default): the log fold change is fitted directly as a log density ratio (a
-        Gaussian-process classifier of the condition labels, see :mod:`cellflux_gp_differential._ratio`);
+        Gaussian-process classifier of the condition labels with the offset ``log(n2 / n1)``);
         the two log densities are still fitted and reported, but the log fold change is not their
         difference. ``"density"``: kompot's estimator, the difference of the two fitted log densities
         and the sum of their variances (use it for parity with kompot).
