@@ -98,7 +98,9 @@ class Geneformer(StreamingModel):
                 "Geneformer needs Hugging Face transformers: pip install 'cellflux-streaming-models[geneformer]'."
             ) from error
         if hidden_size % num_attention_heads:
-            raise ValueError(f"hidden_size ({hidden_size}) must be divisible by num_attention_heads ({num_attention_heads}).")
+            raise ValueError(
+                f"hidden_size ({hidden_size}) must be divisible by num_attention_heads ({num_attention_heads})."
+            )
         if not 0 < mlm_probability < 1:
             raise ValueError(f"mlm_probability must be in (0, 1), got {mlm_probability}.")
         if max_position_embeddings < 1:
@@ -160,7 +162,9 @@ class Geneformer(StreamingModel):
         feature_map: Mapping[str, int] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Tokens after in-silico perturbations (see :meth:`predict`); ``x_ng`` is not modified."""
-        x_ng = perturb_expression(x_ng / self.gene_median_g.to(x_ng.dtype), self.var_names_g, feature_activation, feature_deletion)
+        x_ng = perturb_expression(
+            x_ng / self.gene_median_g.to(x_ng.dtype), self.var_names_g, feature_activation, feature_deletion
+        )
         input_ids, attention_mask = rank_value_tokens(x_ng, self.config.max_position_embeddings)
         if feature_map:
             input_ids = apply_feature_map(input_ids, self.var_names_g, feature_map)
@@ -169,15 +173,20 @@ class Geneformer(StreamingModel):
     def _mask(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, cell_index_n: torch.Tensor | None):
         n, length = input_ids.shape
         if cell_index_n is None:
-            u = torch.rand(n, 3 * length, device=input_ids.device)
+            u_choose, u_how, u_gene = torch.rand(3, n, length, device=input_ids.device)
         else:
-            stream = 1 + self.current_epoch
-            u = cell_uniforms(cell_index_n, 3 * length, seed=self.seed, stream=stream, device=input_ids.device)
-        chosen = (u[:, :length] < self.mlm_probability) & attention_mask
+            # three streams per epoch; a position's draw does not depend on the batch's sequence length
+            u_choose, u_how, u_gene = (
+                cell_uniforms(
+                    cell_index_n, length, seed=self.seed, stream=3 * self.current_epoch + k, device=input_ids.device
+                )
+                for k in range(3)
+            )
+        chosen = (u_choose < self.mlm_probability) & attention_mask
         labels = torch.where(chosen, input_ids, torch.full_like(input_ids, -100))
-        replace = chosen & (u[:, length : 2 * length] < 0.8)
-        randomise = chosen & ~replace & (u[:, length : 2 * length] < 0.9)
-        random_ids = N_SPECIAL_TOKENS + (u[:, 2 * length :] * self.n_vars).long().clamp(max=self.n_vars - 1)
+        replace = chosen & (u_how < 0.8)
+        randomise = chosen & ~replace & (u_how < 0.9)
+        random_ids = N_SPECIAL_TOKENS + (u_gene * self.n_vars).long().clamp(max=self.n_vars - 1)
         masked = torch.where(replace, torch.full_like(input_ids, MASK_TOKEN), input_ids)
         masked = torch.where(randomise, random_ids, masked)
         return masked, labels

@@ -123,7 +123,9 @@ class SOCAM(StreamingModel):
         if len(set(cl_names)) != len(cl_names):
             raise ValueError("cl_names has duplicates.")
         if not bool(((desc == 0) | (desc == 1)).all()) or not bool((desc.diagonal() == 1).all()):
-            raise ValueError("descendant_tensor must be 0/1 with ones on the diagonal (a category descends from itself).")
+            raise ValueError(
+                "descendant_tensor must be 0/1 with ones on the diagonal (a category descends from itself)."
+            )
         closure = (desc @ desc) > 0
         if bool((closure & (desc == 0)).any()):
             raise ValueError("descendant_tensor is not transitively closed: mark every descendant, not only children.")
@@ -174,13 +176,17 @@ class SOCAM(StreamingModel):
         """Draw the initial weights from ``seed``; zero biases."""
         generator = torch.Generator().manual_seed(self.seed)
         with torch.no_grad():
-            self.W_gc.copy_(torch.randn(self.W_gc.shape, generator=generator) * self.W_init_scale / math.sqrt(self.n_vars))
+            self.W_gc.copy_(
+                torch.randn(self.W_gc.shape, generator=generator) * self.W_init_scale / math.sqrt(self.n_vars)
+            )
             self.b_c.zero_()
         self._average.start_epoch()
 
     def default_optimizer(self, batch_size: int) -> torch.optim.Optimizer:
         """Adam with the learning rate ``lr * sqrt(batch_size / 1000) / sqrt(genes)``."""
-        return torch.optim.Adam(self.parameters(), lr=self.lr * math.sqrt(max(batch_size, 1) / 1000) / math.sqrt(self.n_vars))
+        return torch.optim.Adam(
+            self.parameters(), lr=self.lr * math.sqrt(max(batch_size, 1) / 1000) / math.sqrt(self.n_vars)
+        )
 
     # -- labels --------------------------------------------------------------------------------------
     def _labels(self, n: int, y_n: torch.Tensor | None, cl_names_n: Sequence[str] | None) -> torch.Tensor:
@@ -281,4 +287,10 @@ class SOCAM(StreamingModel):
             if self.probability_propagation_flag:
                 probs_nc = propagate_probabilities(probs_nc, self.active_descendant_tensor_cc)
         names = self.active_cl_names.copy()
-        return {"y_logits_nc": logits_nc, "y_probs_nc": probs_nc, "category_labels_c": names, "x_ng": probs_nc, "var_names_g": names}
+        return {
+            "y_logits_nc": logits_nc,
+            "y_probs_nc": probs_nc,
+            "category_labels_c": names,
+            "x_ng": probs_nc,
+            "var_names_g": names,
+        }

@@ -148,8 +148,6 @@ class CellariumGPTTokenizer(nn.Module):
 
     Parameters
     ----------
-    var_names_g
-        The genes of the data (the ``gene_id`` vocabulary).
     context_len
         Tokens per cell (genes plus metadata).
     gene_value_vocab
@@ -162,25 +160,27 @@ class CellariumGPTTokenizer(nn.Module):
         Metadata keys always shown (the others always queried); default: drawn per cell.
     seed
         Seed of the draws.
+    var_names_g
+        The genes the batches must have (default: any; gene ids are column positions).
     """
 
     def __init__(
         self,
-        var_names_g: Sequence[str],
         context_len: int,
         gene_value_vocab: int,
         metadata_vocab_sizes: Mapping[str, int] | None = None,
         prefix_len: int | None = None,
         metadata_prompt: Sequence[str] | None = None,
         seed: int = 0,
+        var_names_g: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
-        self.var_names_g = np.asarray(var_names_g, dtype=object)
+        self.var_names_g = None if var_names_g is None else np.asarray(var_names_g, dtype=object)
         self.metadata_vocab_sizes = dict(metadata_vocab_sizes or {})
         m = len(self.metadata_vocab_sizes)
         if context_len - m < 1:
             raise ValueError(f"context_len ({context_len}) must exceed the number of metadata tokens ({m}).")
-        self.n_gene_tokens = min(context_len - m, len(self.var_names_g))
+        self.n_gene_tokens = context_len - m
         if prefix_len is not None and not 0 <= prefix_len <= self.n_gene_tokens:
             raise ValueError(f"prefix_len must be in [0, {self.n_gene_tokens}], got {prefix_len}.")
         if gene_value_vocab < 2:
@@ -204,20 +204,48 @@ class CellariumGPTTokenizer(nn.Module):
         x_ng: torch.Tensor,
         var_names_g: np.ndarray,
         cell_index_n: torch.Tensor | None = None,
+        gene_order_nj: torch.Tensor | None = None,
         **metadata: torch.Tensor,
     ) -> dict[str, object]:
-        """Tokens, masks, labels and label weights of a batch of counts (the model's ``forward`` arguments)."""
+        """Tokens, masks, labels and label weights of a batch of counts (the model's ``forward`` arguments).
+
+        Parameters
+        ----------
+        x_ng, var_names_g
+            Counts and their genes.
+        cell_index_n
+            Global cell indices that key the random draws (default: torch's global generator).
+        gene_order_nj
+            Genes (column positions) of each cell's gene tokens, in order, instead of a random choice:
+            with a fixed ``prefix_len``, the first ``prefix_len`` are the prompt (e.g. for in-silico
+            perturbations of chosen genes).
+        **metadata
+            The codes of each metadata key (``-1``: unmeasured); other batch keys are ignored.
+        """
         from ._base import check_var_names
 
-        check_var_names(self.var_names_g, var_names_g, x_ng.shape[1])
+        if self.var_names_g is not None:
+            check_var_names(self.var_names_g, var_names_g, x_ng.shape[1])
         missing = [k for k in self.metadata_vocab_sizes if k not in metadata]
         if missing:
             raise KeyError(f"The batch lacks the metadata keys {missing}; map them with data.obs_columns.")
         n, g = x_ng.shape
         device = x_ng.device
-        j, m = self.n_gene_tokens, len(self.metadata_vocab_sizes)
+        j, m = min(self.n_gene_tokens, g), len(self.metadata_vocab_sizes)
+        if self.prefix_len is not None and self.prefix_len > j:
+            raise ValueError(f"prefix_len ({self.prefix_len}) exceeds the {j} gene tokens of a cell.")
         # gene choice and order, prompt length
-        order_nj = torch.argsort(self._uniforms(cell_index_n, n, g, 0, device), dim=1)[:, :j]
+        if gene_order_nj is None:
+            order_nj = torch.argsort(self._uniforms(cell_index_n, n, g, 0, device), dim=1)[:, :j]
+        else:
+            order_nj = torch.as_tensor(gene_order_nj, device=device).long()
+            if order_nj.ndim != 2 or order_nj.shape[0] != n or order_nj.shape[1] > g or order_nj.shape[1] < 1:
+                raise ValueError(f"gene_order_nj must be (cells, genes per cell <= {g}), got {tuple(order_nj.shape)}.")
+            if int(order_nj.min()) < 0 or int(order_nj.max()) >= g:
+                raise ValueError(f"gene_order_nj holds positions outside [0, {g}).")
+            j = order_nj.shape[1]
+            if self.prefix_len is not None and self.prefix_len > j:
+                raise ValueError(f"prefix_len ({self.prefix_len}) exceeds the {j} gene tokens of a cell.")
         if self.prefix_len is None:
             # P(prefix = k) proportional to 1/k (k >= 1), as cellarium-ml; 1/10 for an empty prompt
             weights = 1.0 / torch.arange(j, dtype=torch.float64).clamp(min=1)
@@ -266,7 +294,9 @@ class CellariumGPTTokenizer(nn.Module):
         for i, k in enumerate(keys):
             column = torch.zeros(n, c, dtype=torch.long, device=device)
             # a queried token shows the mask token (the last id of its embedding)
-            column[:, j + i] = torch.where(meta_prompt_nm[:, i], codes_nm[:, i].clamp(min=0), self.metadata_vocab_sizes[k])
+            column[:, j + i] = torch.where(
+                meta_prompt_nm[:, i], codes_nm[:, i].clamp(min=0), self.metadata_vocab_sizes[k]
+            )
             token_value[k] = column
             mask = torch.zeros(n, c, dtype=torch.bool, device=device)
             mask[:, j + i] = True
