@@ -187,6 +187,7 @@ def scale(n_cells: int, data: str = "simulated") -> dict:
     row["fate_preconditioner"] = g.params["fate_probabilities"]["preconditioner"]
     row["fate_max_residual"] = g.params["fate_probabilities"]["max_residual"]
     row["schur_residual"] = g.params["schur"]["residual"]
+    row["schur_tol"] = g.params["schur"]["tol"]
     row["terminal_states"] = list(g.fate_probabilities.columns)
     row["peak_rss_gb"] = peak_rss_gb()
     row["load_avg_after"] = load_average()

@@ -1,0 +1,70 @@
+"""The faster paths give the same answers: Krylov–Schur subspace, CFLARE's lazily computed right vectors,
+and the two-level preconditioned fate solve on small chains."""
+
+import numpy as np
+from scipy import linalg
+from scipy.linalg import subspace_angles
+
+from cellflux._keys import TruthKey
+from cellflux_estimators import CFLARE, GPCCA, partial_schur
+from cellflux_estimators._engine._eigen import eigendecomposition
+from cellflux_estimators._engine._krylov_schur import krylov_schur
+from cellflux_estimators._engine._linsolve import solve_transient
+
+
+def test_krylov_schur_spans_the_dominant_invariant_subspace(chain):
+    _, t = chain
+    res = krylov_schur(t, 6, m=30, tol=1e-12, seed=3)
+    q = res.basis
+    assert res.converged and res.residual <= 1e-12
+    np.testing.assert_allclose(q.T @ q, np.eye(q.shape[1]), atol=1e-12)
+    dense = partial_schur(t, q.shape[1], method="dense")
+    assert subspace_angles(q, dense.vectors).max() < 1e-8
+    projected = linalg.eigvals(q.T @ (t @ q))
+    np.testing.assert_allclose(np.sort(projected.real)[::-1], dense.eigenvalues.real, atol=1e-10)
+    # not converged within the product budget: said so, with the residual
+    short = krylov_schur(t, 6, m=30, tol=1e-14, maxiter=35)
+    assert not short.converged and short.residual > 1e-14 and short.n_matvecs <= 60
+
+
+def test_cflare_fit_computes_only_the_right_vectors_it_uses(chain):
+    adata, t = chain
+    full = CFLARE(t, adata=adata, seed=0).compute_eigendecomposition(k=8)
+    lazy = CFLARE(t, adata=adata, seed=0).fit(k=8, use=3, method="kmeans", cluster_key=TruthKey.CLUSTERS)
+    assert lazy.eigendecomposition["V_r"].shape[1] == 3
+    np.testing.assert_allclose(lazy.eigendecomposition["D"], full.eigendecomposition["D"], atol=1e-10)
+    right_full, right_lazy = full.eigendecomposition["V_r"][:, :3].real, lazy.eigendecomposition["V_r"].real
+    assert subspace_angles(right_full, right_lazy).max() < 1e-8
+    full.predict(use=3, method="kmeans", cluster_key=TruthKey.CLUSTERS)
+    assert (full.terminal_states.astype(str) == lazy.terminal_states.astype(str)).all()
+    # asking for a vector beyond those computed computes it
+    lazy.predict(use=[0, 4], method="kmeans")
+    assert lazy.eigendecomposition["V_r"].shape[1] == 5
+    none = eigendecomposition(t, 5, n_right=0)
+    assert none.right is None and none.left.shape == (t.shape[0], 5)
+
+
+def test_auto_solver_uses_two_level_on_small_chains_and_matches_direct(chain):
+    _, t = chain
+    n = t.shape[0]
+    absorbing = np.zeros(n, dtype=bool)
+    absorbing[np.argsort(np.asarray(t.sum(axis=0)).ravel())[-40:]] = True
+    trans = np.flatnonzero(~absorbing)
+    q = t[trans][:, trans]
+    b = np.asarray(t[trans][:, np.flatnonzero(absorbing)].sum(axis=1))
+    b = np.column_stack([b[:, 0] * 0.3, b[:, 0] * 0.7])
+    from cellflux_estimators._engine import _linsolve
+
+    _linsolve_min = _linsolve.AUTO_TWOLEVEL_MIN
+    try:
+        _linsolve.AUTO_TWOLEVEL_MIN = 100
+        x, rep = solve_transient(q, b, solver="auto", tol=1e-10)
+    finally:
+        _linsolve.AUTO_TWOLEVEL_MIN = _linsolve_min
+    xd, _ = solve_transient(q, b, solver="direct")
+    assert rep.preconditioner == "twolevel" and rep.max_residual <= 1e-10
+    np.testing.assert_allclose(x, xd, atol=1e-8)
+    g = GPCCA(t).compute_schur(6).compute_macrostates(3)
+    g.predict_terminal_states(method="top_n", n_states=2)
+    g.compute_fate_probabilities()
+    np.testing.assert_allclose(g.fate_probabilities.sum(axis=1), 1.0)
