@@ -32,7 +32,9 @@ def _editable(*folders: str) -> list[str]:
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Every package and the suite-level tests in one environment (with the dummy third-party plugin)."""
-    _install(session, *_editable(*(f"packages/{p}" for p in PACKAGES)), "-e", DUMMY_PLUGIN, "pytest>=8", "mudata>=0.3")
+    # every package with its test extra, and scanpy for the `cellflux demo`/`run` pipeline tests
+    folders = [f"packages/{p}[test]" for p in PACKAGES]
+    _install(session, *_editable(*folders), "-e", DUMMY_PLUGIN, "scanpy>=1.10")
     session.run("pytest", *session.posargs)
 
 

@@ -32,38 +32,37 @@ def _json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def kernels(results: Path) -> Iterator[dict]:
-    for name in ("full.csv", "ci.csv", "full_pancreas.csv", "full_million.csv"):
-        frame = _csv(results / name)
-        if frame is None:
-            continue
-        for rec in frame.to_dict("records"):
-            yield _row(
-                "kernels",
-                rec["kernel"],
-                rec["data"],
-                rec.get("n_cells"),
-                rec["ours_s"],
-                "CellRank",
-                rec.get("cellrank_s"),
-            )
+def _csv_reader(package: str, files: tuple[str, ...], name: str, reference: str, ref_col: str, data: str | None = None):
+    """A reader for packages whose results are CSV rows with ``ours_s`` and the reference's seconds."""
+
+    def read(results: Path) -> Iterator[dict]:
+        for file in files:
+            frame = _csv(results / file)
+            if frame is None:
+                continue
+            for rec in frame.to_dict("records"):
+                yield _row(
+                    package,
+                    rec[name],
+                    data or rec["data"],
+                    rec.get("n_cells"),
+                    rec["ours_s"],
+                    reference,
+                    rec.get(ref_col),
+                )
+
+    return read
 
 
-def estimators(results: Path) -> Iterator[dict]:
-    for name in ("bench_full.csv", "bench.csv", "bench_full_scale.csv"):
-        frame = _csv(results / name)
-        if frame is None:
-            continue
-        for rec in frame.to_dict("records"):
-            yield _row(
-                "estimators",
-                rec["step"],
-                rec["data"],
-                rec.get("n_cells"),
-                rec["ours_s"],
-                "CellRank",
-                rec.get("cellrank_s"),
-            )
+kernels = _csv_reader(
+    "kernels", ("full.csv", "ci.csv", "full_pancreas.csv", "full_million.csv"), "kernel", "CellRank", "cellrank_s"
+)
+estimators = _csv_reader(
+    "estimators", ("bench_full.csv", "bench.csv", "bench_full_scale.csv"), "step", "CellRank", "cellrank_s"
+)
+streaming_models = _csv_reader(
+    "streaming-models", ("bench_full.csv", "bench_ci.csv"), "model", "cellarium-ml", "cellarium_s", "simulated shards"
+)
 
 
 def gp_differential(results: Path) -> Iterator[dict]:
@@ -105,23 +104,6 @@ def velocity_vae(results: Path) -> Iterator[dict]:
                 pd.Series(interleaved["ours"]).median(),
                 "scvi-tools VELOVI",
                 pd.Series(interleaved["reference"]).median(),
-            )
-
-
-def streaming_models(results: Path) -> Iterator[dict]:
-    for name in ("bench_full.csv", "bench_ci.csv"):
-        frame = _csv(results / name)
-        if frame is None:
-            continue
-        for rec in frame.to_dict("records"):
-            yield _row(
-                "streaming-models",
-                rec["model"],
-                "simulated shards",
-                rec.get("n_cells"),
-                rec["ours_s"],
-                "cellarium-ml",
-                rec.get("cellarium_s"),
             )
 
 
