@@ -71,8 +71,11 @@ def _from_data(model_cls: type, init_args: dict[str, Any], data: Any) -> dict[st
 
     params = inspect.signature(model_cls).parameters
     filled: dict[str, Any] = {}
-    if "n_obs" in params and "n_obs" not in init_args:
+    if "n_obs" in params and "n_obs" not in init_args and getattr(model_cls, "n_obs_is_cells", True):
         filled["n_obs"] = data.collection.n_obs
+    batch_column = data.collection.obs_columns.get("batch_index_n")
+    if "n_batch" in params and "n_batch" not in init_args and batch_column in data.collection.categories:
+        filled["n_batch"] = len(data.collection.categories[batch_column])
     if "y_categories" in params and "y_categories" not in init_args:
         column = data.collection.obs_columns.get("y_n")
         if column is None or column not in data.collection.categories:
