@@ -82,3 +82,40 @@ def test_mixture_node_without_gradients_and_with_sample_axis():
         batched = mixture_log_lik(x, mean, sd, log_w)
     for s in range(2):
         torch.testing.assert_close(batched[s], mixture_log_lik(x, mean[s], sd, log_w[s]))
+
+
+def test_log_mixture_weights_node_equals_categorical_value_and_gradient():
+    pi = (torch.rand(5, 4, 7, dtype=torch.float64) + 1e-3).requires_grad_()
+    with torch.no_grad():
+        pi[0, 0, 0] = 1e-20  # clamped to eps: no gradient through it
+
+    def reference(pi):  # what MixtureSameFamily.log_prob uses as log mixture weights
+        return torch.log_softmax(Categorical(probs=pi.transpose(-1, -2)).logits, dim=-1).transpose(-1, -2)
+
+    torch.testing.assert_close(log_mixture_weights(pi), reference(pi))
+    weights = torch.rand(5, 4, 7, dtype=torch.float64)
+    got = torch.autograd.grad((log_mixture_weights(pi) * weights).sum(), pi)[0]
+    want = torch.autograd.grad((reference(pi) * weights).sum(), pi)[0]
+    torch.testing.assert_close(got, want)
+    assert torch.autograd.gradcheck(log_mixture_weights, (pi.detach()[1:].clone().requires_grad_(),))
+
+
+def test_gamma_shape_gradient_matches_the_incomplete_gamma_derivative():
+    from scipy import special
+
+    from cellflux_velocity_vae._dirichlet import gamma_shape_grad
+
+    torch.manual_seed(3)
+    conc = torch.rand(20_000, dtype=torch.float64) * 3 + 0.05
+    sample = torch._standard_gamma(conc).clamp_min(1e-4)
+    series = sample <= 1.5
+    assert series.any() and (~series).any()
+    ours = gamma_shape_grad(conc, sample).numpy()
+    a, x, h = conc.numpy(), sample.numpy(), 1e-6
+    # implicit derivative dx/da = -(dF/da) / f(x) with F scipy's regularised lower incomplete Gamma
+    d_cdf = (special.gammainc(a + h, x) - special.gammainc(a - h, x)) / (2 * h)
+    exact = -d_cdf / np.exp((a - 1) * np.log(x) - x - special.gammaln(a))
+    s = series.numpy()
+    np.testing.assert_allclose(ours[s], exact[s], rtol=1e-5)
+    # above the series' range: torch's kernel on those elements
+    np.testing.assert_array_equal(ours[~s], torch._standard_gamma_grad(conc, sample).numpy()[~s])

@@ -179,3 +179,23 @@ def test_load_never_executes_pickled_code(trained, tmp_path, monkeypatch):
     with pytest.raises(pickle.UnpicklingError):
         VELOVI.load(str(folder), adata=trained.adata.copy())
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_default_optimizer_is_scvi_tools_adamw_with_the_same_hyper_parameters():
+    from cellflux_velocity_vae._model import _plan_with_fused_adamw
+
+    plan = _plan_with_fused_adamw({"lr": 0.02, "weight_decay": 0.03, "optimizer": "AdamW"})
+    params = [torch.nn.Parameter(torch.ones(3))]
+    optimizer = plan["optimizer_creator"](iter(params))
+    assert isinstance(optimizer, torch.optim.AdamW)
+    group = optimizer.param_groups[0]
+    assert (group["lr"], group["eps"], group["weight_decay"], group["fused"]) == (0.02, 0.01, 0.03, True)
+    # one update equals the unfused AdamW's
+    reference_params = [torch.nn.Parameter(torch.ones(3))]
+    reference = torch.optim.AdamW(reference_params, lr=0.02, eps=0.01, weight_decay=0.03)
+    for p, opt in ((params[0], optimizer), (reference_params[0], reference)):
+        p.grad = torch.tensor([0.5, -1.0, 2.0])
+        opt.step()
+    torch.testing.assert_close(params[0], reference_params[0])
+    custom = {"lr": 0.1, "weight_decay": 0.0, "optimizer": "Adam"}
+    assert _plan_with_fused_adamw(custom) == custom
