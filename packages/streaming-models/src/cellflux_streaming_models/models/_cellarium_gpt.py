@@ -59,7 +59,9 @@ class CellariumGPT(StreamingModel):
         Biases in linear and layer-norm layers.
     attention_backend
         ``"torch"`` (explicit softmax), ``"math"`` or ``"mem_efficient"`` (PyTorch's scaled dot
-        product attention kernels), or ``"flex"`` (flex attention, no dropout).
+        product attention kernels; the memory-efficient one falls back to math where unavailable, e.g.
+        on CPU), or ``"flex"`` (flex attention, no dropout; its backward needs a GPU, and without
+        ``torch.compile`` PyTorch runs it unfused, with a warning).
     attention_softmax_fp32
         With the ``"torch"`` backend, compute the softmax in float32 under lower precision.
     loss_scale_dict
