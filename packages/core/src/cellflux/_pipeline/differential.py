@@ -77,10 +77,11 @@ def run(ctx: Context) -> None:
     )
     is_de = adata.var["gp_de_is_de"].to_numpy(dtype=bool)
     top = adata.var["gp_de_mahalanobis"].sort_values(ascending=False).index[:5]
-    ctx.info(f"differential expression: {int(is_de.sum())} genes at FDR 5%; top: {', '.join(map(str, top))}")
+    ctx.info(f"differential expression: {int(is_de.sum())} gene(s) at FDR 5%; top: {', '.join(map(str, top))}")
     ctx.found.append(
         f"differential abundance ({conditions[1]} vs {conditions[0]}): {n_up} cells enriched, {n_down} depleted; "
-        f"differential expression: {int(is_de.sum())} genes at 5% FDR (top {', '.join(map(str, top[:3]))})"
+        f"differential expression: {int(is_de.sum())} gene{'s' if int(is_de.sum()) != 1 else ''} at 5% FDR "
+        f"(top by Mahalanobis distance: {', '.join(map(str, top[:3]))})"
     )
     ctx.objects["conditions"] = (groupby, conditions)
     if ctx.has_truth and TruthKey.DA in adata.obs:
@@ -110,5 +111,5 @@ def _score(ctx: Context) -> None:
     called = adata.var["gp_de_is_de"].to_numpy(dtype=bool)
     if called.any():
         ctx.score(
-            "differential", "DE precision at 5% FDR", float(de[called].mean()), f"{int(called.sum())} genes called"
+            "differential", "DE precision at 5% FDR", float(de[called].mean()), f"{int(called.sum())} gene(s) called"
         )

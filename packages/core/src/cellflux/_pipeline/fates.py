@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 _EST = "cellflux-estimators"
 FATE_SD = "fate_probabilities_sd"
+PSEUDOTIME = "absorption_pseudotime"
 
 
 def _macrostates(ctx: Context, g, cluster_key: str) -> None:
@@ -105,17 +106,20 @@ def _describe(ctx: Context, g, cluster_key: str, terminal: list[str], initial: l
 
 
 def _pseudotime(ctx: Context, g, initial: str) -> None:
+    """Latent time if the velocity step gave one, else 1 - (mean steps to absorption) / max, in ``[0, 1]``."""
     adata = ctx.adata
     if "latent_time" in adata.obs:
         ctx.objects["time_key"] = "latent_time"
         return
-    import scanpy as sc
-
-    adata.uns["iroot"] = int(np.argmax(g.macrostates_memberships[initial].to_numpy()))
-    sc.tl.diffmap(adata)
-    sc.tl.dpt(adata)
-    ctx.objects["time_key"] = "dpt_pseudotime"
-    ctx.info(f"no latent time: diffusion pseudotime rooted in the initial state {initial!r} (obs['dpt_pseudotime'])")
+    terminal = list(g.terminal_states.cat.categories)
+    g.compute_absorption_times(keys=[", ".join(terminal)])
+    steps = np.nan_to_num(g.absorption_times.iloc[:, 0].to_numpy(dtype=np.float64), nan=0.0)
+    adata.obs[PSEUDOTIME] = 1.0 - steps / max(float(steps.max()), 1e-12)
+    ctx.objects["time_key"] = PSEUDOTIME
+    ctx.info(
+        f"no latent time: pseudotime obs[{PSEUDOTIME!r}] = 1 - mean number of steps to any terminal state "
+        "(normalised), from the GPCCA absorption times"
+    )
 
 
 def _trend_genes(ctx: Context, g, terminal: list[str]) -> None:

@@ -35,7 +35,7 @@ def _scatter(ax, coords, values, title: str, categorical: bool = False, cmap: st
         for i, cat in enumerate(cats):
             mask = np.asarray(values).astype(str) == cat
             ax.scatter(*coords[mask].T, s=4, color=colors(i % colors.N), label=cat, rasterized=True)
-        ax.legend(markerscale=3, fontsize=7, frameon=False, loc="best")
+        ax.legend(markerscale=3, fontsize=7, frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
     else:
         points = ax.scatter(*coords.T, c=values, s=4, cmap=cmap, rasterized=True)
         ax.figure.colorbar(points, ax=ax, shrink=0.8)
@@ -66,7 +66,7 @@ def velocity_projection(ctx: Context) -> Any:
 
 def time_panels(ctx: Context) -> Any:
     adata = ctx.adata
-    keys = [k for k in ("latent_time", "dpt_pseudotime", TruthKey.TIME) if k in adata.obs]
+    keys = [k for k in ("latent_time", "absorption_pseudotime", TruthKey.TIME) if k in adata.obs]
     fig, axes = _axes(len(keys))
     for ax, k in zip(axes, keys, strict=True):
         _scatter(ax, _umap(ctx), adata.obs[k].to_numpy(dtype=float), k, cmap="gnuplot")
@@ -146,7 +146,7 @@ FIGURES: list[tuple[str, str, str, tuple[str, ...], Callable[[Context], Any]]] =
     (
         "latent_time",
         "Latent time",
-        "Latent time of the velocity VAE (or diffusion pseudotime rooted in the initial state) and, "
+        "Latent time of the velocity VAE (or the pseudotime from the mean time to absorption) and, "
         "on simulated data, the true time.",
         ("fates",),
         time_panels,

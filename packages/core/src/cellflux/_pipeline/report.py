@@ -23,6 +23,8 @@ th,td{border:1px solid #ddd;padding:.35em .7em;text-align:left;vertical-align:to
 th{background:#f4f6f8}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .done{color:#1a7f37;font-weight:600}.skipped{color:#9a6700;font-weight:600}.failed{color:#cf222e;font-weight:600}
 figure{margin:1.2em 0 2em 0}figure img{max-width:100%;border:1px solid #eee}
+.row{display:flex;flex-wrap:wrap;gap:.5em;align-items:flex-start}
+.row img{flex:1 1 30%;min-width:0;object-fit:contain}
 figcaption{color:#555;font-size:.9em;margin-top:.3em}
 ul.found li{margin:.2em 0}
 pre{background:#f6f8fa;padding:.8em;font-size:.8em;overflow-x:auto;white-space:pre-wrap}
@@ -58,12 +60,24 @@ def _scores(ctx: Context) -> str:
 
 
 def _figures(ctx: Context) -> str:
-    parts = []
+    # figures drawn as several PNGs (e.g. drivers, one per lineage) share one block, side by side
+    groups: list[tuple[str, str, list]] = []
     for title, path, caption in ctx.figures:
-        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        base = title.split(" (")[0]
+        if groups and groups[-1][0] == base:
+            groups[-1][2].append(path)
+        else:
+            groups.append((base, caption, [path]))
+    parts = []
+    for title, caption, paths in groups:
+        images = "".join(
+            f"<img alt='{_esc(title)}' src='data:image/png;base64,{base64.b64encode(p.read_bytes()).decode('ascii')}'>"
+            for p in paths
+        )
+        names = ", ".join(p.name for p in paths)
         parts.append(
-            f"<figure><h3>{_esc(title)}</h3><img alt='{_esc(title)}' src='data:image/png;base64,{data}'>"
-            f"<figcaption>{_esc(caption)} <span class='note'>({_esc(path.name)})</span></figcaption></figure>"
+            f"<figure><h3>{_esc(title)}</h3><div class='row'>{images}</div>"
+            f"<figcaption>{_esc(caption)} <span class='note'>({_esc(names)})</span></figcaption></figure>"
         )
     return "".join(parts) or "<p>No figures (no step that draws one ran).</p>"
 

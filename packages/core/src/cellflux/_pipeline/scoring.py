@@ -65,7 +65,7 @@ def score_fates(ctx: Context, g) -> None:
         "fates",
         "terminal states recovered",
         f"{len(hit)}/{len(lineages)}",
-        "; ".join(f"{k} -> {v or 'progenitor (spurious)'}" for k, v in mapping.items()),
+        "; ".join(f"{k} → {v or 'progenitors (spurious)'}" for k, v in mapping.items()),
     )
     initial = g.initial_states
     cells = initial.notna().to_numpy()

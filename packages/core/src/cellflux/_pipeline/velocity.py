@@ -51,16 +51,17 @@ def _vae(ctx: Context) -> None:
 
     require_function("tl", "velocity_vae", _VAE)
     cfg, adata = ctx.config, ctx.adata
-    epochs = cfg.vae_epochs or (15 if cfg.quick else 30)
+    epochs = cfg.vae_epochs or (10 if cfg.quick else 20)
     n_samples = 0 if cfg.quick else cfg.n_velocity_samples
-    batch = 256 if adata.n_obs >= 2000 else 128
+    # few, large minibatches: about 4 optimiser steps per epoch keeps a CPU run within minutes
+    batch = int(min(max(256, adata.n_obs // 4), 2048))
     for name in ("lightning", "lightning.pytorch", "lightning.fabric", "scvi"):
         logging.getLogger(name).setLevel(logging.WARNING)
     cf.tl.velocity_vae(
         adata,
         max_epochs=epochs,
         batch_size=batch,
-        n_samples=10 if cfg.quick else 25,
+        n_samples=10 if cfg.quick else 15,
         n_velocity_samples=n_samples,
         seed=cfg.seed,
         overwrite=True,
