@@ -57,16 +57,21 @@ print(json.dumps({{"n_cells": n, "n_genes": g, "n_points": nl, **plan, "measured
 """
 
 
+def measure(setting: tuple[int, int, int, int]) -> dict:
+    """Estimate and measured peak of one ``(cells, genes, landmarks, budget MiB)`` setting, in a fresh process."""
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD.format(here=str(HERE), setting=setting)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> int:
     rows = []
     for setting in SETTINGS:
-        out = subprocess.run(
-            [sys.executable, "-c", _CHILD.format(here=str(HERE), setting=setting)],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        row = json.loads(out.stdout.strip().splitlines()[-1])
+        row = measure(setting)
         print(json.dumps(row), flush=True)
         rows.append(row)
     path = HERE / "results" / "memory.json"

@@ -22,7 +22,7 @@ from scipy import sparse
 from scipy.linalg import cho_solve, solve_triangular
 
 from ._batching import iter_batches, map_batches
-from ._jax import DEFAULT_JITTER, as_f64, cholesky_jitter, jax, jnp, matern52
+from ._jax import DEFAULT_JITTER, as_f64, cholesky_jitter, matern52
 
 __all__ = ["RegressionPredictor", "Design", "fit_regression", "landmark_design"]
 
@@ -50,26 +50,33 @@ def landmark_design(landmarks: np.ndarray, ls: float, jitter: float = DEFAULT_JI
     return Design(u, float(ls), Linv, float(jitter))
 
 
-@jax.jit
-def _accumulate(xb, yb, maskb, u, Linv, ls):
-    A = (Linv @ matern52(u, xb, ls)) * maskb[None, :]
-    return A @ A.T, A @ yb
+def _accumulate(xb, yb, maskb, u, Linv, ls, with_gram: bool = True):
+    """``A A^T`` (``None`` unless ``with_gram``) and ``A Y`` of one padded cell batch, ``A = Lp^{-1} K_u,b``.
+
+    BLAS rather than XLA: a triangular ``trmm`` for ``A`` and a symmetric ``syrk`` for ``A A^T`` (half the
+    flops of dense products; XLA's float64 CPU matrix products are also slower than OpenBLAS').
+    """
+    from scipy.linalg.blas import dsyrk
+
+    A = _lower_times(Linv, np.asarray(matern52(u, xb, ls))) * maskb[None, :]
+    gram = None
+    if with_gram:
+        upper = dsyrk(1.0, A)
+        gram = np.triu(upper) + np.triu(upper, k=1).T
+    return gram, A @ yb
 
 
-@jax.jit
 def _loo_residuals(xb, yb, maskb, u, Linv, LBinv, weights, ls, sigma2):
-    K = matern52(u, xb, ls)
-    A = Linv @ K
+    K = np.asarray(matern52(u, xb, ls))
+    A = _lower_times(Linv, K)
     pred = K.T @ weights
-    h = jnp.sum((LBinv @ A) ** 2, axis=0) / sigma2
+    h = np.sum(_lower_times(LBinv, A) ** 2, axis=0) / sigma2
     r2 = (yb - pred) ** 2 / ((1.0 - h) ** 2)[:, None]
-    A = A * maskb[None, :]
-    return A @ r2
+    return (A * maskb[None, :]) @ r2
 
 
-@jax.jit
 def _predict_batch(xb, u, weights, ls):
-    return matern52(xb, u, ls) @ weights
+    return np.asarray(matern52(xb, u, ls)) @ weights
 
 
 def _lower_times(T: np.ndarray, K: np.ndarray) -> np.ndarray:
@@ -252,8 +259,8 @@ def fit_regression(
     AAt, AY = np.zeros((m, m)), np.zeros((m, g))
     for xb, yb, mask in _cell_batches(x, y, design, size):
         a, b = _accumulate(xb, yb, mask, design.landmarks, design.Linv, design.ls)
-        AAt += np.asarray(a)
-        AY += np.asarray(b)
+        AAt += a
+        AY += b
     sigma2 = float(sigma) ** 2
     B = AAt / sigma2 + np.eye(m)
     LB = np.linalg.cholesky(B)
@@ -264,9 +271,7 @@ def fit_regression(
     if obs_variance:
         AR = np.zeros((m, g))
         for xb, yb, mask in _cell_batches(x, y, design, size):
-            AR += np.asarray(
-                _loo_residuals(xb, yb, mask, design.landmarks, design.Linv, LBinv, weights, design.ls, sigma2)
-            )
+            AR += _loo_residuals(xb, yb, mask, design.landmarks, design.Linv, LBinv, weights, design.ls, sigma2)
         predictor.variance_weights = design.Linv.T @ cho_solve((LB, True), AR / sigma2)
     return predictor
 
@@ -278,7 +283,7 @@ def smooth_with(design: Design, predictor: RegressionPredictor, x: np.ndarray, r
     m = design.landmarks.shape[0]
     AR = np.zeros((m, r2.shape[1]))
     for xb, rb, mask in _cell_batches(x, r2, design, size):
-        AR += np.asarray(_accumulate(xb, rb, mask, design.landmarks, design.Linv, design.ls)[1])
+        AR += _accumulate(xb, rb, mask, design.landmarks, design.Linv, design.ls, with_gram=False)[1]
     LBinv = predictor._LBinv
     sigma2 = predictor.sigma**2
     return design.Linv.T @ (LBinv.T @ (LBinv @ (AR / sigma2)))
