@@ -19,9 +19,11 @@ __all__, __getattr__, __dir__ = lazy_exports(
         "default_max_epochs": "._model:default_max_epochs",
         "directional_statistics": "._uncertainty:directional_statistics",
         "fit_steady_state": "._steady_state:fit_steady_state",
+        "fit_stochastic": "._steady_state:fit_stochastic",
         "knn_moments": "._moments:knn_moments",
         "moments": "._moments:moments",
         "preprocess_data": "._preprocess:preprocess_data",
+        "second_order_moments": "._moments:second_order_moments",
         "velocity_vae": "._tools:velocity_vae",
     },
 )

@@ -58,6 +58,33 @@ def knn_moments(
     return np.asarray((graph @ s).toarray(), dtype=np.float32), np.asarray((graph @ u).toarray(), dtype=np.float32)
 
 
+def second_order_moments(
+    graph: sparse.spmatrix, spliced: np.ndarray | sparse.spmatrix, unspliced: np.ndarray | sparse.spmatrix
+) -> tuple[np.ndarray, np.ndarray]:
+    """Second-order moments ``<s s>`` and ``<u s>`` over a row-normalised neighbour graph.
+
+    Parameters
+    ----------
+    graph
+        Row-normalised connectivities (cells x cells, each cell its own neighbour), e.g.
+        :func:`knn_graph`, or scVelo's binarised, self-looped, row-normalised connectivities.
+    spliced, unspliced
+        Spliced and unspliced abundances (cells x genes; scVelo uses its normalised count layers).
+
+    Returns
+    -------
+    ``(Mss, Mus)``, dense float32 cells x genes, for :func:`fit_stochastic`.
+    """
+    s, u = sparse.csr_matrix(spliced), sparse.csr_matrix(unspliced)
+    if graph.shape != (s.shape[0], s.shape[0]) or u.shape != s.shape:
+        raise ValueError(f"graph {graph.shape}, spliced {s.shape} and unspliced {u.shape} do not match.")
+    mss, mus = graph @ s.multiply(s), graph @ s.multiply(u)
+    return (
+        np.asarray(mss.toarray() if sparse.issparse(mss) else mss, dtype=np.float32),
+        np.asarray(mus.toarray() if sparse.issparse(mus) else mus, dtype=np.float32),
+    )
+
+
 def moments(
     adata: AnnData,
     spliced_layer: str = "spliced",
