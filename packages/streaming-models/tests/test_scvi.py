@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from cellflux_streaming_models.models import SingleCellVariationalInference, latent_metrics
+from cellflux_streaming_models.models._scvi_flow import SplineFlowPrior, rational_quadratic_spline
 from cellflux_streaming_models.models._scvi_likelihoods import nb_log_prob, poisson_log_prob, zinb_log_prob
 from cellflux_streaming_models.models._scvi_options import kl_weight
 
@@ -208,7 +209,6 @@ def test_size_factor_gene_label_and_covariates(counts):
 def test_bad_inputs_and_unimplemented_options(counts):
     x, batch, _, genes = counts
     for kwargs, match in [
-        ({"use_flow": True}, "flow"),
         ({"latent_distribution": "ln"}, "logistic normal"),
         ({"n_continuous_cov": 2}, "Continuous"),
         ({"cell_type_categories": ["a", "b"]}, "validation metrics"),
@@ -243,3 +243,49 @@ def test_bad_inputs_and_unimplemented_options(counts):
         model(x[:10], genes[::-1].copy(), batch[:10])
     with pytest.raises(ValueError, match="transform_batch"):
         model.reconstruct(x[:10], genes, batch[:10], transform_batch=9)
+
+
+def test_spline_flow_prior_is_a_density():
+    torch.manual_seed(0)
+    z = torch.randn(20, 3)
+    standard = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
+    torch.testing.assert_close(SplineFlowPrior(3).log_prob(z), standard)  # starts as Normal(0, I)
+    # the spline's log-Jacobian is its derivative's log; outside the interval it is the identity
+    x = torch.linspace(-6, 6, 41, requires_grad=True)
+    w, h, d = torch.randn(41, 8), torch.randn(41, 8), torch.randn(41, 7)
+    y, log_det = rational_quadratic_spline(x, w, h, d, 5.0)
+    (grad,) = torch.autograd.grad(y.sum(), x)
+    torch.testing.assert_close(grad.log(), log_det, atol=1e-4, rtol=1e-4)
+    assert torch.equal(y[x.abs() >= 5].detach(), x[x.abs() >= 5].detach())
+    # random flows still integrate to one: 1-D (unconditional splines) on a fine grid, 2-D (couplings) on a coarse one
+    flat = SplineFlowPrior(1).double()
+    for coupling in flat.couplings:
+        torch.nn.init.normal_(coupling.params)
+    g = torch.linspace(-12, 12, 200_001, dtype=torch.float64)[:, None]
+    with torch.no_grad():
+        assert abs(float(flat.log_prob(g).exp().sum() * (g[1, 0] - g[0, 0])) - 1.0) < 1e-3
+    flow = SplineFlowPrior(2, [16])
+    for coupling in flow.couplings:
+        torch.nn.init.normal_(coupling.net[-1].weight, std=0.1)
+        torch.nn.init.normal_(coupling.net[-1].bias, std=0.1)
+    g = torch.linspace(-8, 8, 801)
+    grid = torch.stack(torch.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
+    with torch.no_grad():
+        mass = float(flow.log_prob(grid).exp().sum() * (g[1] - g[0]) ** 2)
+    assert abs(mass - 1.0) < 0.01
+
+
+def test_flow_prior_trains_and_reloads(counts):
+    x, batch, _, genes = counts
+    model = SingleCellVariationalInference(genes, n_batch=6, n_latent=4, use_flow=True, flow_hidden_features=[16])
+    before = float(model.negative_elbo(x, genes, batch).mean())
+    _train(model, x, batch, 100)
+    assert float(model.negative_elbo(x, genes, batch).mean()) < 0.85 * before
+    assert any(
+        float(p.detach().abs().sum()) > 0 for p in model.flow.couplings[0].net[-1].parameters()
+    )  # the prior moved
+    fresh = SingleCellVariationalInference(genes, n_batch=6, n_latent=4, use_flow=True, flow_hidden_features=[16])
+    fresh.load_state_dict(model.state_dict())
+    fresh.eval()
+    z = torch.randn(10, 4)
+    torch.testing.assert_close(fresh.flow.log_prob(z), model.flow.log_prob(z))

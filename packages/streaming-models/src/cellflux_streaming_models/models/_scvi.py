@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ._base import StreamingModel
+from ._scvi_flow import SplineFlowPrior
 from ._scvi_likelihoods import CountDistribution
 from ._scvi_nets import DecoderSCVI, EncoderSCVI, default_network, init_weights
 from ._scvi_options import check_choice, kl_weight, norm_places
@@ -101,8 +102,12 @@ class SingleCellVariationalInference(StreamingModel):
         Library size of the reconstructions.
     reconstruction_transform_categorical_covariates
         Covariate codes fixed for every cell when reconstructing (needed with covariate layers and a transform batch).
-    use_flow, flow_hidden_features
-        A neural spline flow prior: not implemented (``use_flow=True`` raises).
+    use_flow
+        Replace the ``Normal(0, I)`` prior by a neural spline flow (three rational-quadratic spline
+        couplings, starting as the identity) trained jointly; the KL term is then the Monte Carlo
+        estimate ``log q(z | x) - log p(z)`` at the encoder's sample.
+    flow_hidden_features
+        Hidden widths of the flow's coupling networks.
     cell_type_categories, ontology_distance_matrix, val_cell_type_classifier_reservoir_size
         In-training validation metrics: not implemented (giving ``cell_type_categories`` or a matrix
         raises); use :func:`~cellflux_streaming_models.models.latent_metrics` on predicted latents.
@@ -170,10 +175,6 @@ class SingleCellVariationalInference(StreamingModel):
             raise NotImplementedError("latent_distribution='ln' (logistic normal) is not implemented; use 'normal'.")
         if n_continuous_cov:
             raise NotImplementedError("Continuous covariates (n_continuous_cov > 0) are not implemented.")
-        if use_flow:
-            raise NotImplementedError(
-                "use_flow=True (a neural spline flow prior) is not implemented; the prior is Normal(0, I)."
-            )
         if cell_type_categories is not None or ontology_distance_matrix is not None:
             raise NotImplementedError(
                 "In-training validation metrics (cell_type_categories, ontology_distance_matrix) are not implemented; "
@@ -278,6 +279,7 @@ class SingleCellVariationalInference(StreamingModel):
         else:
             self.batch_representation_mean_bd = None
             self.batch_representation_std_unconstrained_bd = None
+        self.flow = SplineFlowPrior(self.n_latent, self.flow_hidden_features) if use_flow else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -285,8 +287,11 @@ class SingleCellVariationalInference(StreamingModel):
         state = torch.random.get_rng_state()
         torch.manual_seed(self.seed)
         try:
-            init_weights(self)
+            init_weights(self.z_encoder)
+            init_weights(self.decoder)
             nn.init.normal_(self.px_r)
+            if self.flow is not None:  # a fresh flow: the identity map
+                self.flow.load_state_dict(SplineFlowPrior(self.n_latent, self.flow_hidden_features).state_dict())
             if self.batch_representation_mean_bd is not None:
                 with torch.no_grad():
                     self.batch_representation_mean_bd.copy_(torch.eye(self.n_batch, self.n_latent_batch))
@@ -424,6 +429,17 @@ class SingleCellVariationalInference(StreamingModel):
         index = self._check_batch_index(batch_index_n, x.shape[0])
         return x, index, self.categorical_onehot_from_categorical_index(categorical_covariate_index_nd)
 
+    def _kl_z(self, q: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Per-cell KL divergence of the posterior from the prior (Monte Carlo with a flow prior)."""
+        if self.flow is None:
+            return _kl_standard_normal(q["qz_mean"], q["qz_std"])
+        return _normal_log_prob(q["z"], q["qz_mean"], q["qz_std"]).sum(-1) - self.flow.log_prob(q["z"])
+
+    def _log_prior(self, z: torch.Tensor) -> torch.Tensor:
+        if self.flow is None:
+            return _normal_log_prob(z, torch.zeros_like(z), torch.ones_like(z)).sum(-1)
+        return self.flow.log_prob(z)
+
     def current_kl_weight(self) -> float:
         """The KL weight of the current epoch/step (from ``kl_annealing_start`` to 1)."""
         return kl_weight(
@@ -454,7 +470,7 @@ class SingleCellVariationalInference(StreamingModel):
         q = self.inference(encoder_x, batch_nb, cat)
         px = self.generative(q["z"], self._library(x, total_mrna_umis_n), batch_nb, cat, y_n)["px"]
         rec_n = -px.log_prob(x).sum(-1)
-        kl_z_n = _kl_standard_normal(q["qz_mean"], q["qz_std"])
+        kl_z_n = self._kl_z(q)
         kl_batch: torch.Tensor | float = 0.0
         if (
             self.batch_representation_sampled
@@ -493,7 +509,7 @@ class SingleCellVariationalInference(StreamingModel):
             batch_nb = self.batch_representation_from_batch_index(index, True) if index is not None else None
             q = self.inference(x, batch_nb, cat)
             px = self.generative(q["z"], self._library(x, total_mrna_umis_n), batch_nb, cat, y_n)["px"]
-            return -px.log_prob(x).sum(-1) + _kl_standard_normal(q["qz_mean"], q["qz_std"])
+            return -px.log_prob(x).sum(-1) + self._kl_z(q)
         finally:
             self.train(was)
 
@@ -632,7 +648,7 @@ class SingleCellVariationalInference(StreamingModel):
                         own = self.generative(z, library, batch_nb, cat)["px"]
                         log_w.append(
                             own.log_prob(x).sum(-1)
-                            + _normal_log_prob(z, torch.zeros_like(z), torch.ones_like(z)).sum(-1)
+                            + self._log_prior(z)
                             - _normal_log_prob(z, q["qz_mean"], q["qz_std"]).sum(-1)
                         )
                 stack = torch.stack(values)
