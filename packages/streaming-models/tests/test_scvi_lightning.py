@@ -143,8 +143,9 @@ DDP_SCRIPT = textwrap.dedent(
             model = ContrastiveMLP(genes, hidden_size=[32], embed_dim=8, temperature=0.5)
             transforms = [Duplicate(), BinomialResample(0.5, 1.0), NormalizeTotal(), Log1p()]
         strategy = "ddp" if devices > 1 else "auto"
-        trainer = pl.Trainer(max_epochs=4, accelerator="cpu", devices=devices, strategy=strategy, logger=False,
-                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+        trainer = pl.Trainer(max_epochs=3 if name == "scvi" else 1, accelerator="cpu", devices=devices, strategy=strategy,
+                             logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                             enable_model_summary=False)
         trainer.fit(StreamingModule(model, transforms), datamodule=data)
         for key, value in model.named_parameters():
             results[f"{name}.{key}"] = value.detach().numpy()
@@ -171,7 +172,7 @@ def test_two_process_ddp_trains_like_one_process(shard_dir, full_adata, tmp_path
     single = np.load(f"{out}.1.rank0.npz")
     for key in ranks[0].files:  # DDP keeps one set of parameters
         np.testing.assert_allclose(ranks[0][key], ranks[1][key], rtol=1e-5, atol=1e-6)
-    # the same objective reached: scVI's negative ELBO on all cells within 3% of one process's
+    # the same objective reached (3 epochs): scVI's negative ELBO on all cells within 3% of one process's
     genes = np.asarray(full_adata.var_names, dtype=object)
     x = torch.as_tensor(full_adata.X.toarray(), dtype=torch.float32)
     batch = torch.as_tensor(full_adata.obs["sample"].cat.codes.to_numpy().copy(), dtype=torch.long)
