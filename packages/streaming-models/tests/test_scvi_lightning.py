@@ -142,10 +142,9 @@ DDP_SCRIPT = textwrap.dedent(
         else:
             model = ContrastiveMLP(genes, hidden_size=[32], embed_dim=8, temperature=0.5)
             transforms = [Duplicate(), BinomialResample(0.5, 1.0), NormalizeTotal(), Log1p()]
-        strategy = "ddp" if devices > 1 else "auto"
-        trainer = pl.Trainer(max_epochs=3 if name == "scvi" else 1, accelerator="cpu", devices=devices, strategy=strategy,
-                             logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                             enable_model_summary=False)
+        strategy, epochs = ("ddp" if devices > 1 else "auto"), (3 if name == "scvi" else 1)
+        trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=devices, strategy=strategy, logger=False,
+                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
         trainer.fit(StreamingModule(model, transforms), datamodule=data)
         for key, value in model.named_parameters():
             results[f"{name}.{key}"] = value.detach().numpy()
