@@ -33,10 +33,19 @@ from cellflux_estimators import CFLARE, GPCCA, knn_transition_matrix
 RESULTS = Path(__file__).parent / "results"
 
 
-def timed(fn):
-    t0 = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - t0
+def timed(fn, repeat: int = 1):
+    """Run ``fn`` ``repeat`` times; its last output and the best (smallest) wall time."""
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return out, best
+
+
+#: The cheap steps (fate probabilities, drivers, CFLARE) are timed as the best of this many runs, for both
+#: packages alike: single timings of sub-second steps on a loaded, shared machine vary by 2x or more.
+REPEAT = 3
 
 
 def peak_rss_gb() -> float:
@@ -120,10 +129,10 @@ def side_by_side(name: str, adata, t, n_states: int, n_terminal: int) -> dict:
     _, row["ours_schur_s"] = timed(lambda: g.compute_schur(20))
     _, row["ours_macrostates_s"] = timed(lambda: g.compute_macrostates(n_states, cluster_key="clusters"))
     g.predict_terminal_states(method="top_n", n_states=n_terminal)
-    _, row["ours_fate_s"] = timed(lambda: g.compute_fate_probabilities())
-    _, row["ours_drivers_s"] = timed(lambda: g.compute_lineage_drivers())
+    _, row["ours_fate_s"] = timed(lambda: g.compute_fate_probabilities(), REPEAT)
+    _, row["ours_drivers_s"] = timed(lambda: g.compute_lineage_drivers(), REPEAT)
     c = CFLARE(t, adata=adata)
-    _, row["ours_cflare_s"] = timed(lambda: c.fit(k=20, use=n_terminal, method="kmeans"))
+    _, row["ours_cflare_s"] = timed(lambda: c.fit(k=20, use=n_terminal, method="kmeans"), REPEAT)
     row["load_avg_before"] = load_average()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -132,16 +141,16 @@ def side_by_side(name: str, adata, t, n_states: int, n_terminal: int) -> dict:
         _, row["cellrank_macrostates_s"] = timed(lambda: r.compute_macrostates(n_states, cluster_key="clusters"))
         r.predict_terminal_states(method="top_n", n_states=n_terminal)
         _, row["cellrank_fate_s"] = timed(
-            lambda: r.compute_fate_probabilities(use_petsc=False, show_progress_bar=False)
+            lambda: r.compute_fate_probabilities(use_petsc=False, show_progress_bar=False), REPEAT
         )
-        _, row["cellrank_drivers_s"] = timed(lambda: r.compute_lineage_drivers())
+        _, row["cellrank_drivers_s"] = timed(lambda: r.compute_lineage_drivers(), REPEAT)
         rc = cr.estimators.CFLARE(cr.kernels.PrecomputedKernel(t, adata=adata))
 
         def cflare():
             rc.compute_eigendecomposition(k=20)
             rc.predict(use=n_terminal, method="kmeans")
 
-        _, row["cellrank_cflare_s"] = timed(cflare)
+        _, row["cellrank_cflare_s"] = timed(cflare, REPEAT)
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(limits=1):
@@ -150,9 +159,9 @@ def side_by_side(name: str, adata, t, n_states: int, n_terminal: int) -> dict:
             )
             r.predict_terminal_states(method="top_n", n_states=n_terminal)
             _, row["cellrank_fate_1thread_s"] = timed(
-                lambda: r.compute_fate_probabilities(use_petsc=False, show_progress_bar=False)
+                lambda: r.compute_fate_probabilities(use_petsc=False, show_progress_bar=False), REPEAT
             )
-            _, row["cellrank_cflare_1thread_s"] = timed(cflare)
+            _, row["cellrank_cflare_1thread_s"] = timed(cflare, REPEAT)
     row["load_avg_after"] = load_average()
     fp_ref = r.fate_probabilities
     common = [n for n in fp_ref.names if n in g.fate_probabilities.columns]
@@ -201,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="*", help="scale sizes (default 20k; --full 100k and 1M)")
     args = parser.parse_args(argv)
     out = {
+        "repeat_cheap_steps": REPEAT,
         "python": sys.version.split()[0],
         "machine": platform.machine(),
         "full": args.full,

@@ -24,7 +24,7 @@ SOLVERS = ("auto", "direct", "gmres", "lgmres", "bicgstab")
 #: ``solver="auto"`` falls back to a sparse LU up to this many transient states, else to GMRES with ILU.
 AUTO_DIRECT_MAX = 5_000
 #: ``solver="auto"`` starts with the two-level preconditioner from this many transient states.
-AUTO_TWOLEVEL_MIN = 1_000
+AUTO_TWOLEVEL_MIN = 2_500
 #: Largest coarse problem of the two-level preconditioner.
 TWOLEVEL_MAX_AGGREGATES = 5_000
 #: Krylov vectors per GMRES cycle.

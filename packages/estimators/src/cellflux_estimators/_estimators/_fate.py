@@ -57,7 +57,7 @@ class FateMixin(StatesMixin):
             Terminal states to use; merge states as ``"Alpha, Beta"``. Default: every terminal state alone.
         solver
             ``"direct"`` (sparse LU), ``"gmres"`` (all lineages in lockstep), ``"lgmres"``, ``"bicgstab"``, or
-            ``"auto"`` (GMRES, with the two-level preconditioner from 1,000 transient cells; if it converges
+            ``"auto"`` (GMRES, with the two-level preconditioner from 2,500 transient cells; if it converges
             slowly, direct up to 5,000 transient cells, else GMRES with another preconditioner).
         preconditioner
             For iterative solvers: ``"twolevel"`` (aggregation coarse-grid correction, for large chains),
