@@ -67,7 +67,7 @@ def second_order_moments(
     ----------
     graph
         Row-normalised connectivities (cells x cells, each cell its own neighbour), e.g.
-        :func:`knn_graph`, or scVelo's binarised, self-looped, row-normalised connectivities.
+        ``knn_graph``, or scVelo's binarised, self-looped, row-normalised connectivities.
     spliced, unspliced
         Spliced and unspliced abundances (cells x genes; scVelo uses its normalised count layers).
 
