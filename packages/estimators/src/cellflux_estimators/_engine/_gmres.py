@@ -1,7 +1,8 @@
 """Restarted GMRES for many right-hand sides at once (one Krylov space per column, advanced in lockstep).
 
 The per-iteration bookkeeping (orthogonalisation, the small least-squares residual from one batched QR) is
-vectorised over the columns and the sparse products are one multi-vector CSR product per iteration, so the Python overhead of ``k`` separate solver calls disappears.
+vectorised over the columns and the sparse products are one multi-vector CSR product per iteration, so the
+Python overhead of ``k`` separate solver calls disappears.
 Orthogonalisation is classical Gram–Schmidt applied twice (as safe as modified Gram–Schmidt, but level-2
 BLAS). Preconditioning is on the right, so the residual that is monitored is the true one.
 """

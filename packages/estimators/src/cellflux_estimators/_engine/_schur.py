@@ -219,9 +219,12 @@ def partial_schur(
 
 
 def default_tol(n: int) -> float:
-    """Default tolerance of the Krylov method for ``n`` states: ``1e-12``, or :data:`LARGE_TOL` above
-    :data:`LARGE_N` states (large chains have bunched leading eigenvalues; ``1e-10`` still gives Schur vectors
-    accurate to ``1e-10 / gap``, far below what macrostates and fate probabilities resolve)."""
+    """Default tolerance of the Krylov method for ``n`` states.
+
+    ``1e-12``, or :data:`LARGE_TOL` above :data:`LARGE_N` states: large chains have bunched leading eigenvalues,
+    and ``1e-10`` still gives Schur vectors accurate to ``1e-10 / gap``, far below what macrostates and fate
+    probabilities resolve.
+    """
     return LARGE_TOL if n > LARGE_N else 1e-12
 
 
