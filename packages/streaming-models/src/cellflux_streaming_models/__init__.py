@@ -20,6 +20,8 @@ __all__, __getattr__, __dir__ = lazy_exports(
         "LogisticRegression": ".models:LogisticRegression",
         "ProbabilisticPCA": ".models:ProbabilisticPCA",
         "StreamingModel": ".models:StreamingModel",
+        "SingleCellVariationalInference": ".models:SingleCellVariationalInference",
+        "ContrastiveMLP": ".models:ContrastiveMLP",
         "Geneformer": ".models:Geneformer",
         "CellariumGPT": ".models:CellariumGPT",
         "CellariumGPTTokenizer": ".models:CellariumGPTTokenizer",
