@@ -27,7 +27,7 @@ PSEUDOTIME = "absorption_pseudotime"
 
 
 def _macrostates(ctx: Context, g, cluster_key: str) -> None:
-    """Macrostates: ``n_states``, or one more than the eigengap suggests (room for the progenitors).
+    """Macrostates: ``n_states``, or the larger of eigengap + 1 and clusters - 1 (room for the progenitors).
 
     A number that leaves a macrostate without cells of its own is lowered until one works.
     """
@@ -35,8 +35,13 @@ def _macrostates(ctx: Context, g, cluster_key: str) -> None:
     if n is None:
         g.compute_schur(20)
         g.compute_macrostates(None, cluster_key=cluster_key)
-        n = int(np.clip(len(g.macrostates.cat.categories) + 1, 3, 12))
-        ctx.info(f"the eigengap suggests {n - 1} macrostates; computing {n} (one more for the initial state)")
+        n_gap = len(g.macrostates.cat.categories)
+        n_clusters = int(ctx.adata.obs[cluster_key].nunique())
+        n = int(np.clip(max(n_gap + 1, n_clusters - 1), 3, 12))
+        ctx.info(
+            f"{n} macrostates: the eigengap suggests {n_gap}, the data have {n_clusters} clusters "
+            "(max of eigengap + 1 and clusters - 1, within [3, 12])"
+        )
     g.compute_schur(max(20, n + 5))
     for k in range(n, 1, -1):
         try:
@@ -65,19 +70,15 @@ def run(ctx: Context) -> None:
         except ValueError as error:
             ctx.info(f"no stable macrostate ({error}); taking the 2 most stable ones")
             g.predict_terminal_states("top_n", n_states=2)
-    try:
-        g.predict_initial_states(1)
-    except ValueError as error:
-        ctx.info(f"initial state: {error}; allowing overlap with a terminal state")
-        g.predict_initial_states(1, allow_overlap=True)
     g.compute_fate_probabilities()
+    _initial_state(ctx, g)
     terminal = list(g.terminal_states.cat.categories)
     initial = list(g.initial_states.cat.categories)
     _describe(ctx, g, cluster_key, terminal, initial)
     g.compute_lineage_drivers(cluster_key=None)
     ctx.objects["gpcca"] = g
     ctx.objects["terminal"], ctx.objects["initial"] = terminal, initial
-    _pseudotime(ctx, g, initial[0])
+    _pseudotime(ctx, g)
     _trend_genes(ctx, g, terminal)
     _uncertainty(ctx, g)
     g.to_adata(adata, copy=False)
@@ -105,15 +106,42 @@ def _describe(ctx: Context, g, cluster_key: str, terminal: list[str], initial: l
     ctx.info("terminal states: " + ", ".join(terminal) + "; initial state(s): " + ", ".join(initial))
 
 
-def _pseudotime(ctx: Context, g, initial: str) -> None:
+def _steps_to_absorption(g) -> np.ndarray:
+    terminal = list(g.terminal_states.cat.categories)
+    if g.absorption_times is None:
+        g.compute_absorption_times(keys=[", ".join(terminal)])
+    return np.nan_to_num(g.absorption_times.iloc[:, 0].to_numpy(dtype=np.float64), nan=0.0)
+
+
+def _initial_state(ctx: Context, g) -> None:
+    """The non-terminal macrostate farthest from absorption: largest mean number of steps to a terminal state."""
+    steps = pd.Series(_steps_to_absorption(g), index=g.macrostates.index)
+    terminal = set(g.terminal_states.cat.categories)
+    candidates = {
+        name: float(steps[(g.macrostates == name).to_numpy()].mean())
+        for name in g.macrostates.cat.categories
+        if name not in terminal
+    }
+    if not candidates:
+        ctx.info("every macrostate is terminal: the initial state is the one with the lowest stationary mass")
+        g.predict_initial_states(1, allow_overlap=True)
+        return
+    name = max(candidates, key=candidates.get)
+    cells = g.macrostates.index[(g.macrostates == name).to_numpy()]
+    g.set_initial_states({name: list(cells)})
+    ctx.info(
+        f"initial state: {name!r}, the non-terminal macrostate farthest from absorption "
+        f"({candidates[name]:.0f} steps on average to a terminal state)"
+    )
+
+
+def _pseudotime(ctx: Context, g) -> None:
     """Latent time if the velocity step gave one, else 1 - (mean steps to absorption) / max, in ``[0, 1]``."""
     adata = ctx.adata
     if "latent_time" in adata.obs:
         ctx.objects["time_key"] = "latent_time"
         return
-    terminal = list(g.terminal_states.cat.categories)
-    g.compute_absorption_times(keys=[", ".join(terminal)])
-    steps = np.nan_to_num(g.absorption_times.iloc[:, 0].to_numpy(dtype=np.float64), nan=0.0)
+    steps = _steps_to_absorption(g)
     adata.obs[PSEUDOTIME] = 1.0 - steps / max(float(steps.max()), 1e-12)
     ctx.objects["time_key"] = PSEUDOTIME
     ctx.info(

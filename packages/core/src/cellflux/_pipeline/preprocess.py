@@ -51,10 +51,15 @@ def run(ctx: Context) -> None:
     adata.layers[COUNTS] = sparse.csr_matrix(adata.X, dtype=np.float32)
     n_genes = adata.n_vars
     min_counts = 20 if adata.n_obs >= 1000 else 5
-    sc.pp.filter_genes(adata, min_counts=min_counts)
-    if adata.n_vars < 10:
-        raise StepSkipped(f"only {adata.n_vars} genes have >= {min_counts} counts")
-    ctx.info(f"kept {adata.n_vars:,} of {n_genes:,} genes with >= {min_counts} counts")
+    keep = np.asarray(adata.X.sum(axis=0)).ravel() >= min_counts
+    rule = f">= {min_counts} counts"
+    if "unspliced" in adata.layers:
+        keep &= np.asarray(adata.layers["unspliced"].sum(axis=0)).ravel() >= 5  # velocity needs unspliced counts
+        rule += " and >= 5 unspliced counts"
+    if keep.sum() < 10:
+        raise StepSkipped(f"only {int(keep.sum())} genes have {rule}")
+    adata._inplace_subset_var(keep)
+    ctx.info(f"kept {adata.n_vars:,} of {n_genes:,} genes with {rule}")
     sc.pp.normalize_total(adata)
     sc.pp.log1p(adata)
     n_pcs = int(min(cfg.n_pcs, adata.n_vars - 1, adata.n_obs - 1))
