@@ -66,7 +66,7 @@ def run(ctx: Context) -> None:
         g.predict_terminal_states("top_n", n_states=cfg.n_terminal)
     else:
         try:
-            g.predict_terminal_states("stability")
+            g.predict_terminal_states("stability", stability_threshold=0.95)
         except ValueError as error:
             ctx.info(f"no stable macrostate ({error}); taking the 2 most stable ones")
             g.predict_terminal_states("top_n", n_states=2)

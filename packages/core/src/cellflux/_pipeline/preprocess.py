@@ -54,8 +54,8 @@ def run(ctx: Context) -> None:
     keep = np.asarray(adata.X.sum(axis=0)).ravel() >= min_counts
     rule = f">= {min_counts} counts"
     if "unspliced" in adata.layers:
-        keep &= np.asarray(adata.layers["unspliced"].sum(axis=0)).ravel() >= 5  # velocity needs unspliced counts
-        rule += " and >= 5 unspliced counts"
+        keep &= np.asarray(adata.layers["unspliced"].sum(axis=0)).ravel() > 0  # VELOVI refuses all-zero unspliced
+        rule += " and some unspliced counts"
     if keep.sum() < 10:
         raise StepSkipped(f"only {int(keep.sum())} genes have {rule}")
     adata._inplace_subset_var(keep)
