@@ -24,7 +24,7 @@ th{background:#f4f6f8}td.num{text-align:right;font-variant-numeric:tabular-nums;
 .done{color:#1a7f37;font-weight:600}.skipped{color:#9a6700;font-weight:600}.failed{color:#cf222e;font-weight:600}
 figure{margin:1.2em 0 2em 0}figure img{max-width:100%;border:1px solid #eee}
 .row{display:flex;flex-wrap:wrap;gap:.5em;align-items:flex-start}
-.row img{flex:1 1 30%;min-width:0;object-fit:contain}
+.row img{flex:0 1 auto;min-width:0;max-width:100%;height:auto}
 figcaption{color:#555;font-size:.9em;margin-top:.3em}
 ul.found li{margin:.2em 0}
 pre{background:#f6f8fa;padding:.8em;font-size:.8em;overflow-x:auto;white-space:pre-wrap}
