@@ -55,7 +55,8 @@ def _vae(ctx: Context) -> None:
     n_samples = 0 if cfg.quick else cfg.n_velocity_samples
     # few, large minibatches: about 4 optimiser steps per epoch keeps a CPU run within minutes
     batch = int(min(max(256, adata.n_obs // 4), 2048))
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "scvi"):
+    # Lightning's rank-zero logger sets its own INFO level ("GPU available", tips): quiet it explicitly
+    for name in ("lightning", "lightning.pytorch", "lightning.pytorch.utilities.rank_zero", "lightning.fabric", "scvi"):
         logging.getLogger(name).setLevel(logging.WARNING)
     cf.tl.velocity_vae(
         adata,
