@@ -62,7 +62,7 @@ def _vae(ctx: Context) -> None:
         adata,
         max_epochs=epochs,
         batch_size=batch,
-        n_samples=10 if cfg.quick else 15,
+        n_samples=max(5, n_samples),  # posterior draws averaged per query; the queries dominate the step
         n_velocity_samples=n_samples,
         seed=cfg.seed,
         overwrite=True,
