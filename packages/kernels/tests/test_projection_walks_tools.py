@@ -92,3 +92,19 @@ def test_tl_transition_matrix_writes_the_usual_mix(adata):
     with pytest.raises(ValueError, match="weights"):
         cf.tl.transition_matrix(adata, weights={"magic": 1.0}, key_added="x")
     assert set(adata.obsp) == before
+
+
+def test_stream_grid_leaves_empty_space_blank():
+    from cellflux_kernels._plotting import _grid
+
+    rng = np.random.default_rng(0)
+    left = rng.normal(loc=(-5.0, 0.0), scale=0.3, size=(300, 2))
+    right = rng.normal(loc=(5.0, 0.0), scale=0.3, size=(300, 2))
+    emb = np.vstack([left, right])
+    vectors = np.tile([1.0, 0.0], (600, 1))
+    xs, ys, u, v = _grid(emb, vectors, density=1.0)
+    gap = np.abs(xs) < 2.0  # columns in the empty band between the two groups
+    assert np.isnan(u[:, gap]).all() and np.isnan(v[:, gap]).all()
+    centre = np.argmin(np.abs(ys))
+    near_cells = np.abs(xs + 5.0) < 0.3
+    np.testing.assert_allclose(u[centre, near_cells], 1.0)  # the field is kept where the cells are

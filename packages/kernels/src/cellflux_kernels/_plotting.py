@@ -67,7 +67,8 @@ def _grid(
     w = np.exp(-0.5 * (dist / width) ** 2)
     total = w.sum(axis=1)
     vec = (w[..., None] * np.nan_to_num(vectors)[idx]).sum(axis=1) / np.maximum(total, 1e-12)[:, None]
-    vec[total < np.percentile(total, 10)] = np.nan
+    # no streamlines through empty space: drop grid points with no cell within two grid spacings
+    vec[(total < np.percentile(total, 10)) | (dist[:, 0] > width)] = np.nan
     return xs, ys, vec[:, 0].reshape(gx.shape), vec[:, 1].reshape(gx.shape)
 
 
