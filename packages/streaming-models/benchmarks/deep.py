@@ -27,21 +27,10 @@ CONTRASTIVE = {"hidden_size": [128, 128], "embed_dim": 32, "temperature": 0.5}
 
 
 def simulate(folder: Path, n_cells: int, n_genes: int, n_shards: int) -> list[Path]:
-    import cellflux as cf
+    """The shards of ``run.py``, with larger between-sample variability (batches to integrate)."""
+    from run import simulate as simulate_shards
 
-    paths = sorted(folder.glob("*.h5ad"))
-    if len(paths) == n_shards:
-        return paths
-    return cf.datasets.simulate_shards(
-        folder,
-        n_cells=n_cells,
-        n_genes=n_genes,
-        shard_size=-(-n_cells // n_shards),
-        show_progress=False,
-        seed=0,
-        truth_layers=False,
-        sample_variability=0.3,
-    )
+    return simulate_shards(folder, n_cells, n_genes, n_shards, sample_variability=0.3)
 
 
 def _cellarium_network(n_hidden: int, decoder: bool) -> dict:

@@ -36,7 +36,8 @@ MODELS = (
 )
 
 
-def simulate(folder: Path, n_cells: int, n_genes: int, n_shards: int) -> list[Path]:
+def simulate(folder: Path, n_cells: int, n_genes: int, n_shards: int, **kwargs) -> list[Path]:
+    """Simulated shards in ``folder`` (reused when already there); ``kwargs`` go to ``simulate_shards``."""
     import cellflux as cf
 
     paths = sorted(folder.glob("*.h5ad"))
@@ -50,6 +51,7 @@ def simulate(folder: Path, n_cells: int, n_genes: int, n_shards: int) -> list[Pa
         show_progress=False,
         seed=0,
         truth_layers=False,
+        **kwargs,
     )
 
 

@@ -8,6 +8,17 @@ import pytest
 from scipy import sparse
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Small models on 2 shared cores: one intra-op thread avoids OpenMP contention (and is much faster)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def shard_dir(tmp_path_factory):
     """1,030 cells x 80 genes in shards of 300 (the last has 130): uneven on purpose."""

@@ -24,15 +24,6 @@ pytestmark = [
 VOCAB = 64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small models on 2 contended cores run an order of magnitude faster on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _model(n_genes, n_types=8, **kwargs):
     options = {
         "d_model": 32,

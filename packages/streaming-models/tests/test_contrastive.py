@@ -17,14 +17,6 @@ from cellflux_streaming_models.transforms import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _naive_nt_xent(z1, z2, t):
     z = torch.cat([z1, z2])
     n, losses = len(z1), []

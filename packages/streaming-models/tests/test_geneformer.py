@@ -19,15 +19,6 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small models on 2 contended cores run an order of magnitude faster on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 SMALL = {
     "hidden_size": 32,
     "num_hidden_layers": 1,

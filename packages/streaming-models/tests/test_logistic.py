@@ -10,15 +10,6 @@ from cellflux_streaming_models.models import LogisticRegression
 N_TRAIN = 4000
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Hundreds of tiny steps: one intra-op thread avoids OpenMP contention on small shared machines."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def labelled():
     """5,000 simulated cells: 40 most variable genes, log-normalised and standardised; cluster labels."""

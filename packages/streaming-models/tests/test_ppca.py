@@ -10,15 +10,6 @@ from cellflux_streaming_models.models import ProbabilisticPCA
 N, G, K = 4000, 50, 3
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Hundreds of tiny steps: one intra-op thread avoids OpenMP contention on small shared machines."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def low_rank():
     """Rank 3 (variances 20, 10, 5) plus unit noise in 50 genes, mean 2."""

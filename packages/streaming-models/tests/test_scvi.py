@@ -12,15 +12,6 @@ from cellflux_streaming_models.models._scvi_likelihoods import nb_log_prob, pois
 from cellflux_streaming_models.models._scvi_options import kl_weight
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small networks on a shared machine: more threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def counts():
     """600 cells x 60 genes, 6 samples with batch effects, 8 clusters."""

@@ -20,14 +20,6 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _config(tmp_path, shard_dir, model, epochs, **extra):
     config = {
         "data": {

@@ -17,15 +17,6 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small models on 2 contended cores run an order of magnitude faster on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def ontology(leaves):
     """cell -> progenitor / lineage_k -> their early/late clusters: (names, transitively closed descendant matrix)."""
     groups = sorted({leaf.rsplit("_", 1)[0] for leaf in leaves})
