@@ -12,6 +12,7 @@ from scipy import sparse
 from torch.utils.data import IterableDataset, get_worker_info
 
 from .._keys import BatchKey
+from .._sparse import csr_tensor
 from ._collection import ShardCollection
 from ._plan import EpochPlan, batches_per_worker_consumed
 
@@ -63,6 +64,11 @@ class ShardDataset(IterableDataset):
         dtype of ``x_ng``.
     obs_names
         Also deliver ``obs_names_n`` (a numpy array of strings).
+    sparse
+        Deliver ``x_ng`` as a ``torch.sparse_csr`` tensor (the shard's own CSR rows, never densified)
+        instead of a dense tensor. ``NormalizeTotal`` and ``Log1p`` keep it sparse and
+        :class:`~cellflux_streaming_models.models.LogisticRegression` multiplies it sparsely; other
+        transforms and models need dense input.
     rank, world_size
         Override the DDP context (by default read from :mod:`torch.distributed`).
 
@@ -81,6 +87,7 @@ class ShardDataset(IterableDataset):
         seed: int = 0,
         dtype: torch.dtype = torch.float32,
         obs_names: bool = False,
+        sparse: bool = False,
         rank: int | None = None,
         world_size: int | None = None,
     ) -> None:
@@ -92,6 +99,7 @@ class ShardDataset(IterableDataset):
         self.seed = int(seed)
         self.dtype = dtype
         self.obs_names = obs_names
+        self.sparse = bool(sparse)
         self.rank = rank
         self.world_size = world_size
         self.epoch = 0
@@ -203,7 +211,8 @@ class ShardDataset(IterableDataset):
 
     def _assemble(self, parts: list[tuple[_Block, np.ndarray]], var_names: np.ndarray) -> dict[str, Any]:
         n = sum(len(rows) for _, rows in parts)
-        x = np.zeros((n, self.collection.n_vars), dtype=self._np_dtype)
+        x = None if self.sparse else np.zeros((n, self.collection.n_vars), dtype=self._np_dtype)
+        pieces: list[sparse.csr_matrix] = []
         cell_index = np.empty(n, dtype=np.int64)
         shard_index = np.empty(n, dtype=np.int64)
         obs: dict[str, list[np.ndarray]] = {key: [] for key in self.collection.obs_columns}
@@ -212,7 +221,9 @@ class ShardDataset(IterableDataset):
         for block, rows in parts:
             m = len(rows)
             local = rows - block.lo
-            if sparse.issparse(block.x):
+            if x is None:
+                pieces.append(_select_rows(sparse.csr_matrix(block.x), local))
+            elif sparse.issparse(block.x):
                 _densify_rows(block.x, local, x[at : at + m])
             else:
                 x[at : at + m] = block.x[local]
@@ -224,7 +235,7 @@ class ShardDataset(IterableDataset):
                 names.append(block.names[rows])
             at += m
         batch: dict[str, Any] = {
-            BatchKey.X_NG.value: torch.from_numpy(x),
+            BatchKey.X_NG.value: torch.from_numpy(x) if x is not None else _to_torch_csr(pieces, self._np_dtype),
             BatchKey.VAR_NAMES_G.value: var_names,
             BatchKey.CELL_INDEX_N.value: torch.from_numpy(cell_index),
             BatchKey.SHARD_INDEX_N.value: torch.from_numpy(shard_index),
@@ -237,10 +248,24 @@ class ShardDataset(IterableDataset):
         return batch
 
 
-def _densify_rows(matrix: sparse.csr_matrix, rows: np.ndarray, out: np.ndarray) -> None:
-    """Write ``matrix[rows]`` densely into ``out`` (zeros) with scipy's compiled kernels, no per-cell Python."""
+def _select_rows(matrix: sparse.csr_matrix, rows: np.ndarray) -> sparse.csr_matrix:
+    """``matrix[rows]`` (a slice when the rows are contiguous), with scipy's compiled kernels."""
     if len(rows) and rows[-1] - rows[0] == len(rows) - 1 and (len(rows) == 1 or (np.diff(rows) == 1).all()):
-        sub = matrix[int(rows[0]) : int(rows[-1]) + 1]
-    else:
-        sub = matrix[rows]
-    sub.toarray(out=out)
+        return matrix[int(rows[0]) : int(rows[-1]) + 1]
+    return matrix[rows]
+
+
+def _densify_rows(matrix: sparse.csr_matrix, rows: np.ndarray, out: np.ndarray) -> None:
+    """Write ``matrix[rows]`` densely into ``out`` (zeros), no per-cell Python."""
+    _select_rows(matrix, rows).toarray(out=out)
+
+
+def _to_torch_csr(pieces: list[sparse.csr_matrix], dtype: np.dtype) -> torch.Tensor:
+    """Stack CSR row blocks into one ``torch.sparse_csr`` tensor (int64 indices, values of ``dtype``)."""
+    matrix = pieces[0] if len(pieces) == 1 else sparse.vstack(pieces, format="csr")
+    return csr_tensor(
+        np.asarray(matrix.indptr, dtype=np.int64),
+        np.asarray(matrix.indices, dtype=np.int64),
+        np.asarray(matrix.data, dtype=dtype),
+        matrix.shape,
+    )

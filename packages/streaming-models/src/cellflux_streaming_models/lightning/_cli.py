@@ -86,7 +86,7 @@ def _from_data(model_cls: type, init_args: dict[str, Any], data: Any) -> dict[st
     return filled
 
 
-def _build(cfg: Any) -> tuple[Any, Any, Any]:
+def _build(cfg: Any, callbacks: Sequence[Any] = ()) -> tuple[Any, Any, Any]:
     from lightning.pytorch import Trainer
 
     from ..models import StreamingModel
@@ -112,7 +112,7 @@ def _build(cfg: Any) -> tuple[Any, Any, Any]:
     module = StreamingModule(model, transforms, optim_fn=optim_fn, optim_kwargs=cfg.optim_kwargs)
     trainer_args = cfg.trainer.as_dict()
     trainer_args.setdefault("enable_checkpointing", False)
-    trainer = Trainer(**trainer_args, logger=False)
+    trainer = Trainer(**trainer_args, logger=False, callbacks=list(callbacks))
     return data, module, trainer
 
 
@@ -133,29 +133,20 @@ def _fit(cfg: Any) -> int:
 
 
 def _predict(cfg: Any) -> int:
-    import numpy as np
-    import pandas as pd
     import torch
+
+    from ._writer import ShardCSVWriter
 
     if not cfg.ckpt_path:
         raise ValueError("predict needs ckpt_path: the checkpoint written by `cellflux stream fit`.")
     if not cfg.output_dir:
         raise ValueError("predict needs output_dir: a folder for one output file per shard.")
-    data, module, trainer = _build(cfg)
+    out_dir = Path(cfg.output_dir)
+    writer = ShardCSVWriter(out_dir)  # written batch by batch: no outputs kept in memory
+    data, module, trainer = _build(cfg, callbacks=[writer])
     state = torch.load(cfg.ckpt_path, map_location="cpu", weights_only=False)["state_dict"]
     module.load_state_dict(state)
-    outputs = trainer.predict(module, datamodule=data)
-    out_dir = Path(cfg.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    values = torch.cat([o["x_ng"] for o in outputs]).numpy()
-    shard = torch.cat([o["shard_index_n"] for o in outputs]).numpy()
-    names = np.concatenate([o["obs_names_n"] for o in outputs])
-    columns = [str(c) for c in outputs[0]["var_names_g"]]
-    for s, path in enumerate(data.collection.paths):
-        rows = shard == s
-        frame = pd.DataFrame(values[rows], index=pd.Index(names[rows], name="obs_names"), columns=columns)
-        target = out_dir / f"{path.stem}.csv"
-        frame.to_csv(target)
+    trainer.predict(module, datamodule=data, return_predictions=False)
     print(f"wrote {len(data.collection.paths)} files to {out_dir}")
     return 0
 

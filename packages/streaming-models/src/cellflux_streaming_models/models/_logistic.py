@@ -7,11 +7,12 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from .._dist import world
+from ..transforms import ZScore
 from ._averaging import TailAverage
 from ._base import StreamingModel
+from ._linear_softmax import linear_logits, linear_softmax_map_loss
 
 __all__ = ["LogisticRegression"]
 
@@ -37,7 +38,11 @@ class LogisticRegression(StreamingModel):
       noise.
 
     Standardise the inputs (e.g. ``NormalizeTotal``, ``Log1p``, ``ZScore`` transforms) for fast
-    convergence.
+    convergence. Giving the ``ZScore`` to the model (``zscore=``) instead of the transforms computes
+    the same logits, ``((x - mean_g) / std_g) @ W + b``, as ``x @ (W / std_g) + (b - (mean_g / std_g) @
+    W)``: the input stays sparse (``ShardDataset(..., sparse=True)`` with ``NormalizeTotal`` and
+    ``Log1p``) and is never centred. The loss's gradient is computed in closed form (no autograd
+    graph; the same gradient, so any optimiser behaves as with autograd).
 
     Parameters
     ----------
@@ -62,6 +67,9 @@ class LogisticRegression(StreamingModel):
         divided by ``sqrt(genes)``).
     average
         Replace the weights by their tail average at the end of every epoch.
+    zscore
+        Standardise the inputs inside the model (folded into the weights; see above). ``W_gc`` then
+        applies to the standardised inputs, exactly as with the ``ZScore`` among the transforms.
 
     Attributes
     ----------
@@ -84,6 +92,7 @@ class LogisticRegression(StreamingModel):
         *,
         lr: float = 0.5,
         average: bool = True,
+        zscore: ZScore | None = None,
     ) -> None:
         super().__init__(var_names_g)
         self.y_categories = np.asarray(y_categories, dtype=object)
@@ -101,6 +110,9 @@ class LogisticRegression(StreamingModel):
         self.log_metrics = log_metrics
         self.lr = lr
         self.average = average
+        if zscore is not None and (not isinstance(zscore, ZScore) or len(zscore.var_names_g) != self.n_vars):
+            raise ValueError("zscore must be a ZScore transform over the model's genes.")
+        self.zscore = zscore
         self.W_gc = torch.nn.Parameter(torch.empty(self.n_vars, self.n_categories))
         self.b_c = torch.nn.Parameter(torch.empty(self.n_categories))
         self._average = TailAverage(self.n_obs)
@@ -147,12 +159,19 @@ class LogisticRegression(StreamingModel):
         y = self._check_labels(y_n, n).to(x_ng.device)
         if self.average and torch.is_grad_enabled():
             self._average.observe(self, n * world()[1])
-        logits_nc = x_ng.to(self.W_gc.dtype) @ self.W_gc + self.b_c
-        loss = F.cross_entropy(logits_nc, y) + self.W_gc.abs().sum() / (self.W_prior_scale * self.n_obs)
+        loss, logits_nc = linear_softmax_map_loss(
+            x_ng, self.W_gc, self.b_c, y, 1.0 / (self.W_prior_scale * self.n_obs), *self._standardisation(var_names_g)
+        )
         out = {"loss": loss}
         if self.log_metrics:
-            out["accuracy"] = (logits_nc.detach().argmax(dim=1) == y).float().mean()
+            out["accuracy"] = (logits_nc.argmax(dim=1) == y).float().mean()
         return out
+
+    def _standardisation(self, var_names_g: np.ndarray) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        if self.zscore is None:
+            return None, None
+        self.zscore.check_genes(var_names_g)
+        return self.zscore.mean_g.to(self.W_gc.dtype), self.zscore.inverse_std_g().to(self.W_gc.dtype)
 
     def on_train_epoch_end(self, epoch: int) -> None:
         """Replace the weights by their average over the epoch's second half (the last step included)."""
@@ -163,6 +182,5 @@ class LogisticRegression(StreamingModel):
     def predict(self, x_ng: torch.Tensor, var_names_g: np.ndarray) -> dict[str, torch.Tensor | np.ndarray]:
         """Logits per category: ``{"x_ng": logits (cells x categories), "var_names_g": y_categories}``."""
         self.check_batch(x_ng, var_names_g)
-        with torch.no_grad():
-            logits_nc = x_ng.to(self.W_gc.dtype) @ self.W_gc + self.b_c
+        logits_nc = linear_logits(x_ng, self.W_gc, self.b_c, *self._standardisation(var_names_g))
         return {"x_ng": logits_nc, "var_names_g": self.y_categories}

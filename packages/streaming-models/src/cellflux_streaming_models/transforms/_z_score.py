@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._sparse import is_csr
+
 __all__ = ["ZScore"]
 
 
@@ -45,7 +47,21 @@ class ZScore(nn.Module):
         self.eps = float(eps)
 
     def forward(self, x_ng: torch.Tensor, var_names_g: np.ndarray) -> dict[str, torch.Tensor]:
-        """Return ``{"x_ng": z-scored x_ng}``."""
+        """Return ``{"x_ng": z-scored x_ng}`` (dense; a ``torch.sparse_csr`` input is densified).
+
+        To keep a sparse batch sparse, give this transform to the model instead (e.g.
+        ``LogisticRegression(..., zscore=ZScore(...))`` folds it into the weights).
+        """
+        self.check_genes(var_names_g)
+        if is_csr(x_ng):
+            x_ng = x_ng.to_dense()
+        return {"x_ng": (x_ng - self.mean_g) / (self.std_g + self.eps)}
+
+    def check_genes(self, var_names_g: np.ndarray) -> None:
+        """Refuse genes other than the statistics' (the error of :meth:`forward`)."""
         if len(var_names_g) != len(self.var_names_g) or not np.array_equal(var_names_g, self.var_names_g):
             raise ValueError("ZScore: the batch's var_names_g differ from the genes the statistics were computed on.")
-        return {"x_ng": (x_ng - self.mean_g) / (self.std_g + self.eps)}
+
+    def inverse_std_g(self) -> torch.Tensor:
+        """``1 / (std_g + eps)``: the factor applied to each gene."""
+        return 1.0 / (self.std_g + self.eps)
