@@ -122,3 +122,19 @@ def test_zscore_must_cover_the_models_genes(problem):
     _, _, genes, zscore = problem
     with pytest.raises(ValueError, match="ZScore transform over the model's genes"):
         LogisticRegression(10, genes[:3], ["a", "b"], zscore=zscore)
+
+
+def test_torch_implementation_used_off_cpu_equals_the_numpy_one(problem):
+    """The torch path (GPU) and the numpy/scipy path (CPU) give the same loss, logits and gradients."""
+    from cellflux_streaming_models.models._linear_softmax import _loss_and_gradients_cpu, _loss_and_gradients_torch
+
+    x, labels, _, zscore = problem
+    model = _models(problem)[1]
+    log = apply_transforms([NormalizeTotal(1e4), Log1p()], {"x_ng": torch.from_numpy(x[:200])})["x_ng"]
+    y = torch.from_numpy(labels[:200])
+    args = (model.W_gc.detach(), model.b_c.detach(), y, zscore.mean_g, zscore.inverse_std_g(), 0.01, True)
+    for x_in in (log, _csr(log)):
+        numpy_out = _loss_and_gradients_cpu(x_in, *args)
+        torch_out = _loss_and_gradients_torch(x_in, *args)
+        for a, b in zip(numpy_out, torch_out, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
