@@ -138,3 +138,46 @@ def test_torch_implementation_used_off_cpu_equals_the_numpy_one(problem):
         torch_out = _loss_and_gradients_torch(x_in, *args)
         for a, b in zip(numpy_out, torch_out, strict=True):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:`isinstance\\(treespec, LeafSpec\\)`:FutureWarning")
+@pytest.mark.filterwarnings("ignore:The '\\w+_dataloader' does not have many workers")
+def test_cli_sparse_data_gives_the_dense_results(shard_dir, tmp_path):
+    """``data.sparse: true`` through ``cellflux stream fit|predict``: the same logits as dense batches."""
+    import pandas as pd
+    import yaml
+
+    from cellflux_streaming_models.lightning._cli import main as stream_main
+
+    logits = {}
+    for as_csr in (False, True):
+        run = tmp_path / f"sparse{as_csr}"
+        config = {
+            "data": {
+                "paths": str(shard_dir / "*.h5ad"),
+                "batch_size": 256,
+                "sparse": as_csr,
+                "obs_columns": {"y_n": "clusters"},
+            },
+            "model": {"class_path": "cellflux_streaming_models.models.LogisticRegression"},
+            "transforms": [
+                {"class_path": "cellflux_streaming_models.transforms.NormalizeTotal"},
+                {"class_path": "cellflux_streaming_models.transforms.Log1p"},
+            ],
+            "trainer": {
+                "max_epochs": 2,
+                "accelerator": "cpu",
+                "devices": 1,
+                "enable_progress_bar": False,
+                "enable_model_summary": False,
+                "default_root_dir": str(run),
+            },
+        }
+        path = tmp_path / f"config{as_csr}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        assert stream_main(["fit", "--config", str(path)]) == 0
+        argv = ["--config", str(path), "--ckpt_path", str(run / "model.ckpt"), "--output_dir", str(run / "out")]
+        assert stream_main(["predict", *argv]) == 0
+        logits[as_csr] = pd.concat([pd.read_csv(f, index_col=0) for f in sorted((run / "out").glob("*.csv"))])
+    assert logits[True].index.equals(logits[False].index)
+    np.testing.assert_allclose(logits[True].to_numpy(), logits[False].to_numpy(), rtol=1e-4, atol=1e-4)

@@ -68,7 +68,8 @@ class ShardDataset(IterableDataset):
         Deliver ``x_ng`` as a ``torch.sparse_csr`` tensor (the shard's own CSR rows, never densified)
         instead of a dense tensor. ``NormalizeTotal`` and ``Log1p`` keep it sparse and
         :class:`~cellflux_streaming_models.models.LogisticRegression` multiplies it sparsely; other
-        transforms and models need dense input.
+        transforms and models need dense input. With DataLoader workers, torch warns once (a
+        ``UserWarning`` that its CSR layout is "beta") when it rebuilds the tensors in the main process.
     rank, world_size
         Override the DDP context (by default read from :mod:`torch.distributed`).
 

@@ -36,6 +36,10 @@ class StreamDataModule(pl.LightningDataModule):
         Gene subset applied while reading.
     layer
         Stream ``layers[layer]`` instead of ``X``.
+    sparse
+        Deliver ``x_ng`` as ``torch.sparse_csr`` tensors (see
+        :class:`~cellflux_streaming_models.data.ShardDataset`), for models that take them
+        (``LogisticRegression``).
     """
 
     def __init__(
@@ -48,6 +52,7 @@ class StreamDataModule(pl.LightningDataModule):
         obs_columns: Mapping[str, str] | None = None,
         genes: Sequence[str] | None = None,
         layer: str | None = None,
+        sparse: bool = False,
     ) -> None:
         super().__init__()
         self.paths = [os.fspath(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
@@ -56,6 +61,7 @@ class StreamDataModule(pl.LightningDataModule):
         self.shuffle = shuffle
         self.seed = seed
         self.num_workers = num_workers
+        self.sparse = sparse
         self.batches_consumed = 0
         self._resume: dict[str, Any] | None = None
 
@@ -65,14 +71,18 @@ class StreamDataModule(pl.LightningDataModule):
         return self.collection.var_names
 
     def train_dataloader(self) -> DataLoader:
-        dataset = ShardDataset(self.collection, batch_size=self.batch_size, shuffle=self.shuffle, seed=self.seed)
+        dataset = ShardDataset(
+            self.collection, batch_size=self.batch_size, shuffle=self.shuffle, seed=self.seed, sparse=self.sparse
+        )
         if self._resume is not None:
             dataset.load_state_dict(self._resume)
             self._resume = None
         return self._loader(dataset)
 
     def predict_dataloader(self) -> DataLoader:
-        dataset = ShardDataset(self.collection, batch_size=self.batch_size, shuffle=False, obs_names=True)
+        dataset = ShardDataset(
+            self.collection, batch_size=self.batch_size, shuffle=False, obs_names=True, sparse=self.sparse
+        )
         return self._loader(dataset)
 
     def _loader(self, dataset: ShardDataset) -> DataLoader:

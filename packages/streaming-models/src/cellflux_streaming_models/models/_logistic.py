@@ -39,10 +39,11 @@ class LogisticRegression(StreamingModel):
 
     Standardise the inputs (e.g. ``NormalizeTotal``, ``Log1p``, ``ZScore`` transforms) for fast
     convergence. Giving the ``ZScore`` to the model (``zscore=``) instead of the transforms computes
-    the same logits, ``((x - mean_g) / std_g) @ W + b``, as ``x @ (W / std_g) + (b - (mean_g / std_g) @
-    W)``: the input stays sparse (``ShardDataset(..., sparse=True)`` with ``NormalizeTotal`` and
-    ``Log1p``) and is never centred. The loss's gradient is computed in closed form (no autograd
-    graph; the same gradient, so any optimiser behaves as with autograd).
+    the same logits, ``((x - mean_g) / std_g) @ W + b``, as
+    ``x @ (W / std_g) + (b - (mean_g / std_g) @ W)``: the input stays sparse
+    (``ShardDataset(..., sparse=True)`` with ``NormalizeTotal`` and ``Log1p``) and is never centred.
+    The loss's gradient is computed in closed form (no autograd graph; the same gradient, so any
+    optimiser behaves as with autograd).
 
     Parameters
     ----------
