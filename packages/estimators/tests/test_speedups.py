@@ -68,3 +68,37 @@ def test_auto_solver_uses_two_level_on_small_chains_and_matches_direct(chain):
     g.predict_terminal_states(method="top_n", n_states=2)
     g.compute_fate_probabilities()
     np.testing.assert_allclose(g.fate_probabilities.sum(axis=1), 1.0)
+
+
+def _random_chain(n: int, seed: int):
+    from scipy import sparse
+
+    rng = np.random.default_rng(seed)
+    m = sparse.random(n, n, density=8 / n, random_state=rng, format="csr") + sparse.eye(n, format="csr") * 0.1
+    return sparse.csr_matrix(m.multiply(1.0 / np.asarray(m.sum(axis=1)))), rng
+
+
+def test_deflated_right_eigenvectors_match_the_plain_run(chain):
+    from cellflux_estimators._engine._eigen import _deflation_basis, right_eigenvectors
+
+    _, t = chain
+    for mat in (t, _random_chain(400, 1)[0]):  # the random chain has complex eigenvalues
+        e = eigendecomposition(mat, 12, n_right=0)
+        for m in (2, 4, 6):
+            plain = right_eigenvectors(mat, m)
+            deflated = right_eigenvectors(mat, m, eigenvalues=e.eigenvalues, left=e.left)
+            assert deflated.shape == plain.shape
+            basis = np.concatenate([plain.real, plain.imag], axis=1)
+            other = np.concatenate([deflated.real, deflated.imag], axis=1)
+            keep = np.linalg.norm(basis, axis=0) > 1e-8
+            assert subspace_angles(basis[:, keep], other[:, np.linalg.norm(other, axis=0) > 1e-8]).max() < 1e-7
+            # each column is an eigenvector of P for the same eigenvalue as the left run found
+            lam = e.eigenvalues[:m]
+            np.testing.assert_allclose(mat @ deflated, deflated * lam, atol=1e-8)
+    # the deflated set never holds half of a complex pair, and its basis is orthonormal
+    vals = np.array([1.0, 0.9 + 0.1j, 0.9 - 0.1j, 0.5])
+    rng = np.random.default_rng(0)
+    left = rng.random((50, 4)) + 1j * rng.random((50, 4))
+    q = _deflation_basis(vals, left, 2)
+    np.testing.assert_allclose(q.T @ q, np.eye(q.shape[1]), atol=1e-12)
+    assert subspace_angles(q, np.stack([left[:, 3].real, left[:, 3].imag], axis=1)).max() < 1e-10

@@ -74,6 +74,30 @@ def _order(vals: np.ndarray) -> np.ndarray:
     return np.lexsort((-vals.imag, -np.round(vals.real, 12)))
 
 
+def _deflation_basis(eigenvalues: np.ndarray, left: np.ndarray, start: int) -> np.ndarray | None:
+    """Orthonormal basis of the left eigenvectors from ``start`` on (a complex pair is not split), or ``None``."""
+    k = len(eigenvalues)
+    # ``start`` is the second half of a pair that begins before it: keep the pair out of the deflated set
+    if (
+        0 < start < k
+        and abs(eigenvalues[start].imag) > 0
+        and np.isclose(eigenvalues[start], np.conj(eigenvalues[start - 1]))
+    ):
+        start += 1
+    if start >= k:
+        return None
+    block = left[:, start:]
+    basis = np.concatenate([block.real, block.imag[:, np.abs(block.imag).max(axis=0) > 0]], axis=1)
+    # orthonormalised through the small Gram matrix, twice (LAPACK's QR of a tall thin array was slower here)
+    for _ in range(2):
+        w, v = linalg.eigh(basis.T @ basis)
+        keep = w > 1e-12 * max(w.max(), 1e-300)
+        if not keep.any():
+            return None
+        basis = basis @ (v[:, keep] / np.sqrt(w[keep]))
+    return basis
+
+
 def right_eigenvectors(
     matrix: sparse.csr_matrix,
     m: int,
@@ -81,13 +105,37 @@ def right_eigenvectors(
     which: Literal["LR", "LM"] = "LR",
     seed: int = 0,
     tol: float = 1e-12,
+    eigenvalues: np.ndarray | None = None,
+    left: np.ndarray | None = None,
 ) -> np.ndarray:
     """The first ``m`` right eigenvectors of ``matrix`` (sorted as in :func:`eigendecomposition`), ``(n, m)``.
 
     ARPACK is asked for ``m + 1`` eigenpairs so that a complex pair at position ``m`` is not split; only the
     vectors that are needed are computed (the Krylov space, hence the cost, grows with the number asked for).
+
+    With the sorted ``eigenvalues`` and ``left`` eigenvectors of a previous run (``(n, k)``, ``k > m + 1``), the
+    left eigenvectors beyond the first ``m + 1`` are deflated: the subspace ``S`` orthogonal to them is invariant
+    under ``P`` (``l_j^T P x = lambda_j l_j^T x``) and holds the wanted right eigenvectors, so ARPACK runs on
+    ``(I - Q Q^T) P`` (``Q`` an orthonormal basis of those left vectors), whose next eigenvalue after the wanted
+    ones is ``lambda_{k+1}``: a wider gap, hence fewer products (about half on pancreas).
     """
-    vals, vecs = _eigs(sparse.csr_matrix(matrix), m + 1, which, seed, tol)
+    mat = sparse.csr_matrix(matrix)
+    q = None
+    if eigenvalues is not None and left is not None and m + 2 < mat.shape[0]:
+        q = _deflation_basis(np.asarray(eigenvalues), np.asarray(left), m + 1)
+    if q is None:
+        vals, vecs = _eigs(mat, m + 1, which, seed, tol)
+        return vecs[:, _order(vals)[:m]]
+
+    def matvec(x: np.ndarray) -> np.ndarray:
+        y = mat @ x
+        return y - q @ (q.T @ y)
+
+    op = splinalg.LinearOperator(mat.shape, matvec=matvec, dtype=np.float64)
+    v0 = np.random.default_rng(seed).random(mat.shape[0]) + 0.5
+    v0 -= q @ (q.T @ v0)
+    with single_blas_thread():
+        vals, vecs = splinalg.eigs(op, k=m + 1, which=which, v0=v0, tol=tol)
     return vecs[:, _order(vals)[:m]]
 
 
@@ -143,7 +191,7 @@ def eigendecomposition(
         rvals, right = _eigs(mat, k, which, seed, tol)
         right = right[:, _order(rvals)[:k]]
     elif n_right > 0:
-        right = right_eigenvectors(mat, n_right, which=which, seed=seed, tol=tol)
+        right = right_eigenvectors(mat, n_right, which=which, seed=seed, tol=tol, eigenvalues=vals, left=left)
     else:
         right = None
     pi = np.abs(left[:, 0].real)

@@ -95,7 +95,14 @@ class CFLARE(PlotMixin, DriversMixin, DecompositionMixin):
             )
         if eig.right is None or eig.right.shape[1] <= max(use):
             # only the right eigenvectors the prediction uses (fit computes none up front)
-            right = right_eigenvectors(self.transition_matrix, max(use) + 1, which=eig.which, seed=self.seed)
+            right = right_eigenvectors(
+                self.transition_matrix,
+                max(use) + 1,
+                which=eig.which,
+                seed=self.seed,
+                eigenvalues=eig.eigenvalues,
+                left=eig.left,
+            )
             eig = self._eig = dataclasses.replace(eig, right=right)
         left = eig.left[:, use]
         if np.abs(left.imag).max() > 1e-8:
