@@ -54,6 +54,12 @@ def _propose(d: torch.Tensor, c: torch.Tensor, generator: torch.Generator | None
     return value, ok
 
 
+def _shape_constants(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Marsaglia–Tsang's ``d = a' - 1/3`` and ``c = 1 / sqrt(9 d)``, with ``a' = a + 1`` for ``a < 1``."""
+    d = torch.where(a < 1, a + 1, a).sub_(1.0 / 3.0)
+    return d, torch.rsqrt(d * 9.0)
+
+
 @torch.no_grad()
 def sample_gamma(shape: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Standard Gamma variates with the given shape parameters (Marsaglia and Tsang, vectorised).
@@ -76,26 +82,25 @@ def sample_gamma(shape: torch.Tensor, generator: torch.Generator | None = None) 
     """
     a_all = shape.detach().contiguous().reshape(-1)
     out = torch.empty_like(a_all)
-    d_all = torch.empty_like(a_all)
-    c_all = torch.empty_like(a_all)
     rejected = []
     tiny = torch.finfo(out.dtype).tiny
     for start in range(0, a_all.numel(), _CHUNK):
         part = slice(start, start + _CHUNK)
         a = a_all[part]
         boost = a < 1
-        d = torch.where(boost, a + 1, a).sub_(1.0 / 3.0)
-        c = torch.rsqrt(d * 9.0)
-        d_all[part], c_all[part] = d, c
+        d, c = _shape_constants(a)
         value, ok = _propose(d, c, generator)
         out[part] = value
         if not bool(ok.all()):
             rejected.append(torch.nonzero(~ok).squeeze(-1).add_(start))
     todo = torch.cat(rejected) if rejected else None
+    if todo is not None and todo.numel():
+        # the constants of the few rejected elements only (not stored for all: fewer large buffers)
+        d_todo, c_todo = _shape_constants(a_all[todo])
     while todo is not None and todo.numel():
-        value, ok = _propose(d_all[todo], c_all[todo], generator)
+        value, ok = _propose(d_todo, c_todo, generator)
         out[todo[ok]] = value[ok]
-        todo = todo[~ok]
+        todo, d_todo, c_todo = todo[~ok], d_todo[~ok], c_todo[~ok]
     for start in range(0, a_all.numel(), _CHUNK):
         part = slice(start, start + _CHUNK)
         a, x = a_all[part], out[part]
