@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import sparse
-from scipy.linalg import cho_solve, solve_triangular
+from scipy.linalg import cho_solve
 
 from ._batching import iter_batches, map_batches
 from ._jax import DEFAULT_JITTER, as_f64, cholesky_jitter, matern52
@@ -46,7 +46,7 @@ def landmark_design(landmarks: np.ndarray, ls: float, jitter: float = DEFAULT_JI
     """Factorise the landmark kernel matrix once."""
     u = as_f64(landmarks)
     Lp = np.asarray(cholesky_jitter(matern52(u, u, ls), jitter))
-    Linv = solve_triangular(Lp, np.eye(len(u)), lower=True)
+    Linv = _lower_inverse(Lp)
     return Design(u, float(ls), Linv, float(jitter))
 
 
@@ -77,6 +77,16 @@ def _loo_residuals(xb, yb, maskb, u, Linv, LBinv, weights, ls, sigma2):
 
 def _predict_batch(xb, u, weights, ls):
     return np.asarray(matern52(xb, u, ls)) @ weights
+
+
+def _lower_inverse(L: np.ndarray) -> np.ndarray:
+    """Inverse of a lower-triangular ``L`` (LAPACK ``trtri``: a third of the flops of solving ``L X = I``)."""
+    from scipy.linalg.lapack import dtrtri
+
+    inv, info = dtrtri(np.asfortranarray(L), lower=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"Triangular inverse failed (LAPACK info {info}).")
+    return np.tril(inv)
 
 
 def _lower_times(T: np.ndarray, K: np.ndarray) -> np.ndarray:
@@ -264,9 +274,9 @@ def fit_regression(
     sigma2 = float(sigma) ** 2
     B = AAt / sigma2 + np.eye(m)
     LB = np.linalg.cholesky(B)
-    LBinv = solve_triangular(LB, np.eye(m), lower=True)
+    LBinv = _lower_inverse(LB)
     weights = design.Linv.T @ cho_solve((LB, True), AY / sigma2)
-    M = LBinv @ design.Linv
+    M = _lower_times(LBinv, design.Linv)
     predictor = RegressionPredictor(design, weights, M, float(sigma), n, batch_size=batch_size, _LBinv=LBinv)
     if obs_variance:
         AR = np.zeros((m, g))
