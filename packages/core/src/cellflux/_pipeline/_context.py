@@ -55,7 +55,7 @@ class PipelineConfig:
     n_terminal
         Number of terminal states (``None``: the stable macrostates).
     vae_epochs
-        Training epochs of the velocity VAE (``None``: 20, or 10 with ``quick``).
+        Training epochs of the velocity VAE (``None``: 40, or 10 with ``quick``).
     n_velocity_samples
         Posterior velocity samples for fate-probability uncertainty (0: none).
     n_pcs, n_neighbors

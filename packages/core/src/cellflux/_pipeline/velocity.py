@@ -51,7 +51,7 @@ def _vae(ctx: Context) -> None:
 
     require_function("tl", "velocity_vae", _VAE)
     cfg, adata = ctx.config, ctx.adata
-    epochs = cfg.vae_epochs or (10 if cfg.quick else 20)
+    epochs = cfg.vae_epochs or (10 if cfg.quick else 40)
     n_samples = 0 if cfg.quick else cfg.n_velocity_samples
     # few, large minibatches: about 4 optimiser steps per epoch keeps a CPU run within minutes
     batch = int(min(max(256, adata.n_obs // 4), 2048))
