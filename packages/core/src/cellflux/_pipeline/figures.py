@@ -22,7 +22,9 @@ FOLDER = "figures"
 def _axes(ncols: int = 1, size: float = 4.6):
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, ncols, figsize=(size * ncols + 0.6, size), squeeze=False)
+    # constrained layout leaves room for legends outside the axes (a panel's legend would otherwise
+    # hide under the next panel)
+    fig, axes = plt.subplots(1, ncols, figsize=(size * ncols + 0.6, size), squeeze=False, layout="constrained")
     return fig, list(axes[0])
 
 
