@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import anndata as ad
 import numpy as np
 import pytest
@@ -17,6 +19,21 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def _quiet_cpu_trainer(root, **options) -> dict:
+    defaults = {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False, "enable_model_summary": False}
+    return {**defaults, "default_root_dir": str(root), **options}
+
+
+@pytest.fixture
+def trainer_options(tmp_path):
+    """``trainer_options(**options)``: options of a quiet one-process CPU Lightning trainer in ``tmp_path/run``.
+
+    The ``trainer:`` section of a ``cellflux stream`` config, or ``lightning.pytorch.Trainer(**options)``;
+    keyword arguments add or override options (``max_epochs=2``, ``default_root_dir=...``).
+    """
+    return functools.partial(_quiet_cpu_trainer, tmp_path / "run")
 
 
 @pytest.fixture(scope="session")

@@ -286,7 +286,7 @@ def test_bad_inputs(cells):
         model(**{**tokens, "label_nc_dict": {"gene_value": tokens["label_nc_dict"]["gene_value"]}})
 
 
-def test_cli_fit(shard_dir, tmp_path):
+def test_cli_fit(shard_dir, tmp_path, trainer_options):
     """Tokenizer as the transform, the cluster column as the metadata token, two epochs from a YAML file."""
     config = {
         "data": {"paths": str(shard_dir / "*.h5ad"), "batch_size": 256, "obs_columns": {"cell_type": "clusters"}},
@@ -312,14 +312,7 @@ def test_cli_fit(shard_dir, tmp_path):
                 "init_args": {"context_len": 33, "gene_value_vocab": 32, "metadata_vocab_sizes": {"cell_type": 8}},
             }
         ],
-        "trainer": {
-            "max_epochs": 2,
-            "accelerator": "cpu",
-            "devices": 1,
-            "enable_progress_bar": False,
-            "enable_model_summary": False,
-            "default_root_dir": str(tmp_path / "run"),
-        },
+        "trainer": trainer_options(max_epochs=2),
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -209,18 +209,11 @@ def test_bad_inputs(cells):
         model.predict(x[:4], genes, feature_map={genes[0]: 1000})
 
 
-def test_cli_fit_and_predict_embeddings(shard_dir, shard_paths, tmp_path):
+def test_cli_fit_and_predict_embeddings(shard_dir, shard_paths, tmp_path, trainer_options):
     config = {
         "data": {"paths": str(shard_dir / "*.h5ad"), "batch_size": 256},
         "model": {"class_path": "cellflux_streaming_models.models._geneformer.Geneformer", "init_args": SMALL},
-        "trainer": {
-            "max_epochs": 1,
-            "accelerator": "cpu",
-            "devices": 1,
-            "enable_progress_bar": False,
-            "enable_model_summary": False,
-            "default_root_dir": str(tmp_path / "run"),
-        },
+        "trainer": trainer_options(max_epochs=1),
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))

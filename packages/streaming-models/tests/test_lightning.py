@@ -25,41 +25,22 @@ pytestmark = [
 ]
 
 
-def _trainer(tmp_path, epochs):
+def test_lightning_fit_mean_var(shard_paths, dense_x, trainer_options):
     import lightning.pytorch as pl
 
-    return pl.Trainer(
-        max_epochs=epochs,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
-
-
-def test_lightning_fit_mean_var(shard_paths, dense_x, tmp_path):
     data = StreamDataModule([str(p) for p in shard_paths], batch_size=200, shuffle=True)
     model = OnePassMeanVarStd(data.var_names_g)
-    _trainer(tmp_path, 1).fit(StreamingModule(model), datamodule=data)
+    trainer = pl.Trainer(**trainer_options(max_epochs=1, logger=False, enable_checkpointing=False))
+    trainer.fit(StreamingModule(model), datamodule=data)
     np.testing.assert_allclose(model.mean_g.numpy(), dense_x.mean(0), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(model.var_g.numpy(), dense_x.var(0), rtol=1e-6)
 
 
-def _config(tmp_path, shard_dir, model, **extra):
+def _config(tmp_path, shard_dir, model, trainer, **extra):
     config = {
         "data": {"paths": str(shard_dir / "*.h5ad"), "batch_size": 256},
         "model": model,
-        "trainer": {
-            "max_epochs": 1,
-            "accelerator": "cpu",
-            "devices": 1,
-            "enable_progress_bar": False,
-            "enable_model_summary": False,
-            "default_root_dir": str(tmp_path / "run"),
-        },
+        "trainer": trainer,
         **extra,
     }
     path = tmp_path / "config.yaml"
@@ -67,13 +48,13 @@ def _config(tmp_path, shard_dir, model, **extra):
     return path
 
 
-def test_cli_fit_and_predict(shard_dir, shard_paths, dense_x, tmp_path):
+def test_cli_fit_and_predict(shard_dir, shard_paths, dense_x, tmp_path, trainer_options):
     pca = {"class_path": "cellflux_streaming_models.models.IncrementalPCA", "init_args": {"n_components": 3}}
     transforms = [
         {"class_path": "cellflux_streaming_models.transforms.NormalizeTotal"},
         {"class_path": "cellflux_streaming_models.transforms.Log1p"},
     ]
-    config = _config(tmp_path, shard_dir, pca, transforms=transforms)
+    config = _config(tmp_path, shard_dir, pca, trainer_options(max_epochs=1), transforms=transforms)
     assert stream_main(["fit", "--config", str(config)]) == 0
     checkpoint = tmp_path / "run" / "model.ckpt"
     assert checkpoint.exists()
@@ -90,13 +71,13 @@ def test_cli_fit_and_predict(shard_dir, shard_paths, dense_x, tmp_path):
     np.testing.assert_allclose(first.to_numpy(), expected[:300], rtol=1e-3, atol=1e-3)
 
 
-def test_cli_logistic_regression_takes_n_obs_and_categories_from_data(shard_dir, full_adata, tmp_path):
+def test_cli_logistic_regression_takes_n_obs_and_categories_from_data(shard_dir, full_adata, tmp_path, trainer_options):
     model = {"class_path": "cellflux_streaming_models.models.LogisticRegression"}
     transforms = [
         {"class_path": "cellflux_streaming_models.transforms.NormalizeTotal"},
         {"class_path": "cellflux_streaming_models.transforms.Log1p"},
     ]
-    config = _config(tmp_path, shard_dir, model, transforms=transforms)
+    config = _config(tmp_path, shard_dir, model, trainer_options(max_epochs=1), transforms=transforms)
     spec = yaml.safe_load(config.read_text())
     spec["data"]["obs_columns"] = {"y_n": "clusters"}
     spec["trainer"]["max_epochs"] = 4
@@ -117,9 +98,9 @@ def test_cli_logistic_regression_takes_n_obs_and_categories_from_data(shard_dir,
         stream_main(["fit", "--config", str(config)])
 
 
-def test_cli_refuses_unknown_keys_and_keeps_checkpoints(shard_dir, tmp_path):
+def test_cli_refuses_unknown_keys_and_keeps_checkpoints(shard_dir, tmp_path, trainer_options):
     model = {"class_path": "cellflux_streaming_models.models.OnePassMeanVarStd"}
-    config = _config(tmp_path, shard_dir, model)
+    config = _config(tmp_path, shard_dir, model, trainer_options(max_epochs=1))
     assert stream_main(["fit", "--config", str(config)]) == 0
     checkpoint = tmp_path / "run" / "model.ckpt"
     before = checkpoint.read_bytes()

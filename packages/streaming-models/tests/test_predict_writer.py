@@ -18,19 +18,10 @@ pytestmark = [
 ]
 
 
-def _trainer(tmp_path, callbacks=()):
+def _trainer(trainer_options, callbacks=()):
     import lightning.pytorch as pl
 
-    return pl.Trainer(
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        callbacks=list(callbacks),
-    )
+    return pl.Trainer(**trainer_options(logger=False, enable_checkpointing=False, callbacks=list(callbacks)))
 
 
 def _collected_then_written(outputs, paths, out_dir):
@@ -46,7 +37,7 @@ def _collected_then_written(outputs, paths, out_dir):
         frame.to_csv(out_dir / f"{path.stem}.csv")
 
 
-def test_writer_writes_each_batch_and_matches_collecting_everything(shard_paths, tmp_path):
+def test_writer_writes_each_batch_and_matches_collecting_everything(shard_paths, tmp_path, trainer_options):
     collection = ShardCollection(shard_paths)
     transforms = [NormalizeTotal(1e4), Log1p()]
     model = IncrementalPCA(collection.var_names, n_components=4)
@@ -55,10 +46,10 @@ def test_writer_writes_each_batch_and_matches_collecting_everything(shard_paths,
     data = StreamDataModule([str(p) for p in shard_paths], batch_size=128)  # batches straddle the shards
 
     expected = tmp_path / "collected"
-    _collected_then_written(_trainer(tmp_path).predict(module, datamodule=data), data.collection.paths, expected)
+    _collected_then_written(_trainer(trainer_options).predict(module, datamodule=data), data.collection.paths, expected)
 
     writer = ShardCSVWriter(tmp_path / "streamed")
-    assert _trainer(tmp_path, [writer]).predict(module, datamodule=data, return_predictions=False) is None
+    assert _trainer(trainer_options, [writer]).predict(module, datamodule=data, return_predictions=False) is None
     n_batches = -(-1030 // 128)
     assert writer.batches_written == n_batches and writer.rows_written == 1030
     # the writer holds no outputs: only file names and counters

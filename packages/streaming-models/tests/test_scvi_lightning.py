@@ -20,7 +20,7 @@ pytestmark = [
 ]
 
 
-def _config(tmp_path, shard_dir, model, epochs, **extra):
+def _config(tmp_path, shard_dir, model, trainer, **extra):
     config = {
         "data": {
             "paths": str(shard_dir / "*.h5ad"),
@@ -29,14 +29,7 @@ def _config(tmp_path, shard_dir, model, epochs, **extra):
             "obs_columns": {"batch_index_n": "sample"},
         },
         "model": model,
-        "trainer": {
-            "max_epochs": epochs,
-            "accelerator": "cpu",
-            "devices": 1,
-            "enable_progress_bar": False,
-            "enable_model_summary": False,
-            "default_root_dir": str(tmp_path / "run"),
-        },
+        "trainer": trainer,
         **extra,
     }
     path = tmp_path / "config.yaml"
@@ -44,12 +37,12 @@ def _config(tmp_path, shard_dir, model, epochs, **extra):
     return path
 
 
-def test_cli_fits_scvi_and_predicts_latents_that_reload(shard_dir, full_adata, tmp_path):
+def test_cli_fits_scvi_and_predicts_latents_that_reload(shard_dir, full_adata, tmp_path, trainer_options):
     model = {
         "class_path": "cellflux_streaming_models.models.SingleCellVariationalInference",
         "init_args": {"n_latent": 5, "kl_warmup_epochs": 2, "gene_likelihood": "zinb"},
     }
-    config = _config(tmp_path, shard_dir, model, epochs=2)
+    config = _config(tmp_path, shard_dir, model, trainer_options(max_epochs=2))
     assert stream_main(["fit", "--config", str(config)]) == 0
     checkpoint = tmp_path / "run" / "model.ckpt"
     out = tmp_path / "pred"
@@ -78,7 +71,7 @@ def test_cli_fits_scvi_and_predicts_latents_that_reload(shard_dir, full_adata, t
     assert resumed["_extra_state"]["step"] == 3 * 9 and resumed["_extra_state"]["current_epoch"] == 2
 
 
-def test_cli_fits_the_contrastive_mlp(shard_dir, tmp_path):
+def test_cli_fits_the_contrastive_mlp(shard_dir, tmp_path, trainer_options):
     model = {
         "class_path": "cellflux_streaming_models.models.ContrastiveMLP",
         "init_args": {"hidden_size": [32], "embed_dim": 8, "temperature": 0.5},
@@ -92,7 +85,7 @@ def test_cli_fits_the_contrastive_mlp(shard_dir, tmp_path):
         {"class_path": "cellflux_streaming_models.transforms.NormalizeTotal"},
         {"class_path": "cellflux_streaming_models.transforms.Log1p"},
     ]
-    config = _config(tmp_path, shard_dir, model, epochs=1, transforms=transforms)
+    config = _config(tmp_path, shard_dir, model, trainer_options(max_epochs=1), transforms=transforms)
     assert stream_main(["fit", "--config", str(config)]) == 0
     out = tmp_path / "pred"
     argv = [

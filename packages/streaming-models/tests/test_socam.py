@@ -163,7 +163,7 @@ def test_propagation_is_sum_over_subtree():
     )
 
 
-def test_cli_fit_predict_and_checkpoint_reload(shard_dir, shard_paths, full_adata, tmp_path):
+def test_cli_fit_predict_and_checkpoint_reload(shard_dir, shard_paths, full_adata, tmp_path, trainer_options):
     leaves = sorted(full_adata.obs["clusters"].astype(str).unique())
     names, desc = ontology(leaves)
     np.save(tmp_path / "desc.npy", desc)
@@ -182,14 +182,7 @@ def test_cli_fit_predict_and_checkpoint_reload(shard_dir, shard_paths, full_adat
             {"class_path": "cellflux_streaming_models.transforms.NormalizeTotal"},
             {"class_path": "cellflux_streaming_models.transforms.Log1p"},
         ],
-        "trainer": {
-            "max_epochs": 4,
-            "accelerator": "cpu",
-            "devices": 1,
-            "enable_progress_bar": False,
-            "enable_model_summary": False,
-            "default_root_dir": str(tmp_path / "run"),
-        },
+        "trainer": trainer_options(max_epochs=4),
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -142,7 +142,7 @@ def test_torch_implementation_used_off_cpu_equals_the_numpy_one(problem):
 
 @pytest.mark.filterwarnings("ignore:`isinstance\\(treespec, LeafSpec\\)`:FutureWarning")
 @pytest.mark.filterwarnings("ignore:The '\\w+_dataloader' does not have many workers")
-def test_cli_sparse_data_gives_the_dense_results(shard_dir, tmp_path):
+def test_cli_sparse_data_gives_the_dense_results(shard_dir, tmp_path, trainer_options):
     """``data.sparse: true`` through ``cellflux stream fit|predict``: the same logits as dense batches."""
     import pandas as pd
     import yaml
@@ -164,14 +164,7 @@ def test_cli_sparse_data_gives_the_dense_results(shard_dir, tmp_path):
                 {"class_path": "cellflux_streaming_models.transforms.NormalizeTotal"},
                 {"class_path": "cellflux_streaming_models.transforms.Log1p"},
             ],
-            "trainer": {
-                "max_epochs": 2,
-                "accelerator": "cpu",
-                "devices": 1,
-                "enable_progress_bar": False,
-                "enable_model_summary": False,
-                "default_root_dir": str(run),
-            },
+            "trainer": trainer_options(max_epochs=2, default_root_dir=str(run)),
         }
         path = tmp_path / f"config{as_csr}.yaml"
         path.write_text(yaml.safe_dump(config))
