@@ -102,3 +102,27 @@ def test_deflated_right_eigenvectors_match_the_plain_run(chain):
     q = _deflation_basis(vals, left, 2)
     np.testing.assert_allclose(q.T @ q, np.eye(q.shape[1]), atol=1e-12)
     assert subspace_angles(q, np.stack([left[:, 3].real, left[:, 3].imag], axis=1)).max() < 1e-10
+
+
+def test_sort_schur_single_sort_equals_block_by_block_rescan():
+    from cellflux_estimators._engine._sort_schur import _sort_schur_rescan, schur_eigenvalues, sort_key, sort_schur
+
+    rng = np.random.default_rng(3)
+    for trial in range(40):
+        m = int(rng.integers(3, 30))
+        a = rng.standard_normal((m, m))
+        if trial % 2:  # mostly complex pairs, close together
+            rot = np.kron(np.eye(m // 2), [[0.9, 0.2], [-0.2, 0.9]])
+            a = np.pad(rot, (0, m % 2)) + 1e-3 * a
+        t, z = linalg.schur(a, output="real")
+        for which in ("LR", "LM"):
+            k = int(rng.integers(1, m + 1))
+            t1, z1 = sort_schur(t, z, k, which)
+            t2, z2 = _sort_schur_rescan(np.asfortranarray(t), np.eye(m, order="F"), z, 0, k, which)
+            np.testing.assert_array_equal(t1, t2)
+            np.testing.assert_array_equal(z1, z2)
+            np.testing.assert_allclose(z1 @ t1 @ z1.T, z @ t @ z.T, atol=1e-12)
+            keys = sort_key(schur_eigenvalues(t1), which)
+            kk = k + (k < m and t1[k, k - 1] != 0)
+            assert np.all(np.diff(keys[:kk]) <= 1e-12)
+            assert keys[:kk].min() >= keys[kk:].max() - 1e-12 if kk < m else True
