@@ -102,6 +102,53 @@ def test_kmeans_recovers_separated_blobs_and_is_seeded(rng):
     np.testing.assert_array_equal(labels, kmeans(x, 3, seed=1))
 
 
+def _kmeans_one_restart_at_a_time(x: np.ndarray, k: int, seed: int, n_init: int = 10) -> np.ndarray:
+    """Plain Lloyd's k-means, restart after restart, with ``rng.choice`` seeding (what 0.3.1 ran)."""
+    x2 = (x**2).sum(axis=1)
+    rng = np.random.default_rng(seed)
+
+    def sq(c):
+        return np.maximum(x2[:, None] - 2.0 * x @ c.T + (c**2).sum(axis=1)[None, :], 0.0)
+
+    best, best_inertia = None, np.inf
+    for _ in range(n_init):
+        centers = np.empty((k, x.shape[1]))
+        centers[0] = x[rng.integers(len(x))]
+        closest = sq(centers[:1])[:, 0]
+        for j in range(1, k):
+            total = closest.sum()
+            centers[j] = x[rng.choice(len(x), p=closest / total) if total > 0 else rng.integers(len(x))]
+            closest = np.minimum(closest, sq(centers[j : j + 1])[:, 0])
+        labels = None
+        for _ in range(100):
+            d = sq(centers)
+            new = np.argmin(d, axis=1)
+            if labels is not None and np.array_equal(new, labels):
+                break
+            labels = new
+            counts = np.bincount(labels, minlength=k)
+            sums = np.zeros_like(centers)
+            np.add.at(sums, labels, x)
+            centers[counts > 0] = sums[counts > 0] / counts[counts > 0, None]
+        inertia = float(d[np.arange(len(x)), labels].sum())
+        if inertia < best_inertia:
+            best, best_inertia = labels, inertia
+    return best
+
+
+def test_batched_kmeans_equals_restarts_run_one_at_a_time(rng):
+    from cellflux_estimators._engine._cluster import _argmin_last
+
+    for trial in range(30):
+        n, d, k = int(rng.integers(10, 200)), int(rng.integers(1, 6)), int(rng.integers(1, 7))
+        x = rng.normal(size=(n, d)) + rng.integers(0, 3, size=(n, 1))
+        if trial % 5 == 0:
+            x = np.round(x)  # ties in the distances and duplicated points
+        np.testing.assert_array_equal(kmeans(x, k, seed=trial), _kmeans_one_restart_at_a_time(x, k, trial))
+    d = rng.integers(0, 3, size=(4, 50, 5)).astype(float)  # many ties: the first minimum wins
+    np.testing.assert_array_equal(_argmin_last(d), np.argmin(d, axis=-1))
+
+
 def test_coarse_stationary_distribution_is_chi_t_pi(chain):
     _, t = chain
     g = GPCCA(t)

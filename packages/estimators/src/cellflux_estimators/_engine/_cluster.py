@@ -26,10 +26,26 @@ def _plus_plus(x: np.ndarray, x2: np.ndarray, k: int, rng: np.random.Generator) 
     closest = _sq_dist(x, x2, centers[:1])[:, 0]
     for j in range(1, k):
         total = closest.sum()
-        idx = rng.choice(len(x), p=closest / total) if total > 0 else rng.integers(len(x))
+        if total > 0:
+            # what ``rng.choice(len(x), p=closest / total)`` draws (same generator calls), without its checks
+            cdf = np.cumsum(closest / total)
+            cdf /= cdf[-1]
+            idx = int(np.searchsorted(cdf, rng.random(), side="right"))
+        else:
+            idx = rng.integers(len(x))
         centers[j] = x[idx]
         closest = np.minimum(closest, _sq_dist(x, x2, centers[j : j + 1])[:, 0])
     return centers
+
+
+def _argmin_last(d: np.ndarray) -> np.ndarray:
+    """``np.argmin(d, axis=-1)`` (first minimum on ties) for a short last axis, by comparisons of whole slices."""
+    best, arg = d[..., 0].copy(), np.zeros(d.shape[:-1], dtype=np.int64)
+    for j in range(1, d.shape[-1]):
+        lower = d[..., j] < best
+        best[lower] = d[..., j][lower]
+        arg[lower] = j
+    return arg
 
 
 def kmeans(x: np.ndarray, k: int, *, n_init: int = 10, max_iter: int = 100, seed: int = 0) -> np.ndarray:
@@ -53,27 +69,37 @@ def kmeans(x: np.ndarray, k: int, *, n_init: int = 10, max_iter: int = 100, seed
     Labels in ``[0, k)``, shape ``(n,)``.
     """
     x = np.asarray(x, dtype=np.float64)
-    x2 = (x**2).sum(axis=1)
+    n, x2 = len(x), (x**2).sum(axis=1)
     rng = np.random.default_rng(seed)
-    best, best_inertia = None, np.inf
-    for _ in range(n_init):
-        centers = _plus_plus(x, x2, k, rng)
-        labels = None
-        for _ in range(max_iter):
-            d = _sq_dist(x, x2, centers)
-            new = np.argmin(d, axis=1)
-            if labels is not None and np.array_equal(new, labels):
-                break
-            labels = new
-            counts = np.bincount(labels, minlength=k)
-            sums = np.zeros_like(centers)
-            np.add.at(sums, labels, x)
-            keep = counts > 0  # an emptied cluster keeps its centre
-            centers[keep] = sums[keep] / counts[keep, None]
-        inertia = float(d[np.arange(len(x)), labels].sum())
-        if inertia < best_inertia:
-            best, best_inertia = labels, inertia
-    return best
+    # the seeds one restart after the other (the same generator calls as restarts run in turn), then Lloyd's
+    # iterations for all restarts at once: one stacked product per iteration, restarts frozen once converged
+    centers = np.stack([_plus_plus(x, x2, k, rng) for _ in range(n_init)])
+    labels = np.full((n_init, n), -1, dtype=np.int64)
+    dist = np.zeros((n_init, n, k))
+    active = np.arange(n_init)
+    offsets = np.arange(n_init)[:, None] * k
+    for it in range(max_iter):
+        c = centers[active]
+        d = np.maximum(x2[None, :, None] - 2.0 * np.matmul(x[None], c.transpose(0, 2, 1)) + (c**2).sum(2)[:, None], 0.0)
+        new = _argmin_last(d)
+        dist[active] = d
+        moved = np.any(new != labels[active], axis=1) | (it == 0)
+        active = active[moved]
+        if not len(active):
+            break
+        labels[active] = new[moved]
+        # per-restart, per-column bincounts: the same sequential sums as ``np.add.at(sums, labels, x)``
+        flat = (labels[active] + offsets[: len(active)]).ravel()
+        counts = np.bincount(flat, minlength=len(active) * k).reshape(len(active), k)
+        sums = np.stack(
+            [np.bincount(flat, weights=np.tile(col, len(active)), minlength=len(active) * k) for col in x.T], axis=1
+        ).reshape(len(active), k, -1)
+        keep = counts > 0  # an emptied cluster keeps its centre
+        upd = centers[active]
+        upd[keep] = sums[keep] / counts[keep][:, None]
+        centers[active] = upd
+    inertia = np.take_along_axis(dist, labels[:, :, None], axis=2)[:, :, 0].sum(axis=1)
+    return labels[int(np.argmin(inertia))]
 
 
 def cluster_rows(

@@ -122,7 +122,8 @@ def right_eigenvectors(
     mat = sparse.csr_matrix(matrix)
     q = None
     if eigenvalues is not None and left is not None and m + 2 < mat.shape[0]:
-        q = _deflation_basis(np.asarray(eigenvalues), np.asarray(left), m + 1)
+        with single_blas_thread():  # small dense work: extra BLAS threads only spin on a shared machine
+            q = _deflation_basis(np.asarray(eigenvalues), np.asarray(left), m + 1)
     if q is None:
         vals, vecs = _eigs(mat, m + 1, which, seed, tol)
         return vecs[:, _order(vals)[:m]]

@@ -14,6 +14,7 @@ from scipy import stats
 from .._engine._cluster import cluster_rows
 from .._engine._eigen import right_eigenvectors
 from .._engine._states import name_from_clusters
+from .._engine._threads import single_blas_thread
 from ._decomposition import DecompositionMixin
 from ._drivers import DriversMixin
 from ._plots import PlotMixin
@@ -126,9 +127,10 @@ class CFLARE(PlotMixin, DriversMixin, DecompositionMixin):
             x = stats.zscore(x, axis=0)
         if method == "kmeans" and n_clusters is None:
             n_clusters = len(use) + (percentile is None)
-        labels = cluster_rows(
-            x, method=method, n_clusters=n_clusters, n_neighbors=n_neighbors, resolution=resolution, seed=self.seed
-        )
+        with single_blas_thread():  # tiny products: extra BLAS threads only spin on a shared machine
+            labels = cluster_rows(
+                x, method=method, n_clusters=n_clusters, n_neighbors=n_neighbors, resolution=resolution, seed=self.seed
+            )
         full = np.full(self.n_cells, -1, dtype=np.int64)
         full[keep] = labels
         k_states = int(labels.max()) + 1
