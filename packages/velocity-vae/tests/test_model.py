@@ -136,6 +136,53 @@ def test_batched_queries_match_scvi_tools_queries_on_the_same_weights(trained):
     np.testing.assert_allclose(ours_fit.to_numpy().mean(0), ref_fit.to_numpy().mean(0), atol=0.02)
 
 
+def test_expected_state_weights_estimate_the_same_posterior_mean_with_less_noise(trained):
+    cells = np.arange(150)
+    kw = {"indices": cells, "clip": False}
+    torch.manual_seed(1)
+    expected = [trained.get_velocity(n_samples=20, state_weights="expected", **kw).to_numpy() for _ in range(2)]
+    sampled = [trained.get_velocity(n_samples=20, state_weights="sampled", **kw).to_numpy() for _ in range(2)]
+    # "auto" picks the expected weights for a mean over samples of a linear statistic
+    torch.manual_seed(1)
+    np.testing.assert_array_equal(trained.get_velocity(n_samples=20, **kw).to_numpy(), expected[0])
+    noise_expected = np.abs(expected[0] - expected[1]).mean()
+    noise_sampled = np.abs(sampled[0] - sampled[1]).mean()
+    assert noise_expected < 0.5 * noise_sampled
+    # the same expectation: many sampled draws converge to the expected-weights estimate
+    many = trained.get_velocity(n_samples=400, state_weights="sampled", **kw).to_numpy()
+    assert np.abs(many - expected[0]).mean() < 0.5 * noise_sampled
+    assert np.median(cosine_rows(many, expected[0])) > 0.98
+    for query in (trained.get_latent_time, lambda **k: trained.get_state_assignment(**k)[0]):
+        e = np.asarray(query(n_samples=20, indices=cells, state_weights="expected"))
+        m = np.asarray(query(n_samples=400, indices=cells, state_weights="sampled"))
+        m2 = np.asarray(query(n_samples=400, indices=cells, state_weights="sampled"))
+        # 20 draws with expected weights are as close to a 400-draw sampled mean as another one is
+        assert np.abs(e - m).mean() < np.abs(m2 - m).mean()
+
+
+def test_expected_state_weights_are_exact_per_latent_draw(trained):
+    from cellflux_velocity_vae._posterior import iterate_posterior
+
+    adata, cells = trained.adata, np.arange(40)
+    torch.manual_seed(3)
+    (chunk,) = iterate_posterior(trained.module, adata.layers["Ms"], adata.layers["Mu"], cells, 5, expected_states=True)
+    np.testing.assert_allclose(chunk.pi, chunk.pi_alpha / chunk.pi_alpha.sum(-1, keepdim=True), rtol=1e-6)
+    # the latent draws do not depend on how the state weights are taken
+    torch.manual_seed(3)
+    (sampled,) = iterate_posterior(trained.module, adata.layers["Ms"], adata.layers["Mu"], cells, 5)
+    np.testing.assert_array_equal(chunk.z, sampled.z)
+    np.testing.assert_allclose(sampled.pi.sum(-1), 1.0, rtol=1e-5)
+
+
+def test_state_weights_option_is_checked(trained):
+    with pytest.raises(ValueError, match="state_weights must be one of"):
+        trained.get_velocity(n_samples=2, state_weights="mean")
+    with pytest.raises(ValueError, match="linear in the state weights"):
+        trained.get_velocity(n_samples=2, return_mean=False, state_weights="expected")
+    with pytest.raises(ValueError, match="linear in the state weights"):
+        trained.get_latent_time(n_samples=2, time_statistic="max", state_weights="expected")
+
+
 def test_permutation_scores(trained):
     trained.adata.obs["type"] = np.where(np.arange(trained.adata.n_obs) % 2 == 0, "a", "b")
     scores, permuted = trained.get_permutation_scores("type", seed=0)

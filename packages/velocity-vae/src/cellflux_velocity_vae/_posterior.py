@@ -31,8 +31,11 @@ __all__ = [
     "velocity",
 ]
 
-#: Elements (float32) of one ``samples x cells x genes x 4`` tensor per chunk: 2**24 = 64 MiB.
-DEFAULT_BUDGET = 2**24
+#: Elements (float32) of one ``samples x cells x genes x 4`` tensor per chunk: 2**21 = 8 MiB. Below
+#: glibc's largest mmap threshold (32 MiB), so a chunk's tensors reuse freed heap memory instead of
+#: being mapped and page-faulted afresh for every chunk (at 64 MiB a third of a query's time was
+#: spent in the kernel doing that).
+DEFAULT_BUDGET = 2**21
 
 
 @dataclass
@@ -71,6 +74,7 @@ def iterate_posterior(
     batch_size: int | None = None,
     latent_dim: int | None = None,
     budget: int = DEFAULT_BUDGET,
+    expected_states: bool = False,
 ) -> Iterator[PosteriorChunk]:
     """Yield posterior draws chunk by chunk over the cells ``indices``.
 
@@ -90,6 +94,11 @@ def iterate_posterior(
         Decode with only this latent dimension (``restrict_to_latent_dim``).
     budget
         Floats per ``samples x cells x genes x 4`` tensor.
+    expected_states
+        Give each latent draw the expected state weights ``alpha / sum(alpha)`` of its Dirichlet
+        instead of a Dirichlet draw (``chunk.pi``). For queries linear in the weights, averaged over
+        the draws, this is the Rao–Blackwellised estimator of the same posterior mean: same
+        expectation, less Monte Carlo noise, and no Gamma variates (most of a query's time).
     """
     module.eval()
     device = next(module.parameters()).device
@@ -111,7 +120,8 @@ def iterate_posterior(
             z = module.z_encoder.z_transformation(qz_m + qz_v.sqrt() * eps)
         flat = z.reshape(-1, z.shape[-1])
         pi_alpha, rho, tau = module.decoder(flat, latent_dim=latent_dim, state_major=True)
-        pi = rsample_dirichlet(pi_alpha, dim=-2)
+        expected = pi_alpha / pi_alpha.sum(dim=-2, keepdim=True) if expected_states else None
+        pi = rsample_dirichlet(pi_alpha, dim=-2) if expected is None else expected
         shape = (n_samples, len(cells), n_genes)
         yield PosteriorChunk(
             rows=rows,

@@ -26,7 +26,11 @@ from ._validate import check_same_genes
 if TYPE_CHECKING:
     from anndata import AnnData
 
-__all__ = ["VelocityQueriesMixin"]
+__all__ = ["STATE_WEIGHTS", "VelocityQueriesMixin"]
+
+#: How posterior queries treat the Dirichlet state weights of each latent draw.
+STATE_WEIGHTS = ("auto", "expected", "sampled")
+
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +83,18 @@ class VelocityQueriesMixin:
         return post.iterate_posterior(self.module, spliced, unspliced, indices, n_samples, batch_size=batch_size, **kw)
 
     @staticmethod
+    def _expected_states(state_weights: str, linear: bool) -> bool:
+        """Whether a query uses the expected state weights (see ``state_weights`` of the queries)."""
+        if state_weights not in STATE_WEIGHTS:
+            raise ValueError(f"state_weights must be one of {STATE_WEIGHTS}, got {state_weights!r}.")
+        if state_weights == "expected" and not linear:
+            raise ValueError(
+                "state_weights='expected' needs a statistic that is linear in the state weights and averaged "
+                "over samples: use return_mean=True and the 'mean' statistic, or state_weights='sampled'."
+            )
+        return state_weights == "expected" or (state_weights == "auto" and linear)
+
+    @staticmethod
     def _as_frame(
         values: np.ndarray,
         adata: AnnData,
@@ -108,6 +124,7 @@ class VelocityQueriesMixin:
         batch_size: int | None = None,
         return_mean: bool = True,
         return_numpy: bool | None = None,
+        state_weights: Literal["auto", "expected", "sampled"] = "auto",
     ) -> tuple[np.ndarray | pd.DataFrame, list[str]]:
         """Posterior probabilities of the four kinetic states per cell and gene.
 
@@ -129,6 +146,12 @@ class VelocityQueriesMixin:
             Average over samples.
         return_numpy
             Kept for scvi-tools compatibility.
+        state_weights
+            ``"sampled"``: a Dirichlet draw of the four state weights per latent draw, as scvi-tools
+            does; ``"expected"``: their expectation ``alpha / sum(alpha)`` given the latent draw, the
+            Rao–Blackwellised estimator of the same posterior mean (less Monte Carlo noise, several
+            times faster); ``"auto"`` (default): ``"expected"`` where the result is an average over
+            samples of a quantity linear in the weights, else ``"sampled"``.
 
         Returns
         -------
@@ -139,8 +162,9 @@ class VelocityQueriesMixin:
         adata, indices, s, u, mask, return_numpy = self._query_setup(
             adata, indices, gene_list, n_samples, return_mean, return_numpy
         )
+        expected = self._expected_states(state_weights, return_mean)
         states = post.reduce_samples(
-            self._chunks(s, u, indices, n_samples, batch_size),
+            self._chunks(s, u, indices, n_samples, batch_size, expected_states=expected),
             lambda c: c.pi[..., mask, :],
             len(indices),
             n_samples,
@@ -165,6 +189,7 @@ class VelocityQueriesMixin:
         batch_size: int | None = None,
         return_mean: bool = True,
         return_numpy: bool | None = None,
+        state_weights: Literal["auto", "expected", "sampled"] = "auto",
     ) -> np.ndarray | pd.DataFrame:
         """Gene-wise latent time of each cell (in ``[0, t_max]``).
 
@@ -176,6 +201,8 @@ class VelocityQueriesMixin:
             ``"mean"``: expected time over the states; ``"max"``: time of the most probable state.
         n_samples_overall
             Draw this many cells (with replacement) instead of using ``indices``.
+        state_weights
+            As in :meth:`get_state_assignment`.
 
         Returns
         -------
@@ -185,8 +212,9 @@ class VelocityQueriesMixin:
             adata, indices, gene_list, n_samples, return_mean, return_numpy
         )
         indices = self._subsample(indices, n_samples_overall)
+        expected = self._expected_states(state_weights, return_mean and time_statistic == "mean")
         values = post.reduce_samples(
-            self._chunks(s, u, indices, n_samples, batch_size),
+            self._chunks(s, u, indices, n_samples, batch_size, expected_states=expected),
             lambda c: post.latent_time(self.module, c, time_statistic),
             len(indices),
             n_samples,
@@ -209,6 +237,7 @@ class VelocityQueriesMixin:
         velo_statistic: Literal["mean", "max"] = "mean",
         velo_mode: Literal["spliced", "unspliced"] = "spliced",
         clip: bool = True,
+        state_weights: Literal["auto", "expected", "sampled"] = "auto",
     ) -> np.ndarray | pd.DataFrame:
         """Velocity of each cell and gene.
 
@@ -221,7 +250,10 @@ class VelocityQueriesMixin:
         velo_mode
             ``"spliced"`` for ``ds/dt``, ``"unspliced"`` for ``du/dt``.
         clip
-            Clip velocities below ``-s`` (a step of one time unit cannot make ``s`` negative).
+            Clip velocities below ``-s`` (a step of one time unit cannot make ``s`` negative), per
+            latent draw.
+        state_weights
+            As in :meth:`get_state_assignment`.
 
         Returns
         -------
@@ -242,9 +274,9 @@ class VelocityQueriesMixin:
                 v = torch.maximum(v, -chunk.spliced)
             return v
 
-        values = post.reduce_samples(
-            self._chunks(s, u, indices, n_samples, batch_size), compute, len(indices), n_samples, mask, return_mean
-        )
+        expected = self._expected_states(state_weights, return_mean and velo_statistic == "mean")
+        chunks = self._chunks(s, u, indices, n_samples, batch_size, expected_states=expected)
+        values = post.reduce_samples(chunks, compute, len(indices), n_samples, mask, return_mean)
         return self._as_frame(values, adata, indices, mask, return_numpy)
 
     @torch.inference_mode()
@@ -258,6 +290,7 @@ class VelocityQueriesMixin:
         return_mean: bool = True,
         return_numpy: bool | None = None,
         restrict_to_latent_dim: int | None = None,
+        state_weights: Literal["auto", "expected", "sampled"] = "auto",
     ) -> tuple[np.ndarray | pd.DataFrame, np.ndarray | pd.DataFrame]:
         """The fitted spliced and unspliced abundances ``s(t)``, ``u(t)`` (means of the state mixture).
 
@@ -267,6 +300,8 @@ class VelocityQueriesMixin:
             As in :meth:`get_state_assignment`.
         restrict_to_latent_dim
             Decode time from this latent dimension only.
+        state_weights
+            As in :meth:`get_state_assignment`.
 
         Returns
         -------
@@ -281,8 +316,12 @@ class VelocityQueriesMixin:
             fit_s, fit_u = post.expression_fit(self.module, chunk)
             return torch.stack((fit_s, fit_u), dim=-1)
 
+        expected = self._expected_states(state_weights, return_mean)
+        chunks = self._chunks(
+            s, u, indices, n_samples, batch_size, latent_dim=restrict_to_latent_dim, expected_states=expected
+        )
         both = post.reduce_samples(
-            self._chunks(s, u, indices, n_samples, batch_size, latent_dim=restrict_to_latent_dim),
+            chunks,
             lambda c: compute(c)[..., mask, :],
             len(indices),
             n_samples,
