@@ -58,6 +58,16 @@ class Eigendecomposition:
     alpha: float
 
 
+def _operator(mat: sparse.csr_matrix) -> splinalg.LinearOperator:
+    """``mat`` as a LinearOperator whose product is ``mat @ x`` itself (the same numbers as ARPACK's own wrapper).
+
+    scipy wraps a sparse matrix so that each of ARPACK's products goes through ``matmat`` on an ``(n, 1)`` array and
+    back; calling the sparse product directly saves that Python per product (about 10 us, i.e. ~5% of CFLARE on
+    pancreas, where one product takes ~0.11 ms).
+    """
+    return splinalg.LinearOperator(mat.shape, matvec=mat.__matmul__, dtype=mat.dtype)
+
+
 def _eigs(mat: sparse.csr_matrix, k: int, which: str, seed: int, tol: float) -> tuple[np.ndarray, np.ndarray]:
     n = mat.shape[0]
     if k >= n - 1:
@@ -67,7 +77,7 @@ def _eigs(mat: sparse.csr_matrix, k: int, which: str, seed: int, tol: float) -> 
         return vals, vecs
     v0 = np.random.default_rng(seed).random(n) + 0.5
     with single_blas_thread():
-        return splinalg.eigs(mat, k=k, which=which, v0=v0, tol=tol)
+        return splinalg.eigs(_operator(mat), k=k, which=which, v0=v0, tol=tol)
 
 
 def _order(vals: np.ndarray) -> np.ndarray:
@@ -204,6 +214,6 @@ def stationary_distribution(matrix: sparse.csr_matrix, *, seed: int = 0, tol: fl
     """Stationary distribution of an irreducible chain: the dominant left eigenvector (ARPACK), normalised."""
     v0 = np.random.default_rng(seed).random(matrix.shape[0]) + 0.5
     with single_blas_thread():
-        _, vec = splinalg.eigs(sparse.csr_matrix(matrix.T), k=1, which="LM", v0=v0, tol=tol)
+        _, vec = splinalg.eigs(_operator(sparse.csr_matrix(matrix.T)), k=1, which="LM", v0=v0, tol=tol)
     pi = np.abs(vec[:, 0].real)
     return pi / pi.sum()
