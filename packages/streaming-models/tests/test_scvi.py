@@ -202,7 +202,6 @@ def test_bad_inputs_and_unimplemented_options(counts):
     for kwargs, match in [
         ({"latent_distribution": "ln"}, "logistic normal"),
         ({"n_continuous_cov": 2}, "Continuous"),
-        ({"cell_type_categories": ["a", "b"]}, "validation metrics"),
     ]:
         with pytest.raises(NotImplementedError, match=match):
             SingleCellVariationalInference(genes, **kwargs)

@@ -1,8 +1,10 @@
 """scVI and the contrastive MLP through the command line (YAML), checkpoints, and two-process DDP on CPU."""
 
+import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -105,8 +107,10 @@ def test_cli_fits_the_contrastive_mlp(shard_dir, tmp_path, trainer_options):
 
 DDP_SCRIPT = textwrap.dedent(
     """
+    import json
     import sys
     import numpy as np
+    import pandas as pd
     import torch
     import lightning.pytorch as pl
     from cellflux_streaming_models.lightning import StreamDataModule, StreamingModule
@@ -134,6 +138,18 @@ DDP_SCRIPT = textwrap.dedent(
         for key, value in model.named_parameters():
             results[f"{name}.{key}"] = value.detach().numpy()
     np.savez(out + f".{devices}.rank{trainer.global_rank}.npz", **results)
+    # validation metrics of an untrained scVI (the same weights on every run) over all cells
+    columns = {"batch_index_n": "sample", "validation_cell_type_index_n": "clusters"}
+    data = StreamDataModule(shards, batch_size=64, obs_columns=columns, val_paths=shards)
+    cats = list(data.collection.categories["clusters"])
+    onto = pd.DataFrame(np.abs(np.subtract.outer(np.arange(8), np.arange(8))), index=cats, columns=cats)
+    model = SingleCellVariationalInference(genes, n_batch=6, n_latent=5, cell_type_categories=cats,
+                                           ontology_distance_matrix=onto, val_cell_type_classifier_reservoir_size=300)
+    trainer = pl.Trainer(accelerator="cpu", devices=devices, strategy=strategy, logger=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    metrics = trainer.validate(StreamingModule(model, validation=True), datamodule=data, verbose=False)[0]
+    with open(out + f".{devices}.rank{trainer.global_rank}.json", "w") as f:
+        json.dump({k: float(v) for k, v in metrics.items()}, f)
     """
 )
 
@@ -154,6 +170,14 @@ def test_two_process_ddp_trains_like_one_process(shard_dir, full_adata, tmp_path
         assert run.returncode == 0, run.stderr[-3000:]
     ranks = [np.load(f"{out}.2.rank{r}.npz") for r in range(2)]
     single = np.load(f"{out}.1.rank0.npz")
+    # validation: both processes log the one-process metrics (the reservoirs are keyed by cell, the sums
+    # reduced); only the ELBO's one latent sample per cell differs
+    metrics = [json.loads(Path(f"{out}.{d}.rank{r}.json").read_text()) for d, r in ((2, 0), (2, 1), (1, 0))]
+    assert metrics[0] == metrics[1]
+    assert {"val_cell_type_top1_accuracy", "val_ontology_spearman", "val_batch_silhouette"} <= set(metrics[2])
+    for key, value in metrics[2].items():
+        tolerance = 1e-2 if key in ("val_loss", "val_elbo", "val_reconstruction_loss") else 1e-5
+        assert metrics[0][key] == pytest.approx(value, rel=tolerance, abs=1e-6), key
     for key in ranks[0].files:  # DDP keeps one set of parameters
         np.testing.assert_allclose(ranks[0][key], ranks[1][key], rtol=1e-5, atol=1e-6)
     # the same objective reached (3 epochs): scVI's negative ELBO on all cells within 3% of one process's

@@ -18,6 +18,7 @@ class BatchKey(StrEnum):
     BATCH_INDEX_N = "batch_index_n"
     Y_N = "y_n"
     TOTAL_MRNA_UMIS_N = "total_mrna_umis_n"
+    VALIDATION_CELL_TYPE_INDEX_N = "validation_cell_type_index_n"
 
 
 class ResultKey(StrEnum):

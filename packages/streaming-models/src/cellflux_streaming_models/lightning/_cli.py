@@ -5,6 +5,7 @@ A configuration has four sections::
     data:                       # StreamDataModule arguments
       paths: shards/*.h5ad
       batch_size: 1000
+      val_paths: null           # validation shards (logged metrics: val_loss, model-specific ones)
     model:                      # a streaming model; var_names_g (n_obs, y_categories) come from the data
       class_path: cellflux_streaming_models.models.IncrementalPCA
       init_args: {n_components: 50}
@@ -18,7 +19,8 @@ A configuration has four sections::
     output_dir: null            # predict: one file of per-cell outputs per shard
 
 Unknown keys are errors. ``fit`` saves ``<default_root_dir>/model.ckpt`` at the end; earlier
-checkpoints are never overwritten by a failed run.
+checkpoints are never overwritten by a failed run. With ``data.val_paths``, the logged values (training
+losses and the model's validation metrics) are written to ``<default_root_dir>/logs/version_*/metrics.csv``.
 """
 
 from __future__ import annotations
@@ -66,7 +68,11 @@ def _load(path: str) -> Any:
 
 
 def _from_data(model_cls: type, init_args: dict[str, Any], data: Any) -> dict[str, Any]:
-    """``n_obs`` and ``y_categories`` (of the obs column delivered as ``y_n``) from the data, unless given."""
+    """Model arguments from the data, unless given.
+
+    ``n_obs``, ``n_batch``, ``y_categories`` (of the obs column delivered as ``y_n``) and
+    ``cell_type_categories`` (of the column delivered as ``validation_cell_type_index_n``).
+    """
     import inspect
 
     params = inspect.signature(model_cls).parameters
@@ -76,6 +82,13 @@ def _from_data(model_cls: type, init_args: dict[str, Any], data: Any) -> dict[st
     batch_column = data.collection.obs_columns.get("batch_index_n")
     if "n_batch" in params and "n_batch" not in init_args and batch_column in data.collection.categories:
         filled["n_batch"] = len(data.collection.categories[batch_column])
+    cell_type_column = data.collection.obs_columns.get("validation_cell_type_index_n")
+    if (
+        "cell_type_categories" in params
+        and "cell_type_categories" not in init_args
+        and cell_type_column in data.collection.categories
+    ):
+        filled["cell_type_categories"] = list(data.collection.categories[cell_type_column])
     if "y_categories" in params and "y_categories" not in init_args:
         column = data.collection.obs_columns.get("y_n")
         if column is None or column not in data.collection.categories:
@@ -109,10 +122,17 @@ def _build(cfg: Any, callbacks: Sequence[Any] = ()) -> tuple[Any, Any, Any]:
             raise ValueError(f"A transform needs class_path (and optionally init_args); got keys {sorted(spec)}.")
         transforms.append(_load(spec["class_path"])(**dict(spec.get("init_args") or {})))
     optim_fn = _load(cfg.optim_fn) if cfg.optim_fn else None
-    module = StreamingModule(model, transforms, optim_fn=optim_fn, optim_kwargs=cfg.optim_kwargs)
+    module = StreamingModule(
+        model, transforms, optim_fn=optim_fn, optim_kwargs=cfg.optim_kwargs, validation=data.val_collection is not None
+    )
     trainer_args = cfg.trainer.as_dict()
     trainer_args.setdefault("enable_checkpointing", False)
-    trainer = Trainer(**trainer_args, logger=False, callbacks=list(callbacks))
+    logger: Any = False
+    if data.val_collection is not None:  # validation metrics go to <default_root_dir>/logs/version_*/metrics.csv
+        from lightning.pytorch.loggers import CSVLogger
+
+        logger = CSVLogger(trainer_args.get("default_root_dir") or ".", name="logs")
+    trainer = Trainer(**trainer_args, logger=logger, callbacks=list(callbacks))
     return data, module, trainer
 
 

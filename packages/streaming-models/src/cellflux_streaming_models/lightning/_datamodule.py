@@ -15,6 +15,10 @@ from ..data import ShardCollection, ShardDataset
 __all__ = ["StreamDataModule"]
 
 
+def _as_list(paths: str | os.PathLike[str] | Sequence[str]) -> list[str]:
+    return [os.fspath(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
+
+
 class StreamDataModule(pl.LightningDataModule):
     """Shards in, batches out: training (shuffled if asked) and prediction (in order, with cell names).
 
@@ -36,6 +40,10 @@ class StreamDataModule(pl.LightningDataModule):
         Gene subset applied while reading.
     layer
         Stream ``layers[layer]`` instead of ``X``.
+    val_paths
+        Validation shard files or globs (the same genes; ``obs_columns`` are read from them too, coded
+        with the categories of the training and validation shards together). Lightning then runs the
+        model's validation (e.g. scVI's metrics) every ``trainer.check_val_every_n_epoch`` epochs.
     sparse
         Deliver ``x_ng`` as ``torch.sparse_csr`` tensors (see
         :class:`~cellflux_streaming_models.data.ShardDataset`), for models that take them
@@ -53,10 +61,29 @@ class StreamDataModule(pl.LightningDataModule):
         genes: Sequence[str] | None = None,
         layer: str | None = None,
         sparse: bool = False,
+        val_paths: str | Sequence[str] | None = None,
     ) -> None:
         super().__init__()
-        self.paths = [os.fspath(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
+        self.paths = _as_list(paths)
         self.collection = ShardCollection(self.paths, obs_columns=obs_columns, genes=genes, layer=layer)
+        self.val_paths = None if val_paths is None else _as_list(val_paths)
+        self.val_collection: ShardCollection | None = None
+        if self.val_paths is not None:
+            options = {"obs_columns": obs_columns, "genes": genes, "layer": layer}
+            schema = self.collection.var_names_schema
+            val = ShardCollection(self.val_paths, var_names=schema, **options)
+            joint = {
+                column: np.asarray(sorted(set(self.collection.categories.get(column, ())) | set(codes)), dtype=object)
+                for column, codes in val.categories.items()
+            }
+            joint.update({c: v for c, v in self.collection.categories.items() if c not in joint})
+            if any(not np.array_equal(self.collection.categories.get(c, ()), v) for c, v in joint.items()):
+                self.collection = ShardCollection(self.paths, categories=joint, **options)
+            if any(not np.array_equal(val.categories.get(c, ()), v) for c, v in joint.items()):
+                val = ShardCollection(self.val_paths, var_names=schema, categories=joint, **options)
+            self.val_collection = val
+            # Lightning validates only when the data module overrides val_dataloader: only with val_paths
+            self.val_dataloader = self._val_dataloader
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
@@ -78,6 +105,12 @@ class StreamDataModule(pl.LightningDataModule):
             dataset.load_state_dict(self._resume)
             self._resume = None
         return self._loader(dataset)
+
+    def _val_dataloader(self) -> DataLoader:
+        assert self.val_collection is not None
+        return self._loader(
+            ShardDataset(self.val_collection, batch_size=self.batch_size, shuffle=False, sparse=self.sparse)
+        )
 
     def predict_dataloader(self) -> DataLoader:
         dataset = ShardDataset(

@@ -34,6 +34,11 @@ class StreamingModule(pl.LightningModule):
         model's ``default_optimizer`` for the data module's batch size.
     optim_kwargs
         Its keyword arguments.
+    validation
+        Define Lightning's ``validation_step``: score the data module's validation batches (its
+        ``val_paths``) with the model's ``validate`` (e.g. scVI's metrics), or with the loss of a trainable
+        model without one (logged as ``val_loss``), and log the model's epoch metrics
+        (``on_validation_epoch_end``). ``cellflux stream`` sets it when ``data.val_paths`` is given.
     """
 
     def __init__(
@@ -42,6 +47,7 @@ class StreamingModule(pl.LightningModule):
         transforms: Iterable[nn.Module] | None = None,
         optim_fn: Callable[..., torch.optim.Optimizer] | None = None,
         optim_kwargs: dict[str, Any] | None = None,
+        validation: bool = False,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -51,6 +57,8 @@ class StreamingModule(pl.LightningModule):
         self.optim_kwargs = dict(optim_kwargs or {})
         if model.trainable and optim_fn is None and type(model).default_optimizer is StreamingModel.default_optimizer:
             raise ValueError(f"{type(model).__name__} is trainable; pass optim_fn (e.g. torch.optim.Adam).")
+        if validation:  # Lightning runs (and asks for) validation data only with a validation_step
+            self.validation_step = self._validation_step
         # Per-process state must not be overwritten by DDP's broadcast from rank 0.
         self._ddp_params_and_buffers_to_ignore = [f"model.{name}" for name, _ in model.named_buffers()] + [
             f"transforms.{name}" for name, _ in self.transforms.named_buffers()
@@ -87,6 +95,32 @@ class StreamingModule(pl.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None and hasattr(datamodule, "batches_consumed"):
             datamodule.batches_consumed = batch_idx + 1
+
+    def _validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Score a validation batch with the model's ``validate``, or with a trainable model's loss (``val_loss``).
+
+        Per-batch values are logged as epoch means (weighted by the batch sizes).
+        """
+        n = batch[BatchKey.X_NG].shape[0]
+        batch = apply_transforms(self.transforms, batch)
+        if hasattr(self.model, "validate"):
+            values = call_with_batch(self.model.validate, batch)
+        elif self.model.trainable:
+            values = {"val_loss": call_with_batch(self.model, batch)["loss"]}
+        else:
+            return
+        for key, value in values.items():
+            self.log(key, value.detach(), on_step=False, on_epoch=True, sync_dist=True, batch_size=n)
+
+    def on_validation_epoch_start(self) -> None:
+        self.model.on_validation_epoch_start()
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        for key, value in self.model.on_validation_epoch_end().items():
+            # every process computed the same value from the merged sums: the synced mean is that value
+            self.log(key, float(value), sync_dist=True)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         if not hasattr(self.model, "predict"):

@@ -84,6 +84,13 @@ class StreamingModel(nn.Module):
     def on_train_end(self) -> None:
         """Called once after training."""
 
+    def on_validation_epoch_start(self) -> None:
+        """Called before each validation epoch (models with a ``validate`` method reset their sums here)."""
+
+    def on_validation_epoch_end(self) -> dict[str, float]:
+        """Called after each validation epoch on every process: reduce across processes, return metrics to log."""
+        return {}
+
     def get_extra_state(self) -> Any:
         return {"current_epoch": self.current_epoch}
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -15,6 +16,7 @@ from ._scvi_flow import SplineFlowPrior
 from ._scvi_likelihoods import CountDistribution
 from ._scvi_nets import DecoderSCVI, EncoderSCVI, default_network, init_weights
 from ._scvi_options import check_choice, kl_weight, norm_places
+from ._scvi_validation import ScviValidation, ontology_matrix
 
 __all__ = ["SingleCellVariationalInference"]
 
@@ -108,9 +110,18 @@ class SingleCellVariationalInference(StreamingModel):
         estimate ``log q(z | x) - log p(z)`` at the encoder's sample.
     flow_hidden_features
         Hidden widths of the flow's coupling networks.
-    cell_type_categories, ontology_distance_matrix, val_cell_type_classifier_reservoir_size
-        In-training validation metrics: not implemented (giving ``cell_type_categories`` or a matrix
-        raises); use :func:`~cellflux_streaming_models.models.latent_metrics` on predicted latents.
+    cell_type_categories
+        Cell types (e.g. CL ids), in the order of the codes ``validation_cell_type_index_n`` of the
+        validation batches (``cellflux stream`` fills them from the column mapped to that key in
+        ``data.obs_columns``). Enables the cell-type metrics of :meth:`validate`.
+    ontology_distance_matrix
+        Distances between cell types: a square ``pandas.DataFrame`` indexed by their ids (or a CSV
+        path), sliced and reordered to ``cell_type_categories`` (every category must be present; ``inf``
+        for unconnected types). Enables ``val_ontology_spearman`` and ``val_cell_type_mean_error_distance``.
+        Ignored, with a warning, without ``cell_type_categories``; not saved in checkpoints.
+    val_cell_type_classifier_reservoir_size
+        Most validation cells kept (a uniform sample) for each of the cell-type classifier's training
+        and test sets.
     n_labels
         Number of labels for ``dispersion="gene-label"``.
     lr
@@ -160,7 +171,7 @@ class SingleCellVariationalInference(StreamingModel):
         use_flow: bool = False,
         flow_hidden_features: Sequence[int] = (64, 64),
         cell_type_categories: Sequence[str] | None = None,
-        ontology_distance_matrix: Any = None,
+        ontology_distance_matrix: pd.DataFrame | str | None = None,
         val_cell_type_classifier_reservoir_size: int = 50_000,
         *,
         n_labels: int = 0,
@@ -175,11 +186,29 @@ class SingleCellVariationalInference(StreamingModel):
             raise NotImplementedError("latent_distribution='ln' (logistic normal) is not implemented; use 'normal'.")
         if n_continuous_cov:
             raise NotImplementedError("Continuous covariates (n_continuous_cov > 0) are not implemented.")
-        if cell_type_categories is not None or ontology_distance_matrix is not None:
-            raise NotImplementedError(
-                "In-training validation metrics (cell_type_categories, ontology_distance_matrix) are not implemented; "
-                "compute cellflux_streaming_models.models.latent_metrics on the predicted latents instead."
+        if not isinstance(val_cell_type_classifier_reservoir_size, int | np.integer) or (
+            val_cell_type_classifier_reservoir_size < 2
+        ):
+            raise ValueError(
+                "val_cell_type_classifier_reservoir_size must be an integer of at least 2, "
+                f"got {val_cell_type_classifier_reservoir_size!r}."
             )
+        if cell_type_categories is None and ontology_distance_matrix is not None:
+            logger.warning(
+                "ontology_distance_matrix is ignored: cell_type_categories is None (no cell-type validation metrics)."
+            )
+            ontology_distance_matrix = None
+        if cell_type_categories is not None:
+            if isinstance(cell_type_categories, str) or len(cell_type_categories) < 2:
+                raise ValueError("cell_type_categories must be a list of at least two cell types.")
+            if len(set(map(str, cell_type_categories))) != len(cell_type_categories):
+                raise ValueError("cell_type_categories has duplicates.")
+        self.cell_type_categories = None if cell_type_categories is None else [str(c) for c in cell_type_categories]
+        self.ontology_distance_matrix = (
+            None
+            if ontology_distance_matrix is None
+            else ontology_matrix(ontology_distance_matrix, self.cell_type_categories or [])
+        )
         if not isinstance(n_batch, int | np.integer) or n_batch < 0:
             raise ValueError(f"n_batch must be a non-negative integer, got {n_batch!r}.")
         if n_latent < 1:
@@ -243,7 +272,8 @@ class SingleCellVariationalInference(StreamingModel):
         )
         self.use_flow = use_flow
         self.flow_hidden_features = list(flow_hidden_features)
-        self.val_cell_type_classifier_reservoir_size = val_cell_type_classifier_reservoir_size
+        self.val_cell_type_classifier_reservoir_size = int(val_cell_type_classifier_reservoir_size)
+        self._validation: ScviValidation | None = None
         self.lr = lr
         self.seed = seed
         self.step = 0
@@ -512,6 +542,76 @@ class SingleCellVariationalInference(StreamingModel):
             return -px.log_prob(x).sum(-1) + self._kl_z(q)
         finally:
             self.train(was)
+
+    # validation -----------------------------------------------------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        """Reset the validation sums and samples."""
+        if self._validation is None:
+            self._validation = ScviValidation(
+                self.n_latent,
+                self.n_batch,
+                self.cell_type_categories,
+                self.ontology_distance_matrix,
+                self.val_cell_type_classifier_reservoir_size,
+                seed=self.seed,
+            )
+        self._validation.reset()
+
+    @torch.no_grad()
+    def validate(
+        self,
+        x_ng: torch.Tensor,
+        var_names_g: np.ndarray,
+        batch_index_n: torch.Tensor | None = None,
+        categorical_covariate_index_nd: torch.Tensor | None = None,
+        total_mrna_umis_n: torch.Tensor | None = None,
+        y_n: torch.Tensor | None = None,
+        cell_index_n: torch.Tensor | None = None,
+        validation_cell_type_index_n: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Score a validation batch and add it to the epoch's sums.
+
+        The negative ELBO (KL weight one, one latent sample) and the posterior means are accumulated;
+        with ``cell_type_categories``, the cells' means and types (``validation_cell_type_index_n``)
+        enter uniform samples (split training/test by a coin keyed by ``cell_index_n``) for the
+        classifier of :meth:`on_validation_epoch_end`.
+
+        Returns
+        -------
+        ``{"val_loss": the batch's mean negative ELBO}``.
+        """
+        if self._validation is None:
+            self.on_validation_epoch_start()
+        assert self._validation is not None
+        was = self.training
+        self.eval()
+        try:
+            x, index, cat = self._prepare(x_ng, var_names_g, batch_index_n, categorical_covariate_index_nd)
+            batch_nb = self.batch_representation_from_batch_index(index, True) if index is not None else None
+            q = self.inference(x, batch_nb, cat)
+            px = self.generative(q["z"], self._library(x, total_mrna_umis_n), batch_nb, cat, y_n)["px"]
+            rec_n = -px.log_prob(x).sum(-1)
+            nelbo_n = rec_n + self._kl_z(q)
+        finally:
+            self.train(was)
+        self._validation.add(nelbo_n, rec_n, q["qz_mean"], index, validation_cell_type_index_n, cell_index_n)
+        return {"val_loss": nelbo_n.mean()}
+
+    def on_validation_epoch_end(self) -> dict[str, float]:
+        """The epoch's metrics, reduced over processes (every process must call this).
+
+        Returns
+        -------
+        ``val_elbo`` (mean ELBO per cell), ``val_reconstruction_loss``, ``val_batch_silhouette`` (with
+        batches; centroid-based: near 0 when batches mix), ``val_cell_type_top1_accuracy`` (a
+        multinomial logistic regression on standardised latent means, trained on one sample and tested
+        on the other) and, with an ontology, ``val_ontology_spearman`` (frequency-weighted Spearman
+        correlation between the cell types' latent centroid distances and ontology distances) and
+        ``val_cell_type_mean_error_distance`` (mean ontology distance of the classifier's mistakes).
+        """
+        if self._validation is None:
+            return {}
+        return self._validation.compute()
 
     def get_extra_state(self) -> Any:
         return {**super().get_extra_state(), "step": self.step}
