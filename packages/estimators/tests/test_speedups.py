@@ -81,10 +81,13 @@ def _random_chain(n: int, seed: int):
 def test_deflated_right_eigenvectors_match_the_plain_run(chain):
     from cellflux_estimators._engine._eigen import _deflation_basis, right_eigenvectors
 
+    from scipy import sparse
+
     _, t = chain
-    for mat in (t, _random_chain(400, 1)[0]):  # the random chain has complex eigenvalues
+    reducible = sparse.block_diag([_random_chain(150, 2)[0], _random_chain(120, 3)[0]], format="csr")
+    for mat in (t, _random_chain(400, 1)[0], reducible):  # the random chains have complex eigenvalues
         e = eigendecomposition(mat, 12, n_right=0)
-        for m in (2, 4, 6):
+        for m in (1, 2, 4, 6) if mat is not reducible else (2, 4, 6):  # eigenvalue 1 is double in `reducible`
             plain = right_eigenvectors(mat, m)
             deflated = right_eigenvectors(mat, m, eigenvalues=e.eigenvalues, left=e.left)
             assert deflated.shape == plain.shape
@@ -95,6 +98,8 @@ def test_deflated_right_eigenvectors_match_the_plain_run(chain):
             # each column is an eigenvector of P for the same eigenvalue as the left run found
             lam = e.eigenvalues[:m]
             np.testing.assert_allclose(mat @ deflated, deflated * lam, atol=1e-8)
+            if mat is not reducible:  # a simple eigenvalue 1: its right eigenvector is the constant, exactly
+                np.testing.assert_array_equal(deflated[:, 0], np.full(mat.shape[0], 1 / np.sqrt(mat.shape[0])))
     # the deflated set never holds half of a complex pair, and its basis is orthonormal
     vals = np.array([1.0, 0.9 + 0.1j, 0.9 - 0.1j, 0.5])
     rng = np.random.default_rng(0)

@@ -84,16 +84,22 @@ def _order(vals: np.ndarray) -> np.ndarray:
     return np.lexsort((-vals.imag, -np.round(vals.real, 12)))
 
 
+def _pair_start(eigenvalues: np.ndarray, start: int) -> int:
+    """``start``, moved past the second half of a complex pair that begins just before it."""
+    if (
+        0 < start < len(eigenvalues)
+        and abs(eigenvalues[start].imag) > 0
+        and np.isclose(eigenvalues[start], np.conj(eigenvalues[start - 1]))
+    ):
+        return start + 1
+    return start
+
+
 def _deflation_basis(eigenvalues: np.ndarray, left: np.ndarray, start: int) -> np.ndarray | None:
     """Orthonormal basis of the left eigenvectors from ``start`` on (a complex pair is not split), or ``None``."""
     k = len(eigenvalues)
     # ``start`` is the second half of a pair that begins before it: keep the pair out of the deflated set
-    if (
-        0 < start < k
-        and abs(eigenvalues[start].imag) > 0
-        and np.isclose(eigenvalues[start], np.conj(eigenvalues[start - 1]))
-    ):
-        start += 1
+    start = _pair_start(eigenvalues, start)
     if start >= k:
         return None
     block = left[:, start:]
@@ -120,34 +126,65 @@ def right_eigenvectors(
 ) -> np.ndarray:
     """The first ``m`` right eigenvectors of ``matrix`` (sorted as in :func:`eigendecomposition`), ``(n, m)``.
 
-    ARPACK is asked for ``m + 1`` eigenpairs so that a complex pair at position ``m`` is not split; only the
-    vectors that are needed are computed (the Krylov space, hence the cost, grows with the number asked for).
+    Without a previous run, ARPACK is asked for ``m + 1`` eigenpairs so that a complex pair at position ``m`` is
+    not split; only the vectors that are needed are computed (the Krylov space, hence the cost, grows with the
+    number asked for).
 
     With the sorted ``eigenvalues`` and ``left`` eigenvectors of a previous run (``(n, k)``, ``k > m + 1``), the
-    left eigenvectors beyond the first ``m + 1`` are deflated: the subspace ``S`` orthogonal to them is invariant
-    under ``P`` (``l_j^T P x = lambda_j l_j^T x``) and holds the wanted right eigenvectors, so ARPACK runs on
-    ``(I - Q Q^T) P`` (``Q`` an orthonormal basis of those left vectors), whose next eigenvalue after the wanted
-    ones is ``lambda_{k+1}``: a wider gap, hence fewer products (about half on pancreas).
+    left eigenvectors beyond the first ``m`` (``m + 1`` if position ``m`` would split a complex pair) are
+    deflated: the subspace ``S`` orthogonal to them is invariant under ``P`` (``l_j^T P x = lambda_j l_j^T x``)
+    and holds the wanted right eigenvectors, so ARPACK runs on ``(I - Q Q^T) P`` (``Q`` an orthonormal basis of
+    those left vectors), whose next eigenvalue after the wanted ones is ``lambda_{k+1}``: a wider gap, hence fewer
+    products. When ``P`` is row-stochastic with a simple eigenvalue 1 first, its right eigenvector is the
+    constant vector (returned as ``1 / sqrt(n)``) and the first left one, the stationary distribution, is
+    deflated as well (``pi^T P x = pi^T x``), leaving ARPACK one eigenpair fewer and a wider gap below the
+    wanted ones: on pancreas, 4 vectors take about 70 products instead of 95 (and ~230 without deflation).
     """
     mat = sparse.csr_matrix(matrix)
-    q = None
-    if eigenvalues is not None and left is not None and m + 2 < mat.shape[0]:
+    n = mat.shape[0]
+    q, n_wanted, constant = None, m + 1, False
+    if eigenvalues is not None and left is not None and m + 2 < n:
+        vals = np.asarray(eigenvalues)
+        # the known eigenvalues tell whether position m splits a complex pair: ask for exactly what is needed
+        start = _pair_start(vals, m)
         with single_blas_thread():  # small dense work: extra BLAS threads only spin on a shared machine
-            q = _deflation_basis(np.asarray(eigenvalues), np.asarray(left), m + 1)
+            q = _deflation_basis(vals, np.asarray(left), start)
+            constant = q is not None and _simple_unit_eigenvalue(mat, vals)
+            if constant:
+                q = _with_direction(q, np.asarray(left)[:, 0].real)
+        n_wanted = start - constant
     if q is None:
         vals, vecs = _eigs(mat, m + 1, which, seed, tol)
         return vecs[:, _order(vals)[:m]]
+    ones = np.full((n, 1), 1.0 / np.sqrt(n), dtype=complex)
+    if n_wanted == 0:
+        return ones
 
     def matvec(x: np.ndarray) -> np.ndarray:
         y = mat @ x
         return y - q @ (q.T @ y)
 
     op = splinalg.LinearOperator(mat.shape, matvec=matvec, dtype=np.float64)
-    v0 = np.random.default_rng(seed).random(mat.shape[0]) + 0.5
+    v0 = np.random.default_rng(seed).random(n) + 0.5
     v0 -= q @ (q.T @ v0)
     with single_blas_thread():
-        vals, vecs = splinalg.eigs(op, k=m + 1, which=which, v0=v0, tol=tol)
-    return vecs[:, _order(vals)[:m]]
+        vals, vecs = splinalg.eigs(op, k=n_wanted, which=which, v0=v0, tol=tol)
+    vecs = vecs[:, _order(vals)]
+    return (np.concatenate([ones, vecs], axis=1) if constant else vecs)[:, :m]
+
+
+def _simple_unit_eigenvalue(mat: sparse.csr_matrix, eigenvalues: np.ndarray) -> bool:
+    """Whether ``mat`` is row-stochastic with eigenvalue 1 first and simple (right eigenvector: the constant)."""
+    if len(eigenvalues) < 2 or abs(eigenvalues[0] - 1.0) > 1e-10 or abs(eigenvalues[1] - 1.0) < 1e-8:
+        return False
+    return bool(np.abs(np.asarray(mat.sum(axis=1)).ravel() - 1.0).max() < 1e-10)
+
+
+def _with_direction(q: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``q`` (orthonormal columns) with the direction of ``x`` appended, orthonormalised twice against ``q``."""
+    for _ in range(2):
+        x = x - q @ (q.T @ x)
+    return np.concatenate([q, (x / np.linalg.norm(x))[:, None]], axis=1)
 
 
 def eigendecomposition(
