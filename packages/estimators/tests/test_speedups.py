@@ -79,9 +79,9 @@ def _random_chain(n: int, seed: int):
 
 
 def test_deflated_right_eigenvectors_match_the_plain_run(chain):
-    from cellflux_estimators._engine._eigen import _deflation_basis, right_eigenvectors
-
     from scipy import sparse
+
+    from cellflux_estimators._engine._eigen import _deflation_basis, right_eigenvectors
 
     _, t = chain
     reducible = sparse.block_diag([_random_chain(150, 2)[0], _random_chain(120, 3)[0]], format="csr")
