@@ -51,6 +51,23 @@ def test_dirichlet_kl_value_and_gradient():
     assert torch.autograd.gradcheck(lambda c: dirichlet_kl(c, 0.25, dim=-2), (conc,))
 
 
+@pytest.mark.parametrize("requires_grad", [True, False])
+def test_the_draws_digamma_is_shared_with_the_kl_term(requires_grad):
+    conc = (torch.rand(6, 4, 5, dtype=torch.float64) * 3 + 0.05).requires_grad_(requires_grad)
+    torch.manual_seed(4)
+    draw, psi = rsample_dirichlet(conc.transpose(-1, -2), dim=-1, return_digamma=True)
+    torch.manual_seed(4)
+    torch.testing.assert_close(draw, rsample_dirichlet(conc.transpose(-1, -2), dim=-1))
+    torch.testing.assert_close(psi, torch.digamma(conc.detach()).transpose(-1, -2))
+    assert not psi.requires_grad
+    # the KL term with the shared digamma: same value, same gradient
+    with_psi = dirichlet_kl(conc, 0.25, dim=-2, digamma=psi.transpose(-1, -2))
+    torch.testing.assert_close(with_psi, dirichlet_kl(conc, 0.25, dim=-2))
+    if requires_grad:
+        kl = lambda c: dirichlet_kl(c, 0.25, dim=-2, digamma=torch.digamma(c.detach()))  # noqa: E731
+        assert torch.autograd.gradcheck(kl, (conc,))
+
+
 def test_mixture_node_equals_torch_mixture_value_and_gradients():
     g = torch.Generator().manual_seed(0)
     x = torch.rand(6, 5, dtype=torch.float64, generator=g)

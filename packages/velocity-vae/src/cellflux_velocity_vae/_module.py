@@ -315,13 +315,16 @@ class VELOVAE(BaseModuleClass):
         """Decode ``z`` (cells x latent, or samples x cells x latent) into the state mixture.
 
         ``px_pi``, ``px_pi_alpha``, ``mean_u`` and ``mean_s`` are ``(..., genes, 4)`` (as in
-        scvi-tools), views of state-major tensors that :meth:`loss` uses without copying.
+        scvi-tools), views of state-major tensors that :meth:`loss` uses without copying;
+        ``px_pi_alpha_digamma`` is ``digamma(px_pi_alpha)``, computed once for the draw's gradient
+        and reused by the Dirichlet KL term of :meth:`loss`.
         """
         lead = z.shape[:-1]
         n_genes = self.n_input
         alpha_sm, px_rho, px_tau = self.decoder(z.reshape(-1, z.shape[-1]), latent_dim=latent_dim, state_major=True)
-        pi_sm = rsample_dirichlet(alpha_sm, dim=-2)
+        pi_sm, psi_sm = rsample_dirichlet(alpha_sm, dim=-2, return_digamma=True)
         alpha_sm, pi_sm = alpha_sm.reshape(*lead, 4, n_genes), pi_sm.reshape(*lead, 4, n_genes)
+        psi_sm = psi_sm.reshape(*lead, 4, n_genes)
         px_rho, px_tau = px_rho.reshape(*lead, n_genes), px_tau.reshape(*lead, n_genes)
         scale = F.softplus(self.scale_unconstr)
         mean_u, mean_s, end_penalty = self.state_means(
@@ -333,6 +336,7 @@ class VELOVAE(BaseModuleClass):
             "px_tau": px_tau,
             "scale": scale,
             "px_pi_alpha": alpha_sm.transpose(-1, -2),
+            "px_pi_alpha_digamma": psi_sm.transpose(-1, -2),
             "mean_u": mean_u.transpose(-1, -2),
             "mean_s": mean_s.transpose(-1, -2),
             "end_penalty": end_penalty,
@@ -398,7 +402,9 @@ class VELOVAE(BaseModuleClass):
         kl_z = 0.5 * (qz_v + qz_m.square() - 1 - torch.log(qz_v)).sum(dim=-1)
         reconst_loss = -(ll_u.sum(dim=-1) + ll_s.sum(dim=-1))
         concentration = generative_outputs["px_pi_alpha"].transpose(-1, -2)
-        kl_pi = dirichlet_kl(concentration, self.dirichlet_concentration, dim=-2).sum(dim=-1)
+        psi = generative_outputs.get("px_pi_alpha_digamma")
+        psi = None if psi is None else psi.transpose(-1, -2)
+        kl_pi = dirichlet_kl(concentration, self.dirichlet_concentration, dim=-2, digamma=psi).sum(dim=-1)
         local_loss = torch.mean(reconst_loss + kl_weight * kl_z + kl_pi)
         loss = local_loss + self.penalty_scale * (1 - kl_weight) * generative_outputs["end_penalty"]
         return LossOutput(loss=loss, reconstruction_loss=reconst_loss, kl_local=kl_z + kl_pi)
