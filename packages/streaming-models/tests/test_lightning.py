@@ -98,6 +98,40 @@ def test_cli_logistic_regression_takes_n_obs_and_categories_from_data(shard_dir,
         stream_main(["fit", "--config", str(config)])
 
 
+def test_validation_of_a_trainable_model_logs_its_loss_on_held_out_shards(shard_paths, trainer_options):
+    """A model without ``validate``: ``forward``'s scalars on the validation shards, as ``val_<key>`` epoch means."""
+    import lightning.pytorch as pl
+
+    from cellflux_streaming_models.models import LogisticRegression
+
+    columns = {"y_n": "clusters"}
+    data = StreamDataModule(
+        [str(p) for p in shard_paths[:3]], batch_size=100, obs_columns=columns, val_paths=[str(shard_paths[3])]
+    )
+    assert data.val_collection.n_obs == 130
+    np.testing.assert_array_equal(data.val_collection.categories["clusters"], data.collection.categories["clusters"])
+    # average=False: Lightning validates before on_train_epoch_end, where averaging models swap in the average
+    model = LogisticRegression(
+        data.collection.n_obs, data.var_names_g, data.collection.categories["clusters"], average=False
+    )
+    transforms = [NormalizeTotal(), Log1p()]
+    trainer = pl.Trainer(**trainer_options(max_epochs=2, enable_checkpointing=False), logger=False)
+    trainer.fit(StreamingModule(model, transforms, validation=True), datamodule=data)
+    # the logged values: the trained model's loss and accuracy over the 130 held-out cells (batches 100 + 30)
+    losses, hits = [], []
+    with torch.no_grad():
+        for batch in ShardDataset(data.val_collection, batch_size=100):
+            out = StreamingModule(model, transforms)(batch)
+            losses.append(float(out["loss"]) * len(batch["y_n"]))
+            hits.append(float(out["accuracy"]) * len(batch["y_n"]))
+    assert float(trainer.callback_metrics["val_loss"]) == pytest.approx(sum(losses) / 130, rel=1e-5)
+    assert float(trainer.callback_metrics["val_accuracy"]) == pytest.approx(sum(hits) / 130, rel=1e-5)
+    # without val_paths the data module does not override Lightning's val_dataloader (no validation loop)
+    assert "val_dataloader" in vars(data)
+    assert "val_dataloader" not in vars(StreamDataModule([str(p) for p in shard_paths[:3]]))
+    assert StreamDataModule.val_dataloader is pl.LightningDataModule.val_dataloader
+
+
 def test_cli_refuses_unknown_keys_and_keeps_checkpoints(shard_dir, tmp_path, trainer_options):
     model = {"class_path": "cellflux_streaming_models.models.OnePassMeanVarStd"}
     config = _config(tmp_path, shard_dir, model, trainer_options(max_epochs=1))

@@ -36,9 +36,12 @@ class StreamingModule(pl.LightningModule):
         Its keyword arguments.
     validation
         Define Lightning's ``validation_step``: score the data module's validation batches (its
-        ``val_paths``) with the model's ``validate`` (e.g. scVI's metrics), or with the loss of a trainable
-        model without one (logged as ``val_loss``), and log the model's epoch metrics
-        (``on_validation_epoch_end``). ``cellflux stream`` sets it when ``data.val_paths`` is given.
+        ``val_paths``) with the model's ``validate`` (e.g. scVI's metrics), or with the scalar outputs
+        of a trainable model's ``forward`` (logged as ``val_loss``, ``val_accuracy``, ...), and log the
+        model's epoch metrics (``on_validation_epoch_end``). ``cellflux stream`` sets it when
+        ``data.val_paths`` is given. Lightning validates at the end of a training epoch before
+        ``on_train_epoch_end``: models that average their weights there (``average=True``) are
+        validated with the epoch's last weights, not the average.
     """
 
     def __init__(
@@ -97,16 +100,18 @@ class StreamingModule(pl.LightningModule):
             datamodule.batches_consumed = batch_idx + 1
 
     def _validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        """Score a validation batch with the model's ``validate``, or with a trainable model's loss (``val_loss``).
+        """Score a validation batch with the model's ``validate``, or with a trainable model's ``forward``.
 
-        Per-batch values are logged as epoch means (weighted by the batch sizes).
+        Per-batch values are logged as epoch means (weighted by the batch sizes); ``forward``'s scalar
+        outputs as ``val_<key>`` (``val_loss``, ...), not in Lightning's sanity check.
         """
         n = batch[BatchKey.X_NG].shape[0]
         batch = apply_transforms(self.transforms, batch)
         if hasattr(self.model, "validate"):
             values = call_with_batch(self.model.validate, batch)
-        elif self.model.trainable:
-            values = {"val_loss": call_with_batch(self.model, batch)["loss"]}
+        elif self.model.trainable and not self.trainer.sanity_checking:  # a model may start from its first batch
+            out = call_with_batch(self.model, batch)
+            values = {f"val_{k}": v for k, v in out.items() if isinstance(v, torch.Tensor) and v.ndim == 0}
         else:
             return
         for key, value in values.items():
