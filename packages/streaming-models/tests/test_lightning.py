@@ -249,3 +249,35 @@ def test_two_process_ddp_equals_one_process(shard_dir, shard_paths, dense_x, ran
         # t-digests merged across the two processes: counts exact, quantiles within 1% in rank
         np.testing.assert_array_equal(result["n_nonzero"], (dense_x != 0).sum(0))
         assert rank_errors(y, result["quantiles"], np.array([0.1, 0.25, 0.5, 0.75, 0.9])).max() <= 0.01
+
+
+def test_validation_shards_share_the_codes_of_categories_seen_only_there(full_adata, tmp_path):
+    adata = full_adata[:400].copy()
+    adata.obs["clusters"] = adata.obs["clusters"].astype(str)
+    rare = adata.obs["clusters"].value_counts().index[-1]
+    train, val = adata[adata.obs["clusters"] != rare].copy(), adata[:150].copy()
+    for part in (train, val):
+        part.obs["clusters"] = part.obs["clusters"].astype("category").cat.remove_unused_categories()
+    assert rare not in set(train.obs["clusters"]) and rare in set(val.obs["clusters"])
+    train.write_h5ad(tmp_path / "train.h5ad")
+    val.write_h5ad(tmp_path / "val.h5ad")
+    data = StreamDataModule(
+        str(tmp_path / "train.h5ad"),
+        batch_size=64,
+        obs_columns={"y_n": "clusters"},
+        val_paths=str(tmp_path / "val.h5ad"),
+    )
+    expected = sorted(adata.obs["clusters"].unique())
+    assert list(data.collection.categories["clusters"]) == expected
+    assert list(data.val_collection.categories["clusters"]) == expected
+    for loader, part in ((data.train_dataloader(), train), (data.val_dataloader(), val)):
+        codes = torch.cat([b["y_n"] for b in loader]).numpy()
+        np.testing.assert_array_equal(np.asarray(expected, dtype=object)[codes], part.obs["clusters"].astype(str))
+    with pytest.raises(ValueError, match="schema"):
+        StreamDataModule(str(tmp_path / "train.h5ad"), val_paths=_other_genes(val, tmp_path))
+
+
+def _other_genes(adata, folder):
+    path = folder / "other_genes.h5ad"
+    adata[:, ::-1].copy().write_h5ad(path)
+    return str(path)
