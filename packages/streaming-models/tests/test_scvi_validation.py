@@ -152,11 +152,12 @@ def test_weighted_spearman_parity_with_cellarium():
     assert ours == pytest.approx(theirs, abs=1e-5)
 
 
-def _planted(n, k, d, seed, spread=0.4):
+def _planted(n, k, d, seed, spread=0.4, centres=False):
     rng = np.random.default_rng(seed)
-    centres = rng.normal(scale=3.0, size=(k, d))
+    mu = rng.normal(scale=3.0, size=(k, d))
     y = rng.integers(0, k, n)
-    return torch.as_tensor(centres[y] + rng.normal(scale=spread, size=(n, d))), torch.as_tensor(y)
+    z, y = torch.as_tensor(mu[y] + rng.normal(scale=spread, size=(n, d))), torch.as_tensor(y)
+    return (z, y, mu) if centres else (z, y)
 
 
 def test_classifier_accuracy_high_on_planted_labels_and_chance_on_shuffled():
@@ -298,3 +299,24 @@ def test_cli_fit_with_validation_logs_the_metrics(shard_dir, full_adata, tmp_pat
     assert -1 <= last["val_ontology_spearman"] <= 1
     # 8 clusters: the classifier on the latent means beats chance
     assert last["val_cell_type_top1_accuracy"] > 2 / len(types)
+
+
+def test_ontology_metrics_follow_the_planted_geometry():
+    """An ontology equal to the distances between the planted centres: Spearman near 1; a shuffled one: lower."""
+    k = 8
+    z, y, mu = _planted(4000, k, 6, seed=3, spread=1.5, centres=True)
+    true = np.linalg.norm(mu[:, None] - mu[None], axis=-1).round(1)
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(k)
+    scores = {}
+    for name, onto in (("true", true), ("shuffled", true[np.ix_(perm, perm)])):
+        validation = ScviValidation(6, 0, [f"CL:{i}" for i in range(k)], onto, reservoir_size=500, seed=0)
+        for rows in torch.arange(len(z)).split(300):
+            loss = torch.zeros(len(rows))
+            validation.add(loss, loss, z[rows], None, y[rows], rows)
+        scores[name] = validation.compute()
+    assert scores["true"]["val_ontology_spearman"] > 0.95
+    assert scores["shuffled"]["val_ontology_spearman"] < 0.5
+    # mistakes happen between nearby types: their mean ontology distance is below the mean over type pairs
+    off_diagonal = true[~np.eye(k, dtype=bool)].mean()
+    assert scores["true"]["val_cell_type_mean_error_distance"] < 0.8 * off_diagonal
