@@ -8,7 +8,9 @@ Measures
 --------
 * speed: DA fit+predict (defaults of each tool) warm (second call in this process) and cold (a fresh
   Python process: imports, compilation and all); DE fit+predict with the same 1,000 landmarks and
-  length scale, Mahalanobis over all genes;
+  length scale, Mahalanobis over all genes, without and with empirical variance, cold and warm (mean
+  of the second and third call), written to ``results/de_speed[_full].json`` and ``.csv``
+  (``--de-speed-only`` runs only this part);
 * accuracy on the simulator with planted DA/DE: AUROC of the planted depleted cells (ranked by
   ``-z``), of all planted DA cells (``|z|``) and of the planted DE genes (Mahalanobis), on 20 principal
   components and on 10 diffusion components, each tool with its default length scale;
@@ -105,6 +107,99 @@ def cold_da(tool: str, path: Path) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
+_COLD_DE = """
+import time, sys
+t0 = time.perf_counter()
+sys.path.insert(0, {here!r})
+import numpy as np
+import run as bench
+data = np.load({path!r})
+import logging; logging.disable(logging.WARNING)
+import warnings; warnings.simplefilter("ignore")
+x, y, m1, m2 = data["x"], data["y"], data["m1"], data["m2"]
+bench.run_de({tool!r}, x, y, m1, m2, data["landmarks"], float(data["ls"]), {empirical!r})
+print(time.perf_counter() - t0)
+"""
+
+
+def cold_de(tool: str, path: Path, empirical: bool) -> float:
+    """Seconds of one DE fit+predict (Mahalanobis) in a fresh Python process: imports and compilation included."""
+    code = _COLD_DE.format(here=str(HERE), path=str(path), tool=tool, empirical=empirical)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def de_speed(reps: dict, y: np.ndarray, m1: np.ndarray, m2: np.ndarray, tools: list[str], n_cells: int) -> list[dict]:
+    """DE fit+predict with Mahalanobis over all genes, same 1,000 landmarks and length scale for both tools.
+
+    Cold: a fresh process (imports, compilation). Warm: the second and third call in this process (the
+    first compiles). Without (kompot's default) and with (ours) empirical variance.
+    """
+    from cellflux_gp_differential._params import default_length_scale, landmarks_kmeans
+
+    rows = []
+    for name, rep in reps.items():
+        landmarks = landmarks_kmeans(rep, min(1000, n_cells), 0)
+        ls = default_length_scale(rep)
+        path = RESULTS / "_bench_de_input.npz"
+        np.savez(path, x=rep, y=y, m1=m1, m2=m2, landmarks=landmarks, ls=ls)
+        for empirical in (False, True):
+            for tool in tools:
+                cold = cold_de(tool, path, empirical)
+                run_de(tool, rep, y, m1, m2, landmarks, ls, empirical)  # compile in this process
+                warm = [timed(run_de, tool, rep, y, m1, m2, landmarks, ls, empirical)[0] for _ in range(2)]
+                row = {
+                    "representation": name,
+                    "empirical_variance": empirical,
+                    "tool": tool,
+                    "cold_s": round(cold, 2),
+                    "warm_s": round(float(np.mean(warm)), 2),
+                    "warm_runs_s": [round(w, 2) for w in warm],
+                    "load_1min": round(os.getloadavg()[0], 2),
+                }
+                rows.append(row)
+                print("DE speed", row, flush=True)
+        path.unlink()
+    return rows
+
+
+def de_speed_table(rows: list[dict]) -> list[dict]:
+    """Ours vs kompot per setting: seconds and speed-up (kompot / ours), warm and cold."""
+    table = []
+    for row in rows:
+        if row["tool"] != "ours":
+            continue
+        ref = [
+            r
+            for r in rows
+            if r["tool"] == "kompot"
+            and r["representation"] == row["representation"]
+            and r["empirical_variance"] == row["empirical_variance"]
+        ]
+        entry = {k: row[k] for k in ("representation", "empirical_variance")}
+        entry.update(ours_cold_s=row["cold_s"], ours_warm_s=row["warm_s"])
+        if ref:
+            entry.update(
+                kompot_cold_s=ref[0]["cold_s"],
+                kompot_warm_s=ref[0]["warm_s"],
+                speedup_cold=round(ref[0]["cold_s"] / row["cold_s"], 2),
+                speedup_warm=round(ref[0]["warm_s"] / row["warm_s"], 2),
+            )
+        table.append(entry)
+    return table
+
+
+def write_csv(path: Path, table: list[dict]) -> None:
+    import csv
+
+    if not table:
+        return
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(table[0]))
+        writer.writeheader()
+        writer.writerows(table)
+
+
 class PeakRSS:
     """Peak resident memory above the level at entry, sampled every ``interval`` seconds."""
 
@@ -147,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true", help="pancreas-sized speed runs and the 100k-cell DE scale run")
     parser.add_argument("--skip-reference", action="store_true", help="ours only")
     parser.add_argument("--skip-scale", action="store_true", help="with --full, skip the 100k-cell run")
+    parser.add_argument("--de-speed-only", action="store_true", help="only the DE speed comparison (de_speed*.json)")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
     import logging
@@ -158,6 +254,17 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {"n_cells": n_cells, "n_genes": n_genes, "speed": {}, "accuracy": {}, "memory": {}}
     adata, y, reps = simulate(n_cells, n_genes)
     m1, m2, _ = masks(adata)
+    RESULTS.mkdir(exist_ok=True)
+    suffix = "_full" if args.full else ""
+    rows = de_speed(reps, y, m1, m2, tools, n_cells)
+    table = de_speed_table(rows)
+    speed = {"n_cells": n_cells, "n_genes": n_genes, "n_landmarks": min(1000, n_cells), "cpu_count": os.cpu_count()}
+    speed.update(runs=rows, table=table)
+    (RESULTS / f"de_speed{suffix}.json").write_text(json.dumps(speed, indent=2))
+    write_csv(RESULTS / f"de_speed{suffix}.csv", table)
+    report["speed"]["de"] = table
+    if args.de_speed_only:
+        return 0
     from cellflux._keys import TruthKey
 
     true_lfc = adata.obs[TruthKey.DA_LOG_FOLD_CHANGE].to_numpy()
@@ -176,28 +283,22 @@ def main(argv: list[str] | None = None) -> int:
         print(tool, "DA cold", round(cold, 1), "warm", round(warm, 1), flush=True)
     path.unlink()
 
-    # speed + accuracy: DE with the same 1,000 landmarks and length scale
+    # accuracy: DE with the same 1,000 landmarks and length scale
     from cellflux_gp_differential._params import default_length_scale, landmarks_kmeans
 
     for name, rep in reps.items():
         landmarks = landmarks_kmeans(rep, min(1000, n_cells), 0)
         ls = default_length_scale(rep)
         for tool in tools:
-            seconds, r = timed(run_de, tool, rep, y, m1, m2, landmarks, ls)
-            report["speed"][f"de_{name}_{tool}"] = {
-                "s": round(seconds, 2),
-                "n_landmarks": len(landmarks),
-                "n_genes": n_genes,
-            }
-            emp_seconds, r_emp = timed(run_de, tool, rep, y, m1, m2, landmarks, ls, True)
-            report["speed"][f"de_empirical_{name}_{tool}"] = {"s": round(emp_seconds, 2)}
+            r = run_de(tool, rep, y, m1, m2, landmarks, ls)
+            r_emp = run_de(tool, rep, y, m1, m2, landmarks, ls, True)
             report["accuracy"][f"de_{name}_{tool}"] = {
                 "auroc_mahalanobis": round(auroc(true_de, np.asarray(r["mahalanobis_distances"])), 4),
                 "auroc_mahalanobis_empirical_variance": round(
                     auroc(true_de, np.asarray(r_emp["mahalanobis_distances"])), 4
                 ),
             }
-            print(tool, name, "DE", round(seconds, 1), "s", report["accuracy"][f"de_{name}_{tool}"], flush=True)
+            print(tool, name, "DE", report["accuracy"][f"de_{name}_{tool}"], flush=True)
 
     # accuracy: DA with each tool's defaults, on PCA and diffusion components
     for name, rep in reps.items():

@@ -11,6 +11,7 @@ from ._expression_model import DEFAULT_N_LANDMARKS, ExpressionModel, resolve_len
 from ._fdr import compute_fdr
 from ._jax import DEFAULT_JITTER
 from ._mahalanobis import gene_batch_for_budget, mahalanobis, mahalanobis_memory
+from ._pair import covariance_pair, difference_pair, predict_pair, shared_design
 from ._params import landmarks_kmeans
 from ._regression import landmark_design
 from ._validate import check_cells, check_expression, check_landmarks, check_n_landmarks
@@ -296,10 +297,13 @@ class DifferentialExpression:
         X_new = check_cells(
             X_new, "X_new", n_features=getattr(self.model1.predictor, "n_input_features", None), min_cells=1
         )
-        s1 = self.model1.predict(X_new, progress=progress)
-        s2 = self.model2.predict(X_new, progress=progress)
-        v1 = self.model1.total_variance(X_new)
-        v2 = self.model2.total_variance(X_new)
+        if self._pair_path() is not None:
+            s1, s2, v1, v2 = self._predict_pair(X_new, progress)
+        else:
+            s1 = self.model1.predict(X_new, progress=progress)
+            s2 = self.model2.predict(X_new, progress=progress)
+            v1 = self.model1.total_variance(X_new)
+            v2 = self.model2.total_variance(X_new)
         fold_change = s2 - s1
         result = {
             "condition1_smoothed": s1,
@@ -321,6 +325,35 @@ class DifferentialExpression:
         for key, value in result.items():
             setattr(self, key, value)
         return result
+
+    def _pair_path(self) -> bool | None:
+        """``None`` unless both models can be evaluated together; else whether with observation variance."""
+        m1, m2 = self.model1, self.model2
+        if not shared_design(m1.predictor, m2.predictor):
+            return None
+        own = [
+            getattr(m._obs_variance_predictor, "__self__", None) is m.predictor
+            and m.predictor.variance_weights is not None
+            for m in (m1, m2)
+        ]
+        empirical = [m.has_empirical_variance for m in (m1, m2)]
+        if empirical == [False, False]:
+            return False
+        if empirical == [True, True] and all(own):
+            return True
+        return None
+
+    def _predict_pair(self, X: np.ndarray, progress: bool) -> tuple[np.ndarray, ...]:
+        """Both conditions' means and total variances in one pass (see :mod:`._pair`)."""
+        m1, m2 = self.model1, self.model2
+        with_obs = bool(self._pair_path())
+        out = predict_pair(m1.predictor, m2.predictor, X, obs_variance=with_obs, progress=progress)
+        s1, s2, c1, c2 = out[:4]
+        v1, v2 = c1[:, None] + m1.sample_variance(X), c2[:, None] + m2.sample_variance(X)
+        if with_obs:
+            v1 = v1 + np.maximum(out[4], self.eps)
+            v2 = v2 + np.maximum(out[5], self.eps)
+        return s1, s2, v1, v2
 
     def _budget(self) -> float:
         if self.memory_budget is not None:
@@ -409,14 +442,21 @@ class DifferentialExpression:
             points = m1.landmarks
         else:
             points = check_cells(X, "X", min_cells=2)
-        cov = m1.covariance(points, diag=False) + m2.covariance(points, diag=False)
+        pair = self._pair_path()
+        use_diag = self.use_empirical_variance and m1.has_empirical_variance and m2.has_empirical_variance
+        diag_var = None
+        if pair is not None:
+            cov = covariance_pair(m1.predictor, m2.predictor, points)
+            diff, o1, o2 = difference_pair(m1.predictor, m2.predictor, points, obs_variance=pair and use_diag)
+            if pair and use_diag:
+                diag_var = np.maximum(o1, self.eps) + np.maximum(o2, self.eps)
+        else:
+            cov = m1.covariance(points, diag=False) + m2.covariance(points, diag=False)
+            diff = m2.predict(points, progress=False) - m1.predict(points, progress=False)
+            if use_diag:
+                diag_var = m1.obs_variance(points) + m2.obs_variance(points)
         if fold_change is not None and points is X:
             diff = np.asarray(fold_change)
-        else:
-            diff = m2.predict(points, progress=False) - m1.predict(points, progress=False)
-        diag_var = None
-        if self.use_empirical_variance and m1.has_empirical_variance and m2.has_empirical_variance:
-            diag_var = m1.obs_variance(points) + m2.obs_variance(points)
         factors = None
         if self.use_sample_variance and (m1.has_sample_variance or m2.has_sample_variance):
             if m1._sample_variance_estimator is None and m2._sample_variance_estimator is None:

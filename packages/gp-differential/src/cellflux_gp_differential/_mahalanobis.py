@@ -28,17 +28,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ._jax import jax, jnp
+from ._regression import _lower_inverse, _lower_times
 
 __all__ = ["gene_batch_for_budget", "mahalanobis", "mahalanobis_memory"]
 
 _F64 = 8
-
-
-@jax.jit
-def _base(Linv, W2, diff, dvar):
-    z = Linv @ diff
-    w = 1.0 / (1.0 + W2 @ dvar)
-    return jnp.sum(z * z * w, axis=0)
 
 
 @jax.jit
@@ -168,13 +162,26 @@ def mahalanobis(
     m, n_genes = diff.shape
     C = cov + eps * np.eye(m)
     L = np.linalg.cholesky(C)
+    size = int(max(1, min(gene_batch, n_genes)))
+    out = np.empty(n_genes)
+    starts = range(0, n_genes, size)
+    if factors is None:
+        # no per-gene factors: BLAS triangular products of the whole batch, no padding, no JAX
+        Linv = _lower_inverse(L)
+        W2 = Linv * Linv if diag_variance is not None else None
+        for start in tqdm(starts, disable=not progress or len(starts) < 2, desc="Mahalanobis"):
+            stop = min(start + size, n_genes)
+            z = _lower_times(Linv, diff[:, start:stop])
+            if W2 is None:
+                d2 = np.einsum("ij,ij->j", z, z)
+            else:
+                d2 = np.einsum("ij,ij->j", z, z / (1.0 + _lower_times(W2, diag_variance[:, start:stop])))
+            out[start:stop] = np.sqrt(np.maximum(d2, 0.0))
+        return out
     from scipy.linalg import solve_triangular
 
     Linv = solve_triangular(L, np.eye(m), lower=True)
     W2 = Linv * Linv
-    size = int(max(1, min(gene_batch, n_genes)))
-    out = np.empty(n_genes)
-    starts = range(0, n_genes, size)
     for start in tqdm(starts, disable=not progress or len(starts) < 2, desc="Mahalanobis"):
         stop = min(start + size, n_genes)
         genes = np.arange(start, stop)
@@ -183,13 +190,10 @@ def mahalanobis(
         v = np.zeros((m, size))
         if diag_variance is not None:
             v[:, : stop - start] = diag_variance[:, start:stop]
-        if factors is None:
-            d2 = _base(Linv, W2, d, v)
-        else:
-            f = factors(genes)
-            fp = np.zeros((size, m, f.shape[2]))
-            fp[: stop - start] = f
-            exact = diag_variance is not None
-            d2 = _exact(C, Linv, W2, d, v, fp, 1e-20) if exact else _with_factors(Linv, W2, d, v, fp)
+        f = factors(genes)
+        fp = np.zeros((size, m, f.shape[2]))
+        fp[: stop - start] = f
+        exact = diag_variance is not None
+        d2 = _exact(C, Linv, W2, d, v, fp, 1e-20) if exact else _with_factors(Linv, W2, d, v, fp)
         out[start:stop] = np.sqrt(np.maximum(np.asarray(d2)[: stop - start], 0.0))
     return out

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import sparse
-from scipy.linalg import cho_solve
 
 from ._batching import iter_batches, map_batches
 from ._jax import DEFAULT_JITTER, as_f64, cholesky_jitter, matern52
@@ -51,28 +50,29 @@ def landmark_design(landmarks: np.ndarray, ls: float, jitter: float = DEFAULT_JI
 
 
 def _accumulate(xb, yb, maskb, u, Linv, ls, with_gram: bool = True):
-    """``A A^T`` (``None`` unless ``with_gram``) and ``A Y`` of one padded cell batch, ``A = Lp^{-1} K_u,b``.
+    """Upper triangle of ``A A^T`` (``None`` unless ``with_gram``) and ``K Y`` of one padded cell batch.
 
-    BLAS rather than XLA: a triangular ``trmm`` for ``A`` and a symmetric ``syrk`` for ``A A^T`` (half the
-    flops of dense products; XLA's float64 CPU matrix products are also slower than OpenBLAS').
+    ``A = Lp^{-1} K_u,b``. BLAS rather than XLA: a triangular ``trmm`` for ``A`` and a symmetric ``syrk``
+    for ``A A^T`` (half the flops of dense products; XLA's float64 CPU matrix products are also slower
+    than OpenBLAS'). ``K Y`` rather than ``A Y``: the triangular factors are applied once, after the
+    accumulation (:func:`_apply_gram_inverse`).
     """
-    from scipy.linalg.blas import dsyrk
-
-    A = _lower_times(Linv, np.asarray(matern52(u, xb, ls))) * maskb[None, :]
-    gram = None
-    if with_gram:
-        upper = dsyrk(1.0, A)
-        gram = np.triu(upper) + np.triu(upper, k=1).T
-    return gram, A @ yb
+    K = np.asarray(matern52(u, xb, ls)) * maskb[None, :]
+    gram = _gram_upper(_lower_times(Linv, K)) if with_gram else None
+    return gram, K @ yb
 
 
-def _loo_residuals(xb, yb, maskb, u, Linv, LBinv, weights, ls, sigma2):
+def _apply_gram_inverse(M: np.ndarray, KY: np.ndarray, sigma2: float) -> np.ndarray:
+    """Weights ``M^T M K Y / sigma^2`` (``M = L_B^{-1} Lp^{-1}`` lower triangular): two ``trmm``."""
+    return np.ascontiguousarray(_lower_times(M, _lower_times(M, KY, alpha=1.0 / sigma2), transpose=True))
+
+
+def _loo_residuals(xb, yb, maskb, u, M, weights, ls, sigma2):
     K = np.asarray(matern52(u, xb, ls))
-    A = _lower_times(Linv, K)
     pred = K.T @ weights
-    h = np.sum(_lower_times(LBinv, A) ** 2, axis=0) / sigma2
+    h = np.sum(_lower_times(M, K) ** 2, axis=0) / sigma2
     r2 = (yb - pred) ** 2 / ((1.0 - h) ** 2)[:, None]
-    return (A * maskb[None, :]) @ r2
+    return (K * maskb[None, :]) @ r2
 
 
 def _predict_batch(xb, u, weights, ls):
@@ -89,11 +89,33 @@ def _lower_inverse(L: np.ndarray) -> np.ndarray:
     return np.tril(inv)
 
 
-def _lower_times(T: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """``T @ K`` for a lower-triangular ``T`` (BLAS ``trmm``: half the flops of a dense product)."""
+def _lower_times(T: np.ndarray, K: np.ndarray, *, transpose: bool = False, alpha: float = 1.0) -> np.ndarray:
+    """``alpha T @ K`` (``alpha T^T @ K`` with ``transpose``) for a lower-triangular ``T`` by BLAS ``trmm``.
+
+    Half the flops of a dense product. Row-major (C-ordered) operands are passed as their column-major
+    transposes, so nothing is copied into Fortran order on the way in; the result is C-ordered when
+    ``K`` is.
+    """
     from scipy.linalg.blas import dtrmm
 
-    return dtrmm(1.0, np.asfortranarray(T), np.asfortranarray(K), lower=1)
+    t = int(transpose)
+    if T.flags.f_contiguous:
+        A, lower, trans = T, 1, 0
+    else:  # T.T is column-major and upper triangular
+        A, lower, trans = np.ascontiguousarray(T).T, 0, 1
+    if K.flags.f_contiguous:
+        return dtrmm(alpha, A, K, lower=lower, trans_a=trans ^ t)
+    # (op(T) K)^T = K^T op(T)^T: multiply the column-major K^T from the right
+    return dtrmm(alpha, A, np.ascontiguousarray(K).T, side=1, lower=lower, trans_a=trans ^ (1 - t)).T
+
+
+def _gram_upper(a: np.ndarray, *, transpose: bool = False, alpha: float = 1.0) -> np.ndarray:
+    """Upper triangle of ``alpha a a^T`` (``alpha a^T a`` with ``transpose``) by ``syrk``, without copies."""
+    from scipy.linalg.blas import dsyrk
+
+    if a.flags.f_contiguous:
+        return dsyrk(alpha, a, trans=int(transpose))
+    return dsyrk(alpha, np.ascontiguousarray(a).T, trans=int(not transpose))
 
 
 def _variance_batch(xb, u, Linv, M, ls):
@@ -103,11 +125,9 @@ def _variance_batch(xb, u, Linv, M, ls):
 
 
 def _covariance_full(x, u, Linv, M, ls):
-    from scipy.linalg.blas import dsyrk
-
     K = np.asarray(matern52(u, x, ls))
     a, c = _lower_times(Linv, K), _lower_times(M, K)
-    upper = np.asarray(matern52(x, x, ls)) - dsyrk(1.0, a, trans=1) + dsyrk(1.0, c, trans=1)
+    upper = np.asarray(matern52(x, x, ls)) - _gram_upper(a, transpose=True) + _gram_upper(c, transpose=True)
     upper = np.triu(upper)
     return upper + np.triu(upper, k=1).T
 
@@ -222,9 +242,8 @@ class RegressionPredictor:
             iter_batches(x.shape[0], size), _cell_batches(x, y, d, size), strict=True
         ):
             K = np.asarray(matern52(d.landmarks, xb, d.ls))
-            A = d.Linv @ K
             pred = K.T @ self.weights
-            h = np.sum((self._LBinv @ A) ** 2, axis=0) / self.sigma**2
+            h = np.sum(_lower_times(self.M, K) ** 2, axis=0) / self.sigma**2
             out.append(((yb - pred) ** 2 / ((1 - h) ** 2)[:, None])[: stop - start])
         return np.concatenate(out)
 
@@ -266,24 +285,34 @@ def fit_regression(
     n = x.shape[0]
     size = min(cell_batch, max(256, -(-n // 256) * 256))
     m, g = design.landmarks.shape[0], y.shape[1]
-    AAt, AY = np.zeros((m, m)), np.zeros((m, g))
+    AAt, KY = np.zeros((m, m)), np.zeros((m, g))
     for xb, yb, mask in _cell_batches(x, y, design, size):
         a, b = _accumulate(xb, yb, mask, design.landmarks, design.Linv, design.ls)
         AAt += a
-        AY += b
+        KY += b
     sigma2 = float(sigma) ** 2
-    B = AAt / sigma2 + np.eye(m)
-    LB = np.linalg.cholesky(B)
+    B = np.triu(AAt) / sigma2 + np.eye(m)
+    LB = _cholesky_upper_stored(B)
     LBinv = _lower_inverse(LB)
-    weights = design.Linv.T @ cho_solve((LB, True), AY / sigma2)
-    M = _lower_times(LBinv, design.Linv)
+    M = np.tril(_lower_times(LBinv, design.Linv))
+    weights = _apply_gram_inverse(M, KY, sigma2)
     predictor = RegressionPredictor(design, weights, M, float(sigma), n, batch_size=batch_size, _LBinv=LBinv)
     if obs_variance:
-        AR = np.zeros((m, g))
+        KR = np.zeros((m, g))
         for xb, yb, mask in _cell_batches(x, y, design, size):
-            AR += _loo_residuals(xb, yb, mask, design.landmarks, design.Linv, LBinv, weights, design.ls, sigma2)
-        predictor.variance_weights = design.Linv.T @ cho_solve((LB, True), AR / sigma2)
+            KR += _loo_residuals(xb, yb, mask, design.landmarks, M, weights, design.ls, sigma2)
+        predictor.variance_weights = _apply_gram_inverse(M, KR, sigma2)
     return predictor
+
+
+def _cholesky_upper_stored(B: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factor of the symmetric ``B`` of which only the upper triangle is filled (LAPACK)."""
+    from scipy.linalg.lapack import dpotrf
+
+    U, info = dpotrf(np.asfortranarray(B), lower=0, clean=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"Cholesky factorisation failed (LAPACK info {info}).")
+    return np.ascontiguousarray(U.T)
 
 
 def smooth_with(design: Design, predictor: RegressionPredictor, x: np.ndarray, r2: np.ndarray) -> np.ndarray:
@@ -291,9 +320,7 @@ def smooth_with(design: Design, predictor: RegressionPredictor, x: np.ndarray, r
     x = as_f64(x)
     size = min(CELL_BATCH, max(256, -(-x.shape[0] // 256) * 256))
     m = design.landmarks.shape[0]
-    AR = np.zeros((m, r2.shape[1]))
+    KR = np.zeros((m, r2.shape[1]))
     for xb, rb, mask in _cell_batches(x, r2, design, size):
-        AR += _accumulate(xb, rb, mask, design.landmarks, design.Linv, design.ls, with_gram=False)[1]
-    LBinv = predictor._LBinv
-    sigma2 = predictor.sigma**2
-    return design.Linv.T @ (LBinv.T @ (LBinv @ (AR / sigma2)))
+        KR += _accumulate(xb, rb, mask, design.landmarks, design.Linv, design.ls, with_gram=False)[1]
+    return _apply_gram_inverse(predictor.M, KR, predictor.sigma**2)
