@@ -1,28 +1,26 @@
 """JAX set-up shared by the engine: float64 precision, the Matérn-5/2 kernel, padding helpers.
 
-Importing this module imports :mod:`mellon`, which switches JAX to 64-bit precision on the CPU; the
-engine relies on that (Cholesky factorisations of kernel matrices with a ``1e-6`` jitter need it).
+Importing this module switches JAX to 64-bit precision on the CPU, the configuration importing
+:mod:`mellon` sets (``mellon.setup_jax``); the engine relies on it (Cholesky factorisations of kernel
+matrices with a ``1e-6`` jitter need it). mellon itself is not imported: the engine does not use it, and
+its import (scikit-learn included) was a third of a fresh process's differential-expression time.
 Only engine modules import this one, never the package ``__init__`` or the manifest.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from functools import partial
 
-with warnings.catch_warnings():
-    # mellon imports jaxopt, which warns that it is unmaintained on import
-    warnings.filterwarnings("ignore", message="JAXopt is no longer maintained", category=DeprecationWarning)
-    import mellon  # noqa: F401  (sets jax_enable_x64 and the CPU platform, as for every mellon user)
-
 import jax
-import jax.numpy as jnp
-import numpy as np
-from jax.scipy.linalg import solve_triangular
 
-if not jax.config.jax_enable_x64:  # pragma: no cover - someone switched it off after importing mellon
-    raise RuntimeError("cellflux-gp-differential needs JAX in 64-bit mode: jax.config.update('jax_enable_x64', True).")
+# what ``import mellon`` does (mellon.setup_jax): 64-bit precision on the CPU
+jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_platform_name", "cpu")
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from jax.scipy.linalg import solve_triangular  # noqa: E402
 
 __all__ = [
     "DEFAULT_JITTER",
