@@ -8,6 +8,7 @@ from torch.distributions import Categorical, Dirichlet, MixtureSameFamily, Norma
 
 from cellflux_velocity_vae._dirichlet import dirichlet_kl, rsample_dirichlet, sample_gamma
 from cellflux_velocity_vae._likelihood import log_mixture_weights, mixture_log_lik
+from cellflux_velocity_vae._special import gamma_functions
 
 
 @pytest.mark.parametrize("shape", [0.05, 0.4, 1.0, 3.0, 40.0])
@@ -51,21 +52,45 @@ def test_dirichlet_kl_value_and_gradient():
     assert torch.autograd.gradcheck(lambda c: dirichlet_kl(c, 0.25, dim=-2), (conc,))
 
 
+def test_gamma_functions_match_torch_in_float32_and_fall_back_in_float64():
+    x = torch.nn.functional.softplus(torch.randn(100_000, generator=torch.Generator().manual_seed(0)) * 3)
+    x[:4] = torch.tensor([1e-8, 3e-3, 2e6, 1e12])
+    ours = gamma_functions(x)
+    exact = x.double()
+    for values, reference in zip(
+        ours, (torch.lgamma(exact), torch.digamma(exact), torch.polygamma(1, exact)), strict=True
+    ):
+        assert values.dtype == torch.float32
+        error = (values.double() - reference).abs() / reference.abs().clamp_min(1.0)
+        assert error.max() < 3e-6
+    x64 = x.double()[:1000]
+    torch.testing.assert_close(gamma_functions(x64)[2], torch.polygamma(1, x64), rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("requires_grad", [True, False])
-def test_the_draws_digamma_is_shared_with_the_kl_term(requires_grad):
-    conc = (torch.rand(6, 4, 5, dtype=torch.float64) * 3 + 0.05).requires_grad_(requires_grad)
+def test_precomputed_gamma_functions_give_the_same_draws_kl_and_gradients(requires_grad):
+    conc = (torch.rand(6, 4, 5) * 3 + 0.05).requires_grad_(requires_grad)
+    special = gamma_functions(conc)
     torch.manual_seed(4)
-    draw, psi = rsample_dirichlet(conc.transpose(-1, -2), dim=-1, return_digamma=True)
+    draw = rsample_dirichlet(conc.transpose(-1, -2), dim=-1, digamma=special[1].transpose(-1, -2))
     torch.manual_seed(4)
-    torch.testing.assert_close(draw, rsample_dirichlet(conc.transpose(-1, -2), dim=-1))
-    torch.testing.assert_close(psi, torch.digamma(conc.detach()).transpose(-1, -2))
-    assert not psi.requires_grad
-    # the KL term with the shared digamma: same value, same gradient
-    with_psi = dirichlet_kl(conc, 0.25, dim=-2, digamma=psi.transpose(-1, -2))
-    torch.testing.assert_close(with_psi, dirichlet_kl(conc, 0.25, dim=-2))
+    plain = rsample_dirichlet(conc.transpose(-1, -2), dim=-1)
+    torch.testing.assert_close(draw, plain)
+    kl = dirichlet_kl(conc.transpose(-1, -2), 0.25, dim=-1, special=special.transpose(-1, -2))
+    kl_plain = dirichlet_kl(conc, 0.25, dim=-2)
+    torch.testing.assert_close(kl, kl_plain, rtol=1e-5, atol=1e-5)
     if requires_grad:
-        kl = lambda c: dirichlet_kl(c, 0.25, dim=-2, digamma=torch.digamma(c.detach()))  # noqa: E731
-        assert torch.autograd.gradcheck(kl, (conc,))
+        weights = torch.rand(4, 5)
+        grads = [
+            torch.autograd.grad((d * weights.T).sum() + k.sum(), conc)[0] for d, k in ((draw, kl), (plain, kl_plain))
+        ]
+        torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-5)
+
+
+def test_kl_with_precomputed_functions_has_the_exact_gradient_in_float64():
+    conc = (torch.rand(3, 4, 5, dtype=torch.float64) * 3 + 0.05).requires_grad_()
+    kl = lambda c: dirichlet_kl(c, 0.25, dim=-2, special=gamma_functions(c))  # noqa: E731
+    assert torch.autograd.gradcheck(kl, (conc,))
 
 
 def test_mixture_node_equals_torch_mixture_value_and_gradients():

@@ -29,6 +29,8 @@ import math
 
 import torch
 
+from ._special import gamma_functions
+
 __all__ = ["DirichletKL", "dirichlet_kl", "gamma_shape_grad", "rsample_dirichlet", "sample_gamma"]
 
 
@@ -180,27 +182,24 @@ def _normalise(gamma: torch.Tensor, out: torch.Tensor) -> None:
 class _Dirichlet(torch.autograd.Function):
     """Dirichlet draws over axis ``-2`` of ``(rows, K, G)`` concentrations (reparameterised).
 
-    Returns the draws and ``digamma(concentration)`` (not differentiable): the backward pass needs
-    it for the Gamma gradients, and the Dirichlet KL term of the loss needs it too, so it is
-    computed once per step instead of twice (``digamma`` is one of the costliest kernels of a
-    step on a CPU). The implicit reparameterisation gradient of each Gamma variate is chained
-    through the normalisation. The backward pass is one loop over cache-sized chunks of rows: with ``S = sum_k x_k`` and
+    The implicit reparameterisation gradient of each Gamma variate is chained through the
+    normalisation. The backward pass is one loop over cache-sized chunks of rows: with ``S = sum_k x_k`` and
     ``p = x / S``, ``d/dx_j = (g_j - sum_k g_k p_k) / S``, times ``dx_j/da_j`` (the gradient of
     ``clamp_min`` is kept: none where a probability was raised to the smallest normal float).
+    ``digamma(concentration)`` for the Gamma gradients is taken from the caller when given (the
+    loss's Dirichlet KL term needs it too), else computed per chunk.
     """
 
     @staticmethod
-    def forward(ctx, concentration: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(ctx, concentration: torch.Tensor, psi: torch.Tensor | None) -> torch.Tensor:
         gamma = sample_gamma(concentration)
         probs = torch.empty_like(gamma)
         _normalise(gamma, probs)
-        psi = torch.digamma(concentration.detach())
         ctx.save_for_backward(concentration, gamma, psi)
-        ctx.mark_non_differentiable(psi)
-        return probs, psi
+        return probs
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor, _grad_psi: torch.Tensor | None) -> torch.Tensor:
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         concentration, gamma, psi = ctx.saved_tensors
         n, k, g = gamma.shape
         grad = grad.contiguous()
@@ -208,7 +207,8 @@ class _Dirichlet(torch.autograd.Function):
         tiny = torch.finfo(gamma.dtype).tiny
         step = max(1, _CHUNK // (k * g))
         for i in range(0, n, step):
-            x, a, gr, psi_a = gamma[i : i + step], concentration[i : i + step], grad[i : i + step], psi[i : i + step]
+            x, a, gr = gamma[i : i + step], concentration[i : i + step], grad[i : i + step]
+            psi_a = None if psi is None else psi[i : i + step]
             total = x.sum(-2, keepdim=True)
             probs = x / total
             gr = gr * (probs >= tiny)
@@ -218,12 +218,16 @@ class _Dirichlet(torch.autograd.Function):
             if large.numel():
                 flat_out, flat_a, flat_x = out[i : i + step].view(-1), a.reshape(-1), x.reshape(-1)
                 flat_out[large] = g_x.view(-1)[large] * torch._standard_gamma_grad(flat_a[large], flat_x[large])
-        return out
+        return out, None
 
 
-def rsample_dirichlet(
-    concentration: torch.Tensor, dim: int = -2, return_digamma: bool = False
-) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+def _rows(t: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Size]:
+    """``t`` with axis ``dim`` moved to ``-2``, as contiguous ``(rows, K, G)``, and the moved shape."""
+    moved = t.movedim(dim, -1).unsqueeze(-1) if t.ndim == 1 else t.movedim(dim, -2)
+    return moved.reshape(-1, *moved.shape[-2:]).contiguous(), moved.shape
+
+
+def rsample_dirichlet(concentration: torch.Tensor, dim: int = -2, digamma: torch.Tensor | None = None) -> torch.Tensor:
     """A reparameterised Dirichlet draw along ``dim`` (normalised Gamma variates).
 
     Parameters
@@ -232,69 +236,71 @@ def rsample_dirichlet(
         Positive concentrations; the Dirichlet's categories run along ``dim``.
     dim
         The category axis.
-    return_digamma
-        Also return ``digamma(concentration)`` (computed once for the draw's gradient; pass it on
-        to :func:`dirichlet_kl` instead of computing it again).
+    digamma
+        ``digamma(concentration)`` (same shape) if the caller has it: the draw's gradient needs it.
 
     Returns
     -------
     A draw of the same shape whose entries along ``dim`` sum to one (entries are at least the
-    smallest positive normal float, as in torch's sampler); with ``return_digamma``, the draw and
-    ``digamma(concentration)``.
+    smallest positive normal float, as in torch's sampler).
     """
-    moved = concentration.movedim(dim, -1).unsqueeze(-1) if concentration.ndim == 1 else concentration.movedim(dim, -2)
-    rows = moved.reshape(-1, *moved.shape[-2:]).contiguous()
-    psi = None
+    rows, moved_shape = _rows(concentration, dim)
     if concentration.requires_grad:
-        probs, psi = _Dirichlet.apply(rows)
+        psi = None if digamma is None else _rows(digamma.detach(), dim)[0]
+        probs = _Dirichlet.apply(rows, psi)
     else:
         with torch.no_grad():
             gamma = sample_gamma(rows)
             probs = torch.empty_like(gamma)
             _normalise(gamma, probs)
-    probs = probs.view(moved.shape)
-    probs = probs.squeeze(-1) if concentration.ndim == 1 else probs.movedim(-2, dim)
-    if not return_digamma:
-        return probs
-    return probs, torch.digamma(concentration.detach()) if psi is None else _like(psi, moved, concentration, dim)
-
-
-def _like(rows: torch.Tensor, moved: torch.Tensor, concentration: torch.Tensor, dim: int) -> torch.Tensor:
-    """``rows`` (the flattened ``moved`` layout) back in the layout of ``concentration``."""
-    out = rows.view(moved.shape)
-    return out.squeeze(-1) if concentration.ndim == 1 else out.movedim(-2, dim)
+    probs = probs.view(moved_shape)
+    if concentration.ndim == 1:
+        return probs.squeeze(-1)
+    return probs.movedim(-2, dim)
 
 
 class DirichletKL(torch.autograd.Function):
-    """``KL(Dir(c) || Dir(prior))`` over axis ``-2`` as one node with a closed-form backward."""
+    """``KL(Dir(c) || Dir(prior))`` over axis ``-2`` as one node with a closed-form backward.
+
+    ``special`` holds ``lgamma``, ``digamma`` and ``trigamma`` of ``c`` (stacked, see
+    ``_special.gamma_functions``) when the caller computed them once for
+    the step; otherwise torch's kernels are called here.
+    """
 
     @staticmethod
-    def forward(ctx, concentration: torch.Tensor, prior: float, psi: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(ctx, concentration: torch.Tensor, prior: float, special: torch.Tensor | None = None) -> torch.Tensor:
         k = concentration.shape[-2]
         total = concentration.sum(-2)
-        psi = torch.digamma(concentration) if psi is None else psi
+        if special is None:
+            lgamma_c, psi_c, trigamma_c = torch.lgamma(concentration), torch.digamma(concentration), None
+            lgamma_t, psi_t, trigamma_t = torch.lgamma(total), torch.digamma(total), None
+        else:
+            lgamma_c, psi_c, trigamma_c = special.unbind(0)
+            lgamma_t, psi_t, trigamma_t = gamma_functions(total.detach()).unbind(0)
         kl = (
-            torch.lgamma(total)
-            - torch.lgamma(concentration).sum(-2)
+            lgamma_t
+            - lgamma_c.sum(-2)
             - (math.lgamma(k * prior) - k * math.lgamma(prior))
-            + ((concentration - prior) * (psi - torch.digamma(total).unsqueeze(-2))).sum(-2)
+            + ((concentration - prior) * (psi_c - psi_t.unsqueeze(-2))).sum(-2)
         )
-        ctx.save_for_backward(concentration, total)
+        ctx.save_for_backward(concentration, total, trigamma_c, trigamma_t)
         ctx.prior = prior
         return kl
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        concentration, total = ctx.saved_tensors
+        concentration, total, trigamma_c, trigamma_t = ctx.saved_tensors
         k = concentration.shape[-2]
         prior = ctx.prior
-        d_total = (total - k * prior) * torch.polygamma(1, total)
-        d_conc = (concentration - prior) * torch.polygamma(1, concentration) - d_total.unsqueeze(-2)
+        trigamma_c = torch.polygamma(1, concentration) if trigamma_c is None else trigamma_c
+        trigamma_t = torch.polygamma(1, total) if trigamma_t is None else trigamma_t
+        d_total = (total - k * prior) * trigamma_t
+        d_conc = (concentration - prior) * trigamma_c - d_total.unsqueeze(-2)
         return grad.unsqueeze(-2) * d_conc, None, None
 
 
 def dirichlet_kl(
-    concentration: torch.Tensor, prior: float, dim: int = -1, digamma: torch.Tensor | None = None
+    concentration: torch.Tensor, prior: float, dim: int = -1, special: torch.Tensor | None = None
 ) -> torch.Tensor:
     """KL(Dirichlet(concentration) || Dirichlet(prior * 1)) over axis ``dim``.
 
@@ -306,8 +312,9 @@ def dirichlet_kl(
         Concentration of the symmetric prior.
     dim
         The category axis.
-    digamma
-        ``digamma(concentration)`` if already computed (as :func:`rsample_dirichlet` returns it).
+    special
+        ``gamma_functions(concentration)`` (``(3, *concentration.shape)``: lgamma, digamma,
+        trigamma) if already computed for the step.
 
     Returns
     -------
@@ -315,5 +322,5 @@ def dirichlet_kl(
     """
     if dim not in (-2, concentration.ndim - 2):
         concentration = concentration.movedim(dim, -2)
-        digamma = None if digamma is None else digamma.movedim(dim, -2)
-    return DirichletKL.apply(concentration, prior, digamma)
+        special = None if special is None else special.movedim(dim if dim < 0 else dim + 1, -2)
+    return DirichletKL.apply(concentration, prior, special)

@@ -31,6 +31,7 @@ from ._constants import REGISTRY_KEYS
 from ._dirichlet import dirichlet_kl, rsample_dirichlet
 from ._kinetics import induction, repression
 from ._likelihood import log_mixture_weights, mixture_log_lik
+from ._special import gamma_functions
 
 __all__ = ["DecoderVELOVI", "VELOVAE", "dirichlet_kl", "mixture_log_prob"]
 
@@ -316,15 +317,17 @@ class VELOVAE(BaseModuleClass):
 
         ``px_pi``, ``px_pi_alpha``, ``mean_u`` and ``mean_s`` are ``(..., genes, 4)`` (as in
         scvi-tools), views of state-major tensors that :meth:`loss` uses without copying;
-        ``px_pi_alpha_digamma`` is ``digamma(px_pi_alpha)``, computed once for the draw's gradient
-        and reused by the Dirichlet KL term of :meth:`loss`.
+        ``px_pi_alpha_gamma_functions`` stacks ``lgamma``, ``digamma`` and ``trigamma`` of
+        ``px_pi_alpha`` (``(3, ..., genes, 4)``), computed once per step for the draw's gradient
+        and the Dirichlet KL term of :meth:`loss`.
         """
         lead = z.shape[:-1]
         n_genes = self.n_input
         alpha_sm, px_rho, px_tau = self.decoder(z.reshape(-1, z.shape[-1]), latent_dim=latent_dim, state_major=True)
-        pi_sm, psi_sm = rsample_dirichlet(alpha_sm, dim=-2, return_digamma=True)
+        special = gamma_functions(alpha_sm)  # lgamma, digamma, trigamma: for the draw and the KL term
+        pi_sm = rsample_dirichlet(alpha_sm, dim=-2, digamma=special[1])
         alpha_sm, pi_sm = alpha_sm.reshape(*lead, 4, n_genes), pi_sm.reshape(*lead, 4, n_genes)
-        psi_sm = psi_sm.reshape(*lead, 4, n_genes)
+        special = special.reshape(3, *lead, 4, n_genes)
         px_rho, px_tau = px_rho.reshape(*lead, n_genes), px_tau.reshape(*lead, n_genes)
         scale = F.softplus(self.scale_unconstr)
         mean_u, mean_s, end_penalty = self.state_means(
@@ -336,7 +339,7 @@ class VELOVAE(BaseModuleClass):
             "px_tau": px_tau,
             "scale": scale,
             "px_pi_alpha": alpha_sm.transpose(-1, -2),
-            "px_pi_alpha_digamma": psi_sm.transpose(-1, -2),
+            "px_pi_alpha_gamma_functions": special.transpose(-1, -2),
             "mean_u": mean_u.transpose(-1, -2),
             "mean_s": mean_s.transpose(-1, -2),
             "end_penalty": end_penalty,
@@ -402,9 +405,9 @@ class VELOVAE(BaseModuleClass):
         kl_z = 0.5 * (qz_v + qz_m.square() - 1 - torch.log(qz_v)).sum(dim=-1)
         reconst_loss = -(ll_u.sum(dim=-1) + ll_s.sum(dim=-1))
         concentration = generative_outputs["px_pi_alpha"].transpose(-1, -2)
-        psi = generative_outputs.get("px_pi_alpha_digamma")
-        psi = None if psi is None else psi.transpose(-1, -2)
-        kl_pi = dirichlet_kl(concentration, self.dirichlet_concentration, dim=-2, digamma=psi).sum(dim=-1)
+        special = generative_outputs.get("px_pi_alpha_gamma_functions")
+        special = None if special is None else special.transpose(-1, -2)
+        kl_pi = dirichlet_kl(concentration, self.dirichlet_concentration, dim=-2, special=special).sum(dim=-1)
         local_loss = torch.mean(reconst_loss + kl_weight * kl_z + kl_pi)
         loss = local_loss + self.penalty_scale * (1 - kl_weight) * generative_outputs["end_penalty"]
         return LossOutput(loss=loss, reconstruction_loss=reconst_loss, kl_local=kl_z + kl_pi)
