@@ -34,9 +34,11 @@ from ._special import gamma_functions
 __all__ = ["DirichletKL", "dirichlet_kl", "gamma_shape_grad", "rsample_dirichlet", "sample_gamma"]
 
 
-#: Elements per chunk of the elementwise kernels: a chunk's temporaries stay in a core's L2 cache,
-#: where torch's elementwise ops run many times faster than on batch-sized tensors.
-_CHUNK = 1 << 15
+#: Elements per chunk of the elementwise kernels (256 KiB of float32): a chunk's temporaries stay in
+#: a core's L2 cache, where torch's elementwise ops run many times faster than on batch-sized
+#: tensors, and the chunks are large enough that torch's per-op overhead stays small (2**16 was
+#: ~8% faster per pancreas step than 2**15 in an A/B run on a 1 MiB-L2 core).
+_CHUNK = 1 << 16
 
 #: Below this value of a Gamma variate its shape gradient is summed from the power series of the
 #: lower incomplete Gamma function; above it torch's ``_standard_gamma_grad`` is called.
@@ -67,7 +69,7 @@ def sample_gamma(shape: torch.Tensor, generator: torch.Generator | None = None) 
     """Standard Gamma variates with the given shape parameters (Marsaglia and Tsang, vectorised).
 
     Shapes below one are boosted with ``Gamma(a) = Gamma(a + 1) U^(1/a)``. The first proposal for
-    every element is made in chunks of at most ``2**15`` elements, so that the temporaries stay in
+    every element is made in chunks of at most ``2**16`` elements, so that the temporaries stay in
     cache; the few rejected elements are then redrawn together until all are accepted.
 
     Parameters

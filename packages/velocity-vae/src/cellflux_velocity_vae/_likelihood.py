@@ -86,8 +86,8 @@ class _LogWeights(torch.autograd.Function):
         return out.view(pi.shape)
 
 
-#: Elements per chunk: a chunk's temporaries stay in a core's L2 cache.
-_CHUNK = 1 << 15
+#: Elements per chunk: a chunk's temporaries stay in a core's L2 cache (see ``_dirichlet._CHUNK``).
+_CHUNK = 1 << 16
 
 
 def _row_chunks(n_rows: int, row_size: int) -> tuple[range, int]:

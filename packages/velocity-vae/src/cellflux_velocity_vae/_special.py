@@ -24,7 +24,7 @@ import torch
 __all__ = ["gamma_functions"]
 
 _SHIFT = 4
-_CHUNK = 1 << 14
+_CHUNK = 1 << 16
 #: Above this the shift's product could overflow float32; torch's kernels take these (rare) values.
 _LARGE = 1e6
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
