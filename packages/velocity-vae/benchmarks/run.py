@@ -187,6 +187,49 @@ def memory_100k(n_cells=100_000, n_genes=100, n_samples=10):
     return out
 
 
+def fate_scores(adata, genes, velocity, connectivities):
+    """Feed a velocity through cellflux-kernels and GPCCA; score the fates against the simulator's truth.
+
+    Velocity kernel (0.8) plus connectivity kernel (0.2) on ``layers["Ms"]`` of ``genes``; GPCCA with
+    one macrostate per lineage plus one (the progenitors, fewer if a macrostate gets no cells), the
+    ``n_lineages`` most stable as terminal states. Returns the lineages recovered (terminal states
+    mapped to the true lineage of most of their cells) and the fate accuracy on branch cells.
+    """
+    import cellflux_kernels as ck
+    from cellflux._keys import TruthKey
+    from cellflux._pipeline.scoring import match_states
+    from cellflux_estimators import GPCCA
+
+    lineages = [str(x) for x in adata.uns[TruthKey.SIMULATION]["lineage_names"]]
+    data = adata[:, genes].copy()
+    data.layers["velocity"] = np.nan_to_num(np.asarray(velocity, dtype=np.float64))
+    data.obsp["connectivities"] = connectivities
+    vk = ck.VelocityKernel(data).compute_transition_matrix(show_progress_bar=False)
+    g = GPCCA(0.8 * vk + 0.2 * ck.ConnectivityKernel(data).compute_transition_matrix())
+    g.compute_schur(n_components=10)
+    for n_states in range(len(lineages) + 1, 1, -1):
+        try:
+            g.compute_macrostates(n_states=n_states, cluster_key=TruthKey.CLUSTERS)
+            break
+        except ValueError:
+            continue
+    g.predict_terminal_states(method="top_n", n_states=min(len(lineages), n_states))
+    g.compute_fate_probabilities()
+    mapping = match_states(data, g.terminal_states)
+    fates = pd.DataFrame(0.0, index=data.obs_names, columns=lineages)
+    for name, lineage in mapping.items():
+        if lineage is not None:
+            fates[lineage] += g.fate_probabilities[name].to_numpy()
+    branch = data.obs[TruthKey.STATE].astype(str).to_numpy() != "progenitor"
+    predicted = np.asarray(lineages)[fates.to_numpy().argmax(1)]
+    truth = data.obs[TruthKey.LINEAGE].astype(str).to_numpy()
+    recovered = len({v for v in mapping.values() if v is not None})
+    return {
+        "terminal_states_recovered": f"{recovered}/{len(lineages)}",
+        "fate_accuracy_branch_cells": float(np.mean(predicted[branch] == truth[branch])),
+    }
+
+
 def accuracy(n_cells, n_genes, epochs, dynamical_cells):
     """Velocity and time against the simulator's truth: ours, scvi-tools' VELOVI, scVelo."""
     import scvelo as scv
@@ -204,6 +247,10 @@ def accuracy(n_cells, n_genes, epochs, dynamical_cells):
     truth_v = np.asarray(adata.layers[TruthKey.VELOCITY])[:, genes]
     truth_t = adata.obs[TruthKey.TIME].to_numpy()
     rows = []
+    import cellflux as cf
+
+    graph = cf.pp.kernel_inputs(adata, velocity_layer=None, n_pcs=20, copy=True, overwrite=True)
+    connectivities = graph.obsp["connectivities"]
 
     def score(method, velocity, time_per_cell, seconds, note=""):
         rows.append(
@@ -211,6 +258,7 @@ def accuracy(n_cells, n_genes, epochs, dynamical_cells):
                 "method": method,
                 "velocity_cosine_median": float(np.nanmedian(cosine_rows(velocity, truth_v))),
                 "time_spearman": float(spearmanr(time_per_cell, truth_t[: len(time_per_cell)])[0]),
+                **fate_scores(adata, genes, velocity, connectivities),
                 "fit_seconds": seconds,
                 "note": note,
             }
@@ -254,11 +302,17 @@ def accuracy(n_cells, n_genes, epochs, dynamical_cells):
         else:
             fit_t = np.full(data.n_obs, np.nan)
             note = "no latent time (steady-state model)"
+        fates = (
+            fate_scores(adata, genes, velocity, connectivities)
+            if data.n_obs == adata.n_obs
+            else {"terminal_states_recovered": "", "fate_accuracy_branch_cells": np.nan}
+        )
         rows.append(
             {
                 "method": f"scVelo {mode}",
                 "velocity_cosine_median": float(np.nanmedian(cosine_rows(velocity, truth))),
                 "time_spearman": float(spearmanr(fit_t, truth_t[: data.n_obs])[0]) if mode == "dynamical" else np.nan,
+                **fates,
                 "fit_seconds": seconds,
                 "note": note,
             }
