@@ -105,6 +105,17 @@ def velocity_vae(results: Path) -> Iterator[dict]:
                 "scvi-tools VELOVI",
                 pd.Series(interleaved["reference"]).median(),
             )
+        cpu = data.get("interleaved_cpu_seconds_per_epoch")
+        if cpu:
+            yield _row(
+                "velocity-vae",
+                "CPU seconds_per_epoch (mean of interleaved runs)",
+                dataset,
+                cells,
+                pd.Series(cpu["ours"]).mean(),
+                "scvi-tools VELOVI",
+                pd.Series(cpu["reference"]).mean(),
+            )
 
 
 READERS: dict[str, Callable[[Path], Iterator[dict]]] = {

@@ -123,7 +123,9 @@ def velocity_vae(
     ``None``, or the AnnData with the results when ``copy=True``. Written fields:
 
     ``layers[vkey]``
-        Posterior mean of the spliced velocity ``ds/dt`` (units of ``layers[spliced_layer]`` per unit time).
+        Posterior mean of the spliced velocity ``ds/dt`` (units of ``layers[spliced_layer]`` per unit
+        time), estimated with the expected state weights of each latent draw (see
+        ``VELOVI.get_velocity``'s ``state_weights``).
     ``layers[f"{vkey}_u"]``
         Posterior mean of the unspliced velocity ``du/dt`` (units of ``layers[unspliced_layer]``).
     ``layers[f"variance_{vkey}"]``
@@ -256,6 +258,7 @@ def _fit(data: AnnData, **kw: Any) -> dict[str, Any]:
 
     n = kw["n_samples"]
     velo = model.get_velocity(n_samples=n, return_mean=False, return_numpy=True)  # S x cells x genes
+    velo_mean = model.get_velocity(n_samples=n, return_numpy=True)  # expected state weights: less noise
     velo_u = model.get_velocity(n_samples=n, velo_mode="unspliced", return_numpy=True)
     gene_time = model.get_latent_time(n_samples=n, return_numpy=True)
     directional, _ = model.get_directional_uncertainty(n_samples=n)
@@ -271,7 +274,7 @@ def _fit(data: AnnData, **kw: Any) -> dict[str, Any]:
 
     history = model.history
     results = {
-        "velocity": full(velo.mean(0) * span_s / scaling),
+        "velocity": full(velo_mean * span_s / scaling),
         "velocity_u": full(velo_u * span_u / scaling),
         "variance": full(velo.var(0) * (span_s / scaling) ** 2),
         "fit_t": full(gene_time * scaling),
