@@ -22,7 +22,7 @@ from ._ratio import fit_log_ratio
 from ._sample_variance import SampleVarianceEstimator
 from ._validate import check_cells, check_groups, check_landmarks, check_n_landmarks
 
-__all__ = ["DEFAULT_N_LANDMARKS", "METHODS", "DifferentialAbundance", "direction_calls"]
+__all__ = ["DEFAULT_LFC_THRESHOLD", "DEFAULT_N_LANDMARKS", "METHODS", "DifferentialAbundance", "direction_calls"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +37,10 @@ METHODS = ("ratio", "density")
 RATIO_LS_FACTOR = 4.0
 #: Prior standard deviation of the log fold change in the ratio estimator.
 RATIO_PRIOR_STD = 0.2
+#: Default ``log_fold_change_threshold`` per method: kompot's 1 for its estimator; none (0) for the ratio
+#: estimator, whose prior already shrinks small effects, so that cells are called on the posterior tail
+#: probability alone (the local false sign rate of a shrinkage estimator).
+DEFAULT_LFC_THRESHOLD = {"density": 1.0, "ratio": 0.0}
 
 
 def direction_calls(
@@ -56,7 +60,11 @@ class DifferentialAbundance:
     Parameters
     ----------
     log_fold_change_threshold
-        ``|log fold change|`` above which a cell can be called up or down.
+        ``|log fold change|`` above which a cell can be called up or down. ``None`` (default): kompot's 1
+        with ``method="density"``; 0 with ``method="ratio"``, i.e. cells are called on ``ptp_threshold``
+        alone (a deliberate difference: the ratio estimator shrinks the log fold change towards zero,
+        so a fixed effect threshold on it would depend on the number of cells; its posterior tail
+        probability is a local false sign rate).
     ptp_threshold
         Posterior tail probability below which a cell can be called.
     n_landmarks
@@ -96,7 +104,7 @@ class DifferentialAbundance:
 
     def __init__(
         self,
-        log_fold_change_threshold: float = 1.0,
+        log_fold_change_threshold: float | None = None,
         ptp_threshold: float = 0.05,
         n_landmarks: int | None = None,
         use_sample_variance: bool | None = None,
@@ -118,7 +126,9 @@ class DifferentialAbundance:
             raise ValueError(f"prior_std must be positive, got {prior_std}.")
         if not 0 < ptp_threshold < 1:
             raise ValueError(f"ptp_threshold must be in (0, 1), got {ptp_threshold}.")
-        if log_fold_change_threshold < 0:
+        if log_fold_change_threshold is None:
+            log_fold_change_threshold = DEFAULT_LFC_THRESHOLD[method]
+        if not log_fold_change_threshold >= 0:
             raise ValueError(f"log_fold_change_threshold must be >= 0, got {log_fold_change_threshold}.")
         self.log_fold_change_threshold = log_fold_change_threshold
         self.ptp_threshold = ptp_threshold

@@ -151,7 +151,7 @@ def differential_abundance(
     n_neighbors: int = 1,
     method: str = "ratio",
     prior_std: float = 0.2,
-    log_fold_change_threshold: float = 1.0,
+    log_fold_change_threshold: float | None = None,
     ptp_threshold: float = 0.05,
     random_state: int | None = 0,
     progress: bool = False,
@@ -191,7 +191,8 @@ def differential_abundance(
     prior_std
         ``method="ratio"``: prior standard deviation of the log fold change.
     log_fold_change_threshold, ptp_threshold
-        Thresholds of the up/down calls.
+        Thresholds of the up/down calls; ``log_fold_change_threshold=None``: 0 with ``method="ratio"``
+        (call on the posterior tail probability), kompot's 1 with ``method="density"``.
     random_state
         Seed of the landmark k-means.
     progress
@@ -256,7 +257,7 @@ def differential_abundance(
         "n_neighbors": n_neighbors,
         "method": method,
         "prior_std": prior_std,
-        "log_fold_change_threshold": log_fold_change_threshold,
+        "log_fold_change_threshold": model.log_fold_change_threshold,
         "ptp_threshold": ptp_threshold,
         "random_state": random_state,
     }
