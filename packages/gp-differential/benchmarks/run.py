@@ -25,6 +25,12 @@ import os
 # 1,000 x 1,000 Cholesky 100x slower; set before numpy is imported (the cold runs inherit it).
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
+# --single-core: XLA (kompot's and mellon's JAX code, our kernel evaluations) on one thread as well, so
+# both tools get the same single core; without it XLA uses all cores (set before jax is imported).
+if __name__ == "__main__" and "--single-core" in __import__("sys").argv:
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    ).strip()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -243,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-reference", action="store_true", help="ours only")
     parser.add_argument("--skip-scale", action="store_true", help="with --full, skip the 100k-cell run")
     parser.add_argument("--de-speed-only", action="store_true", help="only the DE speed comparison (de_speed*.json)")
+    parser.add_argument("--single-core", action="store_true", help="XLA on one thread too (kompot on one core)")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
     import logging
@@ -255,10 +262,11 @@ def main(argv: list[str] | None = None) -> int:
     adata, y, reps = simulate(n_cells, n_genes)
     m1, m2, _ = masks(adata)
     RESULTS.mkdir(exist_ok=True)
-    suffix = "_full" if args.full else ""
+    suffix = ("_full" if args.full else "") + ("_single_core" if args.single_core else "")
     rows = de_speed(reps, y, m1, m2, tools, n_cells)
     table = de_speed_table(rows)
     speed = {"n_cells": n_cells, "n_genes": n_genes, "n_landmarks": min(1000, n_cells), "cpu_count": os.cpu_count()}
+    speed["xla_flags"] = os.environ.get("XLA_FLAGS", "")
     speed.update(runs=rows, table=table)
     (RESULTS / f"de_speed{suffix}.json").write_text(json.dumps(speed, indent=2))
     write_csv(RESULTS / f"de_speed{suffix}.csv", table)
