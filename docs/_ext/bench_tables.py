@@ -94,28 +94,14 @@ def velocity_vae(results: Path) -> Iterator[dict]:
                 yield _row(
                     "velocity-vae", key.removesuffix("_s"), dataset, cells, ours[key], "scvi-tools VELOVI", ref.get(key)
                 )
-        interleaved = data.get("interleaved_seconds_per_epoch")
-        if interleaved:
-            yield _row(
-                "velocity-vae",
-                "seconds_per_epoch (median of interleaved runs)",
-                dataset,
-                cells,
-                pd.Series(interleaved["ours"]).median(),
-                "scvi-tools VELOVI",
-                pd.Series(interleaved["reference"]).median(),
-            )
-        cpu = data.get("interleaved_cpu_seconds_per_epoch")
-        if cpu:
-            yield _row(
-                "velocity-vae",
-                "CPU seconds_per_epoch (mean of interleaved runs)",
-                dataset,
-                cells,
-                pd.Series(cpu["ours"]).mean(),
-                "scvi-tools VELOVI",
-                pd.Series(cpu["reference"]).mean(),
-            )
+        for key, label, summary in (
+            ("interleaved_seconds_per_epoch", "seconds_per_epoch (median of interleaved runs)", "median"),
+            ("interleaved_cpu_seconds_per_epoch", "CPU seconds_per_epoch (mean of interleaved runs)", "mean"),
+        ):
+            runs = data.get(key)
+            if runs:
+                ours_s, ref_s = (getattr(pd.Series(runs[side]), summary)() for side in ("ours", "reference"))
+                yield _row("velocity-vae", label, dataset, cells, ours_s, "scvi-tools VELOVI", ref_s)
 
 
 READERS: dict[str, Callable[[Path], Iterator[dict]]] = {

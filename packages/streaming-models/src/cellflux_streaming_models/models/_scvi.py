@@ -532,6 +532,22 @@ class SingleCellVariationalInference(StreamingModel):
         y_n: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Per-cell negative ELBO (KL weight one, one latent sample, evaluation mode networks)."""
+        rec_n, kl_n, _, _ = self._evaluate(
+            x_ng, var_names_g, batch_index_n, categorical_covariate_index_nd, total_mrna_umis_n, y_n
+        )
+        return rec_n + kl_n
+
+    @torch.no_grad()
+    def _evaluate(
+        self,
+        x_ng: torch.Tensor,
+        var_names_g: np.ndarray,
+        batch_index_n: torch.Tensor | None,
+        categorical_covariate_index_nd: torch.Tensor | None,
+        total_mrna_umis_n: torch.Tensor | None,
+        y_n: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], torch.Tensor | None]:
+        """Per-cell reconstruction loss and KL term in evaluation mode, the posterior, the batch index."""
         was = self.training
         self.eval()
         try:
@@ -539,7 +555,7 @@ class SingleCellVariationalInference(StreamingModel):
             batch_nb = self.batch_representation_from_batch_index(index, True) if index is not None else None
             q = self.inference(x, batch_nb, cat)
             px = self.generative(q["z"], self._library(x, total_mrna_umis_n), batch_nb, cat, y_n)["px"]
-            return -px.log_prob(x).sum(-1) + self._kl_z(q)
+            return -px.log_prob(x).sum(-1), self._kl_z(q), q, index
         finally:
             self.train(was)
 
@@ -583,17 +599,10 @@ class SingleCellVariationalInference(StreamingModel):
         if self._validation is None:
             self.on_validation_epoch_start()
         assert self._validation is not None
-        was = self.training
-        self.eval()
-        try:
-            x, index, cat = self._prepare(x_ng, var_names_g, batch_index_n, categorical_covariate_index_nd)
-            batch_nb = self.batch_representation_from_batch_index(index, True) if index is not None else None
-            q = self.inference(x, batch_nb, cat)
-            px = self.generative(q["z"], self._library(x, total_mrna_umis_n), batch_nb, cat, y_n)["px"]
-            rec_n = -px.log_prob(x).sum(-1)
-            nelbo_n = rec_n + self._kl_z(q)
-        finally:
-            self.train(was)
+        rec_n, kl_n, q, index = self._evaluate(
+            x_ng, var_names_g, batch_index_n, categorical_covariate_index_nd, total_mrna_umis_n, y_n
+        )
+        nelbo_n = rec_n + kl_n
         self._validation.add(nelbo_n, rec_n, q["qz_mean"], index, validation_cell_type_index_n, cell_index_n)
         return {"val_loss": nelbo_n.mean()}
 
