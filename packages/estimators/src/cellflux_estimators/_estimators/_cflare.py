@@ -64,7 +64,9 @@ class CFLARE(PlotMixin, DriversMixin, DecompositionMixin):
         percentile
             Keep only cells above this percentile of ``|left eigenvector|`` in at least one eigenvector.
         method
-            ``"kmeans"`` or ``"leiden"`` (needs the optional ``leidenalg`` and ``igraph``).
+            ``"kmeans"`` (seeded, no optional dependency) or ``"leiden"`` (needs the optional ``leidenalg`` and
+            ``igraph``). CellRank's default is Leiden: pass ``method="leiden"`` for its partition, which
+            k-means with ``len(use)`` clusters can coarsen.
         cluster_key
             Name the states after these clusters.
         n_clusters
