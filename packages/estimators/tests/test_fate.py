@@ -52,6 +52,23 @@ def test_solvers_agree_and_keys_merge(fates):
         fates.compute_fate_probabilities([a, f"{a}, {b}"])
 
 
+def test_n_jobs_threads_over_lineages_with_the_same_results(fates):
+    for solver in ("lgmres", "bicgstab"):
+        fates.compute_fate_probabilities(solver=solver, preconditioner="ilu", tol=1e-10)
+        one = fates.fate_probabilities.to_numpy()
+        fates.compute_fate_probabilities(solver=solver, preconditioner="ilu", tol=1e-10, n_jobs=-1)
+        np.testing.assert_array_equal(fates.fate_probabilities.to_numpy(), one)  # same solves, other threads
+        fates.compute_fate_probabilities(solver=solver, tol=1e-10, n_jobs=3)
+        np.testing.assert_allclose(fates.fate_probabilities.to_numpy(), one, atol=1e-6)
+    fates.compute_absorption_times(solver="lgmres", tol=1e-10, n_jobs=2)
+    threaded = fates.absorption_times.to_numpy()
+    fates.compute_absorption_times(solver="lgmres", tol=1e-10)
+    np.testing.assert_array_equal(fates.absorption_times.to_numpy(), threaded)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="n_jobs must be a non-zero integer"):
+            fates.compute_fate_probabilities(n_jobs=bad)
+
+
 def test_unconverged_solve_is_reported_with_residual(chain):
     _, t = chain
     q = t[:500][:, :500]

@@ -233,6 +233,7 @@ def fate_probabilities(
     solver: Literal["auto", "direct", "gmres", "lgmres", "bicgstab"] = "auto",
     preconditioner: Literal["twolevel", "ilu", "jacobi"] | None = None,
     tol: float = 1e-6,
+    n_jobs: int | None = None,
     key_added: str = "lineages_fwd",
     copy: bool = False,
     mod: str | None = None,
@@ -250,8 +251,8 @@ def fate_probabilities(
         ``obsp`` key of the transition matrix.
     keys
         Lineages; merge states as ``"Alpha, Beta"``.
-    solver, preconditioner, tol
-        Linear solver (see :meth:`GPCCA.compute_fate_probabilities`).
+    solver, preconditioner, tol, n_jobs
+        Linear solver and threads over lineages (see :meth:`GPCCA.compute_fate_probabilities`).
     key_added
         Where to write.
     copy
@@ -269,7 +270,7 @@ def fate_probabilities(
     target = resolve_target(adata, mod=mod, copy=copy)
     ad = target.adata
     g = _gpcca_with_states(ad, transition_key, terminal_key, 0)
-    g.compute_fate_probabilities(keys, solver=solver, preconditioner=preconditioner, tol=tol)
+    g.compute_fate_probabilities(keys, solver=solver, preconditioner=preconditioner, tol=tol, n_jobs=n_jobs)
     fp = g.fate_probabilities
     params = {
         "terminal_key": terminal_key,
@@ -278,6 +279,7 @@ def fate_probabilities(
         "solver": solver,
         "preconditioner": preconditioner,
         "tol": tol,
+        "n_jobs": n_jobs,
     }
     res = Results(key_added, function="tl.fate_probabilities", plugin=_PLUGIN, params=params)
     res.add("obsm", key_added, fp)
@@ -304,6 +306,7 @@ def absorption_times(
     calculate_variance: bool = False,
     solver: Literal["auto", "direct", "gmres", "lgmres", "bicgstab"] = "auto",
     tol: float = 1e-6,
+    n_jobs: int | None = None,
     key_added: str = "absorption_times_fwd",
     copy: bool = False,
     mod: str | None = None,
@@ -323,8 +326,8 @@ def absorption_times(
         Lineages; merge states as ``"Alpha, Beta"``.
     calculate_variance
         Also compute variances.
-    solver, tol
-        Linear solver.
+    solver, tol, n_jobs
+        Linear solver and threads (see :meth:`GPCCA.compute_fate_probabilities`).
     key_added
         Where to write.
     copy
@@ -342,7 +345,7 @@ def absorption_times(
     target = resolve_target(adata, mod=mod, copy=copy)
     ad = target.adata
     g = _gpcca_with_states(ad, transition_key, terminal_key, 0)
-    g.compute_absorption_times(keys, calculate_variance=calculate_variance, solver=solver, tol=tol)
+    g.compute_absorption_times(keys, calculate_variance=calculate_variance, solver=solver, tol=tol, n_jobs=n_jobs)
     params = {
         "terminal_key": terminal_key,
         "transition_key": transition_key,
@@ -350,6 +353,7 @@ def absorption_times(
         "calculate_variance": calculate_variance,
         "solver": solver,
         "tol": tol,
+        "n_jobs": n_jobs,
     }
     res = Results(key_added, function="tl.absorption_times", plugin=_PLUGIN, params=params)
     res.add("obsm", key_added, g.absorption_times)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -15,7 +17,7 @@ from ._gmres import gmres_many
 from ._threads import single_blas_thread
 from ._twolevel import TwoLevel
 
-__all__ = ["SOLVERS", "SolveError", "SolveReport", "solve_transient"]
+__all__ = ["SOLVERS", "SolveError", "SolveReport", "n_workers", "solve_transient"]
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +87,17 @@ def _rows_preconditioner(a: sparse.csr_matrix, kind: str | None):
     return lambda z: np.stack([m.matvec(row) for row in z])
 
 
+def n_workers(n_jobs: int | None, n_tasks: int) -> int:
+    """Threads for ``n_tasks`` independent solves: ``None`` is 1, ``-1`` all cores, ``-k`` all but ``k - 1``."""
+    if n_jobs is None:
+        return 1
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0:
+        raise ValueError(f"n_jobs must be a non-zero integer or None, got {n_jobs!r}.")
+    cores = os.cpu_count() or 1
+    wanted = int(n_jobs) if n_jobs > 0 else max(1, cores + 1 + int(n_jobs))
+    return max(1, min(wanted, n_tasks))
+
+
 def _report(a, x, b, solver, preconditioner, tol) -> SolveReport:
     norms = np.linalg.norm(b, axis=0)
     residuals = np.linalg.norm(a @ x - b, axis=0) / np.where(norms > 0, norms, 1.0)
@@ -100,6 +113,7 @@ def solve_transient(
     tol: float = 1e-6,
     maxiter: int | None = None,
     show_progress_bar: bool = False,
+    n_jobs: int | None = None,
 ) -> tuple[np.ndarray, SolveReport]:
     """Solve ``(I - q) x = b`` for each column of ``b``.
 
@@ -124,6 +138,10 @@ def solve_transient(
         Iteration limit of the iterative solvers (GMRES: total inner iterations).
     show_progress_bar
         Show a progress bar over right-hand sides (column-by-column solvers).
+    n_jobs
+        Threads over right-hand sides for the column-by-column solvers (``"lgmres"``, ``"bicgstab"``):
+        ``None`` one, ``-1`` all cores. The other solvers treat all columns at once (one sparse product
+        per iteration for all of them) and ignore it. The results do not depend on it.
 
     Returns
     -------
@@ -136,6 +154,7 @@ def solve_transient(
     """
     if solver not in SOLVERS:
         raise ValueError(f"solver={solver!r} is not supported; use one of {SOLVERS}.")
+    n_workers(n_jobs, 1)  # validate whatever the solver
     b = np.asarray(b, dtype=np.float64)
     vector = b.ndim == 1
     bm = b[:, None] if vector else b
@@ -173,12 +192,15 @@ def solve_transient(
         else:
             method = {"lgmres": splinalg.lgmres, "bicgstab": splinalg.bicgstab}[solver]
             m = _preconditioner(sparse.csc_matrix(a), preconditioner)
-            out = np.zeros_like(bm)
+            kwargs = {} if maxiter is None else {"maxiter": maxiter}
+
+            def column(j: int) -> np.ndarray:
+                return method(a, bm[:, j], rtol=tol, atol=0.0, M=m, **kwargs)[0]
+
             cols = range(bm.shape[1])
-            for j in tqdm(cols, disable=not show_progress_bar, desc="solving", unit="rhs"):
-                kwargs = {} if maxiter is None else {"maxiter": maxiter}
-                x, _info = method(a, bm[:, j], rtol=tol, atol=0.0, M=m, **kwargs)
-                out[:, j] = x
+            with ThreadPoolExecutor(max_workers=n_workers(n_jobs, len(cols))) as pool:
+                done = tqdm(pool.map(column, cols), total=len(cols), disable=not show_progress_bar, desc="solving")
+                out = np.column_stack(list(done))
     report = _report(a, out, bm, solver, preconditioner, tol)
     if np.any(report.residuals > limit) or not np.all(np.isfinite(out)):
         raise SolveError(

@@ -48,6 +48,7 @@ class FateMixin(StatesMixin):
         tol: float = 1e-6,
         maxiter: int | None = None,
         show_progress_bar: bool = False,
+        n_jobs: int | None = None,
     ) -> FateMixin:
         """Compute fate probabilities: the probability of each cell to be absorbed in each terminal state.
 
@@ -68,6 +69,10 @@ class FateMixin(StatesMixin):
             Iteration limit of the iterative solvers (GMRES: total iterations over all restarts).
         show_progress_bar
             Progress over lineages (iterative solvers).
+        n_jobs
+            Threads over lineages for ``"lgmres"`` and ``"bicgstab"``, which solve one lineage at a time
+            (``-1``: all cores). ``"auto"``, ``"gmres"`` and ``"direct"`` solve all lineages together (one
+            sparse product per iteration for all of them) and do not need it. Results do not depend on it.
 
         Returns
         -------
@@ -92,6 +97,7 @@ class FateMixin(StatesMixin):
             tol=tol,
             maxiter=maxiter,
             show_progress_bar=show_progress_bar,
+            n_jobs=n_jobs,
         )
         self._fate_probabilities = pd.DataFrame(res.probabilities, index=self.obs_names, columns=names)
         for name in names:
@@ -116,6 +122,7 @@ class FateMixin(StatesMixin):
         solver: Literal["auto", "direct", "gmres", "lgmres", "bicgstab"] = "auto",
         preconditioner: Literal["twolevel", "ilu", "jacobi"] | None = None,
         tol: float = 1e-6,
+        n_jobs: int | None = None,
     ) -> FateMixin:
         """Compute the mean (and variance of) the time to absorption.
 
@@ -129,7 +136,7 @@ class FateMixin(StatesMixin):
             Terminal states (merge as ``"Alpha, Beta"``); default all.
         calculate_variance
             Also compute the variance.
-        solver, preconditioner, tol
+        solver, preconditioner, tol, n_jobs
             See :meth:`compute_fate_probabilities`.
 
         Returns
@@ -145,6 +152,7 @@ class FateMixin(StatesMixin):
             solver=solver,
             preconditioner=preconditioner,
             tol=tol,
+            n_jobs=n_jobs,
         )
         data: dict[str, Any] = {}
         for j, name in enumerate(names):
