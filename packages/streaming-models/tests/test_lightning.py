@@ -71,6 +71,45 @@ def test_cli_fit_and_predict(shard_dir, shard_paths, dense_x, tmp_path, trainer_
     np.testing.assert_allclose(first.to_numpy(), expected[:300], rtol=1e-3, atol=1e-3)
 
 
+PREDICT_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from cellflux_streaming_models.lightning._cli import main
+    sys.exit(main(sys.argv[1:]))
+    """
+)
+
+
+@pytest.mark.slow
+def test_two_process_ddp_predict_writes_the_one_process_files(shard_dir, shard_paths, tmp_path, trainer_options):
+    """Under DDP a shard's cells are split between processes; the joined files equal a one-process run's."""
+    pca = {"class_path": "cellflux_streaming_models.models.IncrementalPCA", "init_args": {"n_components": 3}}
+    transforms = [{"class_path": "cellflux_streaming_models.transforms.Log1p"}]
+    config = _config(tmp_path, shard_dir, pca, trainer_options(max_epochs=1), transforms=transforms)
+    spec = yaml.safe_load(config.read_text())
+    spec["data"]["batch_size"] = 128  # 9 batches over 2 ranks: the second shard is split between them
+    config.write_text(yaml.safe_dump(spec))
+    assert stream_main(["fit", "--config", str(config)]) == 0
+    checkpoint = str(tmp_path / "run" / "model.ckpt")
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert stream_main(["predict", "--config", str(config), "--ckpt_path", checkpoint, "--output_dir", str(one)]) == 0
+    spec["trainer"].update(devices=2, strategy="ddp", default_root_dir=str(tmp_path / "ddp"))
+    ddp_config = tmp_path / "ddp.yaml"
+    ddp_config.write_text(yaml.safe_dump(spec))
+    script = tmp_path / "predict.py"
+    script.write_text(PREDICT_SCRIPT)
+    argv = ["predict", "--config", str(ddp_config), "--ckpt_path", checkpoint, "--output_dir", str(two)]
+    run = subprocess.run([sys.executable, str(script), *argv], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (
+        sorted(p.name for p in two.iterdir())
+        == sorted(p.name for p in one.iterdir())
+        == sorted(f"{p.stem}.csv" for p in shard_paths)
+    )
+    for path in one.iterdir():
+        assert (two / path.name).read_bytes() == path.read_bytes(), path.name
+
+
 def test_cli_logistic_regression_takes_n_obs_and_categories_from_data(shard_dir, full_adata, tmp_path, trainer_options):
     model = {"class_path": "cellflux_streaming_models.models.LogisticRegression"}
     transforms = [

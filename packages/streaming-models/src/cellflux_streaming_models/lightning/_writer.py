@@ -28,6 +28,12 @@ class ShardCSVWriter(Callback):
     ``on_predict_batch_end`` (Lightning's ``BasePredictionWriter`` would track batch indices, which an
     iterable dataset does not have).
 
+    Under DDP each process reads its own cells, and the cells of one shard may be split between
+    processes: each process writes its part of a shard to ``<stem>.csv.rank<r>.partial``; when all have
+    finished, rank 0 joins the parts of each shard in the shard's cell order (by ``obs_names``; in rank
+    order if the shard's names are not unique) into ``<stem>.csv`` and deletes them. The files are the
+    same as a one-process run's.
+
     Parameters
     ----------
     output_dir
@@ -46,6 +52,7 @@ class ShardCSVWriter(Callback):
         self.started: set[int] = set()
         self.batches_written = 0
         self.rows_written = 0
+        self.rank, self.world_size = 0, 1
 
     def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
         """Name the output files after the shards."""
@@ -55,11 +62,19 @@ class ShardCSVWriter(Callback):
             if collection is None:
                 raise ValueError("ShardCSVWriter needs shard_paths, or a StreamDataModule to take them from.")
             paths = list(collection.paths)
-        self.targets = [self.output_dir / f"{Path(p).stem}.csv" for p in paths]
+        self.shard_paths = [Path(p) for p in paths]
+        self.targets = [self.output_dir / f"{p.stem}.csv" for p in self.shard_paths]
         self.started, self.batches_written, self.rows_written = set(), 0, 0
+        self.rank, self.world_size = int(trainer.global_rank), int(trainer.world_size)
+
+    def _piece(self, shard: int, rank: int) -> Path:
+        """The finished part of a shard that one rank wrote under DDP."""
+        return self.targets[shard].with_name(f"{self.targets[shard].name}.rank{rank}")
 
     def _partial(self, shard: int) -> Path:
-        return self.targets[shard].with_name(self.targets[shard].name + ".partial")
+        if self.world_size == 1:
+            return self.targets[shard].with_name(self.targets[shard].name + ".partial")
+        return self._piece(shard, self.rank).with_name(self._piece(shard, self.rank).name + ".partial")
 
     def on_predict_batch_end(
         self, trainer: Any, pl_module: Any, prediction: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
@@ -81,6 +96,37 @@ class ShardCSVWriter(Callback):
         self.rows_written += len(shard)
 
     def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
-        """Give the finished files their final names."""
+        """Give the finished files their final names (under DDP: join the processes' parts first)."""
+        if self.world_size == 1:
+            for shard in sorted(self.started):
+                self._partial(shard).replace(self.targets[shard])
+            return
         for shard in sorted(self.started):
-            self._partial(shard).replace(self.targets[shard])
+            self._partial(shard).replace(self._piece(shard, self.rank))
+        trainer.strategy.barrier("ShardCSVWriter.parts_written")
+        if trainer.is_global_zero:
+            for shard in range(len(self.targets)):
+                self._join(shard)
+        trainer.strategy.barrier("ShardCSVWriter.joined")
+
+    def _join(self, shard: int) -> None:
+        """Join the ranks' parts of one shard into its final file, in the shard's cell order."""
+        from ..data._h5 import ShardFile
+
+        pieces = [self._piece(shard, r) for r in range(self.world_size) if self._piece(shard, r).exists()]
+        if not pieces:
+            return
+        frames = [pd.read_csv(p, index_col=0, dtype={"obs_names": str}, float_precision="round_trip") for p in pieces]
+        frame = pd.concat(frames)
+        shard_file = ShardFile(self.shard_paths[shard])
+        try:
+            names = pd.Index(shard_file.obs_names().astype(str))
+        finally:
+            shard_file.close()
+        if names.is_unique and frame.index.is_unique:
+            frame = frame.loc[names[names.isin(frame.index)]].rename_axis(frames[0].index.name)
+        partial = self.targets[shard].with_name(self.targets[shard].name + ".partial")
+        frame.to_csv(partial)
+        partial.replace(self.targets[shard])
+        for piece in pieces:
+            piece.unlink()
