@@ -68,8 +68,8 @@ class DifferentialExpression:
 
     Notes
     -----
-    ``use_empirical_variance`` then only enters the per-cell standard deviations and z-scores, not the
-    calibrated distance (see :meth:`compute_mahalanobis_distances`).
+    With ``distance="calibrated"``, ``use_empirical_variance`` only enters the per-cell standard
+    deviations and z-scores, not the distance (see :meth:`compute_mahalanobis_distances`).
 
     Why ``"calibrated"``: with one covariance for all genes the distance grows with a gene's noise level,
     so noisy genes outrank planted differences (AUROC of the planted genes about 0.5 on the simulator,
@@ -465,7 +465,7 @@ class DifferentialExpression:
         """Mahalanobis distance of every gene's fold-change vector.
 
         The covariance of gene ``g`` is the sum of both conditions' GP posterior covariances -- times the
-        gene's noise variance ``s_g`` (:meth:`noise_variance`) with ``distance="calibrated"``, as is
+        gene's noise scale ``s_g`` (:meth:`noise_variance` over ``sigma^2``) with ``distance="calibrated"``, as is
         (kompot's) with ``distance="kompot"`` -- plus (with samples) the between-sample covariances and,
         only with ``distance="kompot"`` and empirical variance, the diagonal observation variances (the
         calibrated distance already includes the gene's noise through ``s_g``; adding the observation
@@ -538,7 +538,8 @@ class DifferentialExpression:
                 return np.concatenate(parts, axis=2)
 
         if self.distance == "calibrated":
-            scale = self.noise_variance()
+            # s_g relative to the GPs' sigma^2: the posterior covariance was computed for noise sigma^2
+            scale = self.noise_variance() / float(m1.predictor.sigma) ** 2
             if scale.shape[0] != diff.shape[1]:
                 raise ValueError(f"fold_change has {diff.shape[1]} genes but the models have {scale.shape[0]}.")
             root = np.sqrt(scale)

@@ -537,7 +537,8 @@ def gp_smooth(
     n_landmarks
         Landmarks; ``None``: ``min(1000, cells)``.
     ls, ls_factor
-        Length scale, or kompot's rule; default data-driven.
+        Length scale, or kompot's rule; default three median pairwise distances between cells (see
+        :func:`~cellflux_gp_differential._expression_model.expression_length_scale`).
     sigma
         Noise standard deviation.
     use_empirical_variance
