@@ -4,7 +4,10 @@ Tolerances (the issue's): Pearson correlation >= 0.99 of log fold change, z-scor
 distances; direction calls agree on >= 98% of cells. Measured: DE agrees to ~1e-6 (kompot's empirical
 variance adds mellon's jitter to the leverage); DA to correlation > 0.999 (kompot's L-BFGS-B stops
 earlier and mellon's nearest neighbours are approximate). DA parity is with ``method="density"``
-(kompot's estimator); the default ``method="ratio"`` is a deliberate difference (more accurate).
+(kompot's estimator); the default ``method="ratio"`` is a deliberate difference (more accurate). DE
+parity is with ``distance="kompot"``: the default ``distance="calibrated"`` (each gene's covariance scaled
+by its noise variance) is a deliberate difference, tested against the simulator's planted genes in
+``test_models.py``; its fold changes and z-scores still equal kompot's.
 """
 
 import warnings
@@ -54,10 +57,10 @@ def test_differential_expression_parity(arrays, shared, empirical, samples):
     x, y, m1, m2, s = arrays["x"], arrays["y"][:, :40], arrays["m1"], arrays["m2"], arrays["s"]
     u, ls = shared
     kw = {"condition1_sample_indices": s[m1], "condition2_sample_indices": s[m2]} if samples else {}
-    ours = DifferentialExpression(use_empirical_variance=empirical).fit(
+    model = DifferentialExpression(use_empirical_variance=empirical, distance="kompot").fit(
         x[m1], y[m1], x[m2], y[m2], landmarks=u, ls=ls, **kw
     )
-    ours = ours.predict(x, compute_mahalanobis=True, progress=False)
+    ours = model.predict(x, compute_mahalanobis=True, progress=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ref = kompot.DifferentialExpression(use_empirical_variance=empirical).fit(
@@ -68,3 +71,14 @@ def test_differential_expression_parity(arrays, shared, empirical, samples):
         assert _corr(ours[key], ref[key]) >= 0.99, key
     np.testing.assert_allclose(ours["fold_change"], ref["fold_change"], atol=1e-8)
     np.testing.assert_allclose(ours["mahalanobis_distances"], ref["mahalanobis_distances"], rtol=1e-4)
+    # the default (calibrated) distance on the same fit: kompot's per-point quantities are unchanged
+    model.distance = "calibrated"
+    calibrated = model.predict(x, compute_mahalanobis=True, progress=False)
+    for key in ("fold_change", "fold_change_zscores", "mean_log_fold_change"):
+        np.testing.assert_array_equal(calibrated[key], ours[key])
+    if not empirical:  # without per-gene terms the calibrated distance is kompot's over sqrt(s_g)
+        np.testing.assert_allclose(
+            calibrated["mahalanobis_distances"],
+            ours["mahalanobis_distances"] / np.sqrt(model.noise_variance()),
+            rtol=1e-10,
+        )

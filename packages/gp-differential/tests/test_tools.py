@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import cellflux as cf
-from cellflux_gp_differential import DifferentialAbundance
+from cellflux_gp_differential import DifferentialAbundance, DifferentialExpression
 
 KW = {"groupby": "condition", "n_landmarks": 100}
 
@@ -48,6 +48,31 @@ def test_differential_expression_fields_and_fdr(prepared, arrays):
     assert (var.loc[tested, "gp_de_is_de"] == (var.loc[tested, "gp_de_tail_fdr"] < 0.05)).all()
 
 
+@pytest.mark.parametrize("distance", ["calibrated", "kompot"])
+def test_differential_expression_distance_is_the_engine_s(prepared, arrays, distance, tmp_path):
+    """``var`` holds the engine's distance of the chosen kind (calibrated by default), also after h5ad."""
+    names, x, y, m1, m2 = arrays["names"], arrays["x"], arrays["y"][:, :30], arrays["m1"], arrays["m2"]
+    kw = {} if distance == "calibrated" else {"distance": distance}
+    cf.tl.differential_expression(
+        prepared,
+        conditions=names,
+        layer="log_normalized",
+        genes=list(prepared.var_names[:30]),
+        n_null_genes=40,
+        **KW,
+        **kw,
+    )
+    engine = DifferentialExpression(n_landmarks=100, random_state=0, distance=distance).fit(x[m1], y[m1], x[m2], y[m2])
+    expected = engine.predict(x, compute_mahalanobis=True, progress=False)["mahalanobis_distances"]
+    np.testing.assert_allclose(prepared.var["gp_de_mahalanobis"].to_numpy()[:30], expected, rtol=1e-6)
+    assert prepared.uns["gp_de"]["params"]["distance"] == distance
+    prepared.write_h5ad(tmp_path / "de.h5ad")
+    back = ad.read_h5ad(tmp_path / "de.h5ad")
+    np.testing.assert_allclose(back.var["gp_de_mahalanobis"], prepared.var["gp_de_mahalanobis"])
+    np.testing.assert_array_equal(back.var["gp_de_is_de"], prepared.var["gp_de_is_de"])
+    assert back.uns["gp_de"]["params"]["distance"] == distance
+
+
 def test_gp_smooth_fits_one_condition(prepared, arrays):
     names = arrays["names"]
     cf.tl.gp_smooth(
@@ -85,6 +110,11 @@ def test_gp_smooth_fits_one_condition(prepared, arrays):
             ),
             "not_a_gene",
             KeyError,
+        ),
+        (
+            lambda a, n: cf.tl.differential_expression(a, conditions=n, layer="log_normalized", distance="l2", **KW),
+            "distance must be one of",
+            ValueError,
         ),
         (
             lambda a, n: cf.tl.differential_expression(a, conditions=n, layer="missing_layer", **KW),

@@ -7,6 +7,12 @@ right-hand sides. ``A A^T`` and ``A Y`` are accumulated over padded cell batches
 ``O(m^2 + m * n_genes)`` whatever the number of cells. The posterior covariance is gene independent,
 ``k(x, x') - a^T a' + (L_B^{-1} a)^T (L_B^{-1} a')`` with ``a = Lp^{-1} k_u(x)``.
 
+Every fit also records each gene's residual sum of squares ``|y - mean(x)|^2`` over the training cells
+and the trace of the smoother ("hat") matrix ``tr(H) = m - |L_B^{-1}|_F^2``, so the per-gene noise
+variance ``RSS / (n - tr H)`` (:meth:`RegressionPredictor.noise_variance`) costs no pass over the cells:
+``RSS = y^T y - 2 w^T K Y + (Lp^T w)^T (A A^T) (Lp^T w)`` from the accumulated ``A A^T``, ``K Y`` and the
+per-gene ``y^T y``.
+
 Optionally (``obs_variance=True``) the leave-one-out squared residuals ``r^2 / (1 - h)^2`` (``h`` the
 leverage of each cell) are smoothed by a second GP with the same factorisation, as mellon's
 ``obs_variance``.
@@ -170,6 +176,10 @@ class RegressionPredictor:
         ``(m, n_genes)`` weights of the smoothed squared LOO residuals, or ``None``.
     batch_size
         Rows per prediction batch.
+    residual_ss
+        ``(n_genes,)`` residual sums of squares of the training cells, or ``None``.
+    hat_trace
+        Trace of the smoother matrix (effective number of parameters), or ``None``.
     """
 
     design: Design
@@ -180,6 +190,8 @@ class RegressionPredictor:
     variance_weights: np.ndarray | None = None
     batch_size: int | None = None
     _LBinv: np.ndarray | None = field(default=None, repr=False)
+    residual_ss: np.ndarray | None = None
+    hat_trace: float | None = None
 
     @property
     def landmarks(self) -> np.ndarray:
@@ -201,6 +213,19 @@ class RegressionPredictor:
         if x.ndim != 2 or x.shape[1] != self.n_input_features:
             raise ValueError(f"Expected points with {self.n_input_features} features, got shape {x.shape}.")
         return x
+
+    def noise_variance(self) -> np.ndarray:
+        """Per-gene noise variance ``RSS / (n - tr H)`` of the fit (residual variance, smoother-dof corrected).
+
+        Under the GP with kernel ``s_g k`` and noise ``s_g sigma^2`` the posterior mean is the same for every
+        ``s_g`` and the posterior covariance is ``s_g`` times the unit one; ``s_g = RSS / ((n - tr H)
+        sigma^2)`` is the usual residual estimate of that scale. Returned in expression units (``s_g
+        sigma^2``), at least ``1e-12``.
+        """
+        if self.residual_ss is None or self.hat_trace is None:
+            raise ValueError("The predictor was fitted without residual statistics.")
+        dof = max(float(self.n_obs) - float(self.hat_trace), 1.0)
+        return np.maximum(self.residual_ss / dof, 1e-12)
 
     def mean(self, x: np.ndarray, progress: bool = False) -> np.ndarray:
         """Smoothed expression ``(n_points, n_genes)`` at ``x``."""
@@ -285,11 +310,12 @@ def fit_regression(
     n = x.shape[0]
     size = min(cell_batch, max(256, -(-n // 256) * 256))
     m, g = design.landmarks.shape[0], y.shape[1]
-    AAt, KY = np.zeros((m, m)), np.zeros((m, g))
+    AAt, KY, YY = np.zeros((m, m)), np.zeros((m, g)), np.zeros(g)
     for xb, yb, mask in _cell_batches(x, y, design, size):
         a, b = _accumulate(xb, yb, mask, design.landmarks, design.Linv, design.ls)
         AAt += a
         KY += b
+        YY += np.einsum("ij,ij->j", yb, yb)  # padded rows are zero
     sigma2 = float(sigma) ** 2
     B = np.triu(AAt) / sigma2 + np.eye(m)
     LB = _cholesky_upper_stored(B)
@@ -297,12 +323,31 @@ def fit_regression(
     M = np.tril(_lower_times(LBinv, design.Linv))
     weights = _apply_gram_inverse(M, KY, sigma2)
     predictor = RegressionPredictor(design, weights, M, float(sigma), n, batch_size=batch_size, _LBinv=LBinv)
+    predictor.residual_ss, predictor.hat_trace = _residual_statistics(AAt, KY, YY, weights, design.Linv, LBinv)
     if obs_variance:
         KR = np.zeros((m, g))
         for xb, yb, mask in _cell_batches(x, y, design, size):
             KR += _loo_residuals(xb, yb, mask, design.landmarks, M, weights, design.ls, sigma2)
         predictor.variance_weights = _apply_gram_inverse(M, KR, sigma2)
     return predictor
+
+
+def _residual_statistics(
+    AAt_upper: np.ndarray, KY: np.ndarray, YY: np.ndarray, weights: np.ndarray, Linv: np.ndarray, LBinv: np.ndarray
+) -> tuple[np.ndarray, float]:
+    """Residual sums of squares ``(n_genes,)`` and ``tr H`` from the accumulated statistics (no cell pass).
+
+    ``sum_i (y_i - k_i^T w)^2 = y^T y - 2 w^T K Y + v^T (A A^T) v`` with ``v = Lp^T w`` (``K K^T = Lp A A^T
+    Lp^T``), and ``tr H = tr(B^{-1} A A^T) / sigma^2 = m - tr(B^{-1}) = m - |L_B^{-1}|_F^2``.
+    """
+    from scipy.linalg import solve_triangular
+
+    upper = np.triu(AAt_upper)
+    gram = upper + np.triu(upper, k=1).T
+    v = solve_triangular(Linv, weights, lower=True, trans="T")  # Lp^T w = Linv^{-T} w
+    rss = YY - 2.0 * np.einsum("ij,ij->j", weights, KY) + np.einsum("ij,ij->j", v, gram @ v)
+    hat_trace = float(LBinv.shape[0] - np.sum(LBinv * LBinv))
+    return np.maximum(rss, 0.0), hat_trace
 
 
 def _cholesky_upper_stored(B: np.ndarray) -> np.ndarray:

@@ -310,6 +310,7 @@ def differential_expression(
     ls_factor: float | None = None,
     sigma: float = 1.0,
     use_empirical_variance: bool = True,
+    distance: str = "calibrated",
     store_layers: bool = True,
     memory_budget: float | None = None,
     random_state: int | None = 0,
@@ -351,11 +352,18 @@ def differential_expression(
     n_landmarks
         Landmarks shared by both conditions; ``None``: ``min(1000, cells)``.
     ls, ls_factor
-        Length scale, or kompot's rule (mellon's length scale times ``ls_factor``); default data-driven.
+        Length scale, or kompot's rule (mellon's length scale times ``ls_factor``); default three median
+        pairwise distances between cells (see
+        :func:`~cellflux_gp_differential._expression_model.expression_length_scale`).
     sigma
         Noise standard deviation of the expression GPs.
     use_empirical_variance
-        Include a per-gene observation variance from leave-one-out residuals.
+        Include a per-gene observation variance from leave-one-out residuals (in the per-cell variances;
+        in the distance only with ``distance="kompot"``).
+    distance
+        ``"calibrated"`` (default): each gene's Mahalanobis distance under its own noise scale (the GP
+        posterior covariance times the gene's residual noise variance); ``"kompot"``: kompot's distance
+        (one covariance for all genes). See :class:`~cellflux_gp_differential.DifferentialExpression`.
     store_layers
         Write the per-cell fold changes and imputed expression as layers (``n_obs x n_vars`` float32).
     memory_budget
@@ -380,7 +388,7 @@ def differential_expression(
     ``var[f"{key_added}_mean_log_fold_change"]``
         Mean over all cells of the smoothed fold change.
     ``var[f"{key_added}_mahalanobis"]``
-        Mahalanobis distance (with ``compute_mahalanobis``).
+        Mahalanobis distance (with ``compute_mahalanobis``; the ``distance`` chosen, calibrated by default).
     ``var[f"{key_added}_pvalue"]``, ``var[f"{key_added}_local_fdr"]``,
     ``var[f"{key_added}_tail_fdr"]``, ``var[f"{key_added}_is_de"]``
         Against the null genes (with ``n_null_genes > 0``).
@@ -410,6 +418,7 @@ def differential_expression(
         use_empirical_variance=use_empirical_variance,
         random_state=random_state,
         memory_budget=memory_budget,
+        distance=distance,
     )
     model.fit(
         x[m1],
@@ -445,6 +454,7 @@ def differential_expression(
         "ls_factor": ls_factor,
         "sigma": sigma,
         "use_empirical_variance": use_empirical_variance,
+        "distance": distance,
         "random_state": random_state,
     }
     if params["genes"] is None:
@@ -527,7 +537,8 @@ def gp_smooth(
     n_landmarks
         Landmarks; ``None``: ``min(1000, cells)``.
     ls, ls_factor
-        Length scale, or kompot's rule; default data-driven.
+        Length scale, or kompot's rule; default three median pairwise distances between cells (see
+        :func:`~cellflux_gp_differential._expression_model.expression_length_scale`).
     sigma
         Noise standard deviation.
     use_empirical_variance

@@ -1,0 +1,106 @@
+"""The default gene statistic (calibrated Mahalanobis distance) against the simulator's planted DE genes.
+
+``cf.datasets.simulate(600, 120, seed=0)``, log-normalised, 20 principal components and 10 diffusion
+components (as ``benchmarks/run.py``), 200 landmarks, every other option at its default. Measured:
+AUROC 0.997 (PCA) and 0.988 (diffusion). For scale, at 2,000 cells (seed 0): the previous default
+(kompot's distance, length scale 0.2 median pairwise distances) 0.49/0.50, kompot 0.8 with its defaults
+0.71/0.92, the new default 0.99/0.94 (``benchmarks/results/de_accuracy.json``).
+"""
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+import cellflux as cf
+from cellflux._keys import TruthKey
+from cellflux_gp_differential import DifferentialExpression
+from cellflux_gp_differential._fdr import compute_fdr
+from cellflux_gp_differential._representation import diffusion_components, log_normalize, pca
+
+
+@pytest.fixture(scope="module")
+def planted():
+    adata = cf.datasets.simulate(n_cells=600, n_genes=120, n_conditions=2, seed=0)
+    y = log_normalize(adata.layers["spliced"])
+    pc = pca(y, 20)
+    c = adata.obs["condition"].astype(str).to_numpy()
+    names = list(adata.uns["simulation"]["condition_names"])[:2]
+    return {
+        "y": y,
+        "reps": {"pca": pc, "diffusion": diffusion_components(pc, 10)},
+        "m1": c == names[0],
+        "m2": c == names[1],
+        "truth": adata.var[TruthKey.DE].to_numpy(),
+    }
+
+
+@pytest.mark.parametrize("representation", ["pca", "diffusion"])
+def test_default_distance_ranks_planted_genes(planted, representation):
+    x, y, m1, m2 = planted["reps"][representation], planted["y"], planted["m1"], planted["m2"]
+    de = DifferentialExpression(n_landmarks=200, random_state=0).fit(x[m1], y[m1], x[m2], y[m2])
+    r = de.predict(x, compute_mahalanobis=True, progress=False)
+    assert roc_auc_score(planted["truth"], r["mahalanobis_distances"]) >= 0.95
+
+
+@pytest.mark.parametrize("sigma", [1.0, 0.5])
+def test_calibrated_is_kompot_distance_over_noise_scale(planted, sigma):
+    """Without per-gene covariance terms the calibrated distance is kompot's over ``sqrt(s_g / sigma^2)``."""
+    x, y, m1, m2 = planted["reps"]["pca"], planted["y"], planted["m1"], planted["m2"]
+    de = DifferentialExpression(n_landmarks=100, use_empirical_variance=False, random_state=0)
+    de.fit(x[m1], y[m1], x[m2], y[m2], sigma=sigma)
+    calibrated = de.predict(x, compute_mahalanobis=True, progress=False)["mahalanobis_distances"]
+    de.distance = "kompot"
+    kompot_like = de.predict(x, compute_mahalanobis=True, progress=False)["mahalanobis_distances"]
+    s = de.noise_variance()
+    np.testing.assert_allclose(calibrated, kompot_like / np.sqrt(s / sigma**2), rtol=1e-10)
+    # s_g is the residual variance over the smoothers' residual degrees of freedom
+    rss, dof = 0.0, 0.0
+    for model, mask in ((de.model1, m1), (de.model2, m2)):
+        rss = rss + ((y[mask] - model.predict(x[mask], progress=False)) ** 2).sum(axis=0)
+        dof += mask.sum() - model.predictor.hat_trace
+    np.testing.assert_allclose(s, rss / dof, rtol=1e-8)
+    assert 0 < de.model1.predictor.hat_trace < m1.sum()
+
+
+def test_calibrated_distance_invariant_to_gene_scale(planted):
+    """Rescaling a gene's expression leaves its calibrated distance unchanged (kompot's scales with it)."""
+    x, y, m1, m2 = planted["reps"]["pca"], planted["y"][:, :20], planted["m1"], planted["m2"]
+    y2 = y * np.linspace(0.2, 5.0, y.shape[1])
+    out = {}
+    for distance in ("calibrated", "kompot"):
+        for name, values in (("raw", y), ("scaled", y2)):
+            de = DifferentialExpression(n_landmarks=100, distance=distance, random_state=0)
+            de.fit(x[m1], values[m1], x[m2], values[m2])
+            out[distance, name] = de.predict(x, compute_mahalanobis=True, progress=False)["mahalanobis_distances"]
+    np.testing.assert_allclose(out["calibrated", "raw"], out["calibrated", "scaled"], rtol=1e-6)
+    assert not np.allclose(out["kompot", "raw"], out["kompot", "scaled"], rtol=1e-2)
+
+
+def test_calibrated_distance_fdr_with_null_genes(planted):
+    """Permuted null genes through the same calibrated distance: the planted genes are called.
+
+    Measured: all 12 planted genes called, 5 other genes (17 calls; permuted genes lack the spatial
+    structure of real non-DE genes, so kompot's permutation null under-states their distances and the
+    nominal 5% tail FDR is not the realised one: a limitation of that null, not of the distance).
+    """
+    x, y, m1, m2 = planted["reps"]["pca"], planted["y"], planted["m1"], planted["m2"]
+    rng = np.random.default_rng(0)
+    null = np.column_stack([rng.permutation(y[:, g % y.shape[1]]) for g in range(200)])
+    both = np.hstack([y, null])
+    de = DifferentialExpression(n_landmarks=200, random_state=0).fit(x[m1], both[m1], x[m2], both[m2])
+    d = de.predict(x, compute_mahalanobis=True, progress=False)["mahalanobis_distances"]
+    table = compute_fdr(d[: y.shape[1]], d[y.shape[1] :], threshold=0.05)
+    truth = planted["truth"]
+    called = table["is_de"].to_numpy()
+    assert called[truth].mean() >= 0.9
+    assert (called & truth).sum() >= 0.6 * called.sum()
+    assert table["pvalue"].between(0, 1).all() and (table["tail_fdr"] <= 1).all()
+
+
+def test_distance_bad_inputs(planted):
+    with pytest.raises(ValueError, match="distance must be one of"):
+        DifferentialExpression(distance="euclidean")
+    x, y, m1, m2 = planted["reps"]["pca"], planted["y"][:, :5], planted["m1"], planted["m2"]
+    de = DifferentialExpression(n_landmarks=50, random_state=0).fit(x[m1], y[m1], x[m2], y[m2])
+    with pytest.raises(ValueError, match="genes"):
+        de.compute_mahalanobis_distances(x, fold_change=np.zeros((len(x), 3)), use_landmarks=False, progress=False)
