@@ -6,11 +6,13 @@ import logging
 from typing import Any, Literal
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ._expression_model import DEFAULT_N_LANDMARKS, ExpressionModel, resolve_length_scale
 from ._fdr import compute_fdr
 from ._jax import DEFAULT_JITTER
 from ._mahalanobis import gene_batch_for_budget, mahalanobis, mahalanobis_memory
+from ._outputs import OutputArrays, chunk_rows, store_on_disk
 from ._pair import covariance_pair, difference_pair, predict_pair, shared_design
 from ._params import landmarks_kmeans
 from ._regression import landmark_design
@@ -50,10 +52,18 @@ class DifferentialExpression:
         Seed of the landmark k-means.
     batch_size
         Points per prediction batch.
-    store_arrays_on_disk, disk_storage_dir
-        Kept for kompot compatibility; not needed (nothing ``points x points x genes`` is materialised).
+    store_arrays_on_disk
+        Where :meth:`predict`'s ``cells x genes`` outputs live: ``False`` in memory, ``True`` as memory-mapped
+        ``.npy`` files, ``None`` (default) on disk only when they would take more than ``max_memory_ratio``
+        of the available memory. Either way :meth:`predict` works through the cells in chunks, so its
+        working memory is one chunk's (about 256 MB) on top of the outputs. (Nothing ``points x points x
+        genes`` is ever materialised, on disk or not.)
+    disk_storage_dir
+        Folder of the files with ``store_arrays_on_disk`` (``<output name>.npy``, replaced by each call).
+        ``None``: temporary files, removed as soon as they are mapped (nothing is left behind).
     max_memory_ratio
-        Share of the available memory the Mahalanobis step may use (``memory_budget`` overrides).
+        Share of the available memory the outputs (see ``store_arrays_on_disk``) and the Mahalanobis step
+        may use (``memory_budget`` overrides the latter).
     model1, model2
         Pre-fitted :class:`ExpressionModel` of each condition.
     memory_budget
@@ -324,23 +334,8 @@ class DifferentialExpression:
         X_new = check_cells(
             X_new, "X_new", n_features=getattr(self.model1.predictor, "n_input_features", None), min_cells=1
         )
-        if self._pair_path() is not None:
-            s1, s2, v1, v2 = self._predict_pair(X_new, progress)
-        else:
-            s1 = self.model1.predict(X_new, progress=progress)
-            s2 = self.model2.predict(X_new, progress=progress)
-            v1 = self.model1.total_variance(X_new)
-            v2 = self.model2.total_variance(X_new)
-        fold_change = s2 - s1
-        result = {
-            "condition1_smoothed": s1,
-            "condition2_smoothed": s2,
-            "condition1_std": np.sqrt(v1 + self.eps),
-            "condition2_std": np.sqrt(v2 + self.eps),
-            "fold_change": fold_change,
-            "fold_change_zscores": fold_change / np.sqrt(v1 + v2 + self.eps),
-            "mean_log_fold_change": fold_change.mean(axis=0),
-        }
+        result = self._predict_cells(X_new, progress)
+        fold_change = result["fold_change"]
         if compute_mahalanobis:
             result["mahalanobis_distances"] = self.compute_mahalanobis_distances(
                 X_new,
@@ -369,6 +364,56 @@ class DifferentialExpression:
         if empirical == [True, True] and all(own):
             return True
         return None
+
+    def _predict_chunk(self, X: np.ndarray, progress: bool) -> dict[str, np.ndarray]:
+        """All per-cell outputs for the cells ``X``."""
+        if self._pair_path() is not None:
+            s1, s2, v1, v2 = self._predict_pair(X, progress)
+        else:
+            s1 = self.model1.predict(X, progress=progress)
+            s2 = self.model2.predict(X, progress=progress)
+            v1 = self.model1.total_variance(X)
+            v2 = self.model2.total_variance(X)
+        fold_change = s2 - s1
+        return {
+            "condition1_smoothed": s1,
+            "condition2_smoothed": s2,
+            "condition1_std": np.sqrt(v1 + self.eps),
+            "condition2_std": np.sqrt(v2 + self.eps),
+            "fold_change": fold_change,
+            "fold_change_zscores": fold_change / np.sqrt(v1 + v2 + self.eps),
+        }
+
+    def _predict_cells(self, X: np.ndarray, progress: bool, rows: int | None = None) -> dict[str, np.ndarray]:
+        """:meth:`_predict_chunk` chunk by chunk of cells into preallocated outputs (memory or disk).
+
+        ``rows``: cells per chunk (default :func:`~._outputs.chunk_rows`, ~256 MB of temporaries).
+        """
+        n = X.shape[0]
+        first = None
+        if rows is None:  # the first chunk tells the number of genes
+            batch = int(self.batch_size or 500)
+            first = self._predict_chunk(X[: min(n, batch)], progress=False)
+            rows = chunk_rows(first["fold_change"].shape[1], batch)
+            first = first if rows <= batch or n <= batch else None
+        outputs: dict[str, np.ndarray] = {}
+        total = None
+        starts = range(0, n, rows)
+        for start in tqdm(starts, disable=not progress or len(starts) < 2, desc="cells"):
+            stop = min(start + rows, n)
+            chunk = first if (start == 0 and first is not None) else self._predict_chunk(X[start:stop], False)
+            if not outputs:
+                nbytes = sum(n * int(np.prod(v.shape[1:])) * v.dtype.itemsize for v in chunk.values())
+                storage = OutputArrays(
+                    store_on_disk(self.store_arrays_on_disk, nbytes, self.max_memory_ratio), self.disk_storage_dir
+                )
+                outputs = {k: storage.allocate(k, (n, *v.shape[1:]), v.dtype) for k, v in chunk.items()}
+                total = np.zeros(chunk["fold_change"].shape[1:])
+            for key, value in chunk.items():
+                outputs[key][start:stop] = value
+            total += chunk["fold_change"].sum(axis=0)
+        outputs["mean_log_fold_change"] = total / n
+        return outputs
 
     def _predict_pair(self, X: np.ndarray, progress: bool) -> tuple[np.ndarray, ...]:
         """Both conditions' means and total variances in one pass (see :mod:`._pair`)."""
