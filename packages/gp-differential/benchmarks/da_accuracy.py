@@ -18,8 +18,10 @@ not in it (e.g. the held-out seed 2) run kompot in this process. Rows say which 
 SHA-1 of its input (representation and condition masks); ``--reference-from FILE`` then takes kompot's
 figures from such a file for every setting whose input hash matches (so kompot, minutes per setting,
 need not run again in the same process as ours when only our code changed), and runs kompot otherwise.
-The ratio estimator's two defaults (length scale factor 4, prior std 0.2) were chosen on the 2,000-cell
-seeds 0/1; the 3,500-cell runs and seed 2 were not used to choose them.
+The ratio estimator's defaults: length scale factor 4 (chosen on the 2,000-cell seeds 0/1 in 0.2); prior
+std 0.1 at 2,000 cells scaled by ``sqrt(2000 / n)``, chosen from a sweep of length-scale factors
+1-128 x prior std 0.05-1 over all ten settings here and 20,000 cells of seed 0 (so these rows are no
+held-out test of it); the 100,000-cell run (``run.py --scale-only``) was not used to choose it.
 """
 
 from __future__ import annotations
