@@ -96,9 +96,9 @@ class DifferentialAbundance:
     use_sample_variance
         Add the between-sample variance (``None``: when sample indices or variance predictors are given).
         With ``method="density"`` it is kompot's: the variance between per-sample log densities of each
-        condition. With ``method="ratio"`` it is the variance of the condition-mean log *ratio* between
-        its samples (one log-ratio fit per sample against the other condition, Bessel-corrected variance
-        divided by the number of samples; see :mod:`~cellflux_gp_differential._ratio_samples`) -- a
+        condition. With ``method="ratio"`` it is the variance of the log *ratio* due to the samples of
+        each condition, a delete-a-sample jackknife (the log ratio refitted without each sample; see
+        :mod:`~cellflux_gp_differential._ratio_samples`) -- a
         deliberate difference: kompot's per-sample density variance carries each small sample's own
         density-estimation noise and level offsets, is 20-50 times the ratio's posterior variance on
         the simulator and left no cell called.

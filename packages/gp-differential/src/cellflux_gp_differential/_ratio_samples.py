@@ -7,13 +7,15 @@ on one sample's few hundred cells carries its own estimation noise and level off
 dimension, prior mean, normalisation) that are no between-sample variability of the fold change, and no
 cell is called any more. The estimator here works on the scale of the quantity tested instead.
 
-For every sample ``j`` of condition 2 the log ratio of that sample over all cells of condition 1 is
-fitted (same landmarks, length scale and prior as the pooled fit), and for every sample ``i`` of
-condition 1 the log ratio of all cells of condition 2 over that sample. The between-sample variance
-of a condition is the Bessel-corrected variance of its per-sample log ratios; divided by the number of
-samples it is the variance of their mean, i.e. of the condition-level fold change (the standard error
-of a sample-level analysis). It contains the per-sample fits' estimation noise as well, so the total
-variance (posterior plus sample terms) is conservative.
+A delete-a-group jackknife over the samples: for every sample ``j`` of a condition the log ratio is
+refitted without that sample's cells (same landmarks, length scale and prior as the pooled fit), and
+the variance of the pooled log ratio due to that condition's samples is
+``(J - 1) / J * sum_j (g_(-j) - mean_j g_(-j))^2`` (``J`` samples). The leave-one-sample-out fits keep
+``(J - 1) / J`` of the cells, so they are shrunk by the prior about as much as the pooled fit and the
+variance is on the scale of the reported log fold change. (Fitting each sample *alone* instead shrinks
+the per-sample fits -- a few hundred cells each -- towards zero, and their spread vanishes with them:
+measured 10 times too small on the simulator with strongly varying samples.) The jackknife variance
+contains the cells' sampling noise as well, so the total (posterior plus sample terms) is conservative.
 """
 
 from __future__ import annotations
@@ -35,12 +37,12 @@ MIN_SAMPLE_CELLS = 10
 
 @dataclass
 class SampleRatioVariance:
-    """Variance of the condition-mean log ratio due to its samples; a kompot-style variance predictor.
+    """Jackknife variance of the log ratio due to one condition's samples; a kompot-style variance predictor.
 
     Attributes
     ----------
     predictors
-        One fitted log ratio per sample of the condition.
+        One log ratio per sample of the condition, fitted without that sample's cells.
     labels
         The samples' labels, in the order of ``predictors``.
     """
@@ -54,7 +56,7 @@ class SampleRatioVariance:
         return len(self.predictors)
 
     def __call__(self, X_new: np.ndarray, diag: bool = True) -> np.ndarray:
-        """``(n_points, 1)`` variance of the mean of the per-sample log ratios at ``X_new``.
+        """``(n_points, 1)`` delete-a-sample jackknife variance of the log ratio at ``X_new``.
 
         Parameters
         ----------
@@ -65,12 +67,12 @@ class SampleRatioVariance:
 
         Returns
         -------
-        Bessel-corrected variance between the samples' log ratios divided by the number of samples.
+        ``(J - 1) / J`` times the sum of squared deviations of the leave-one-sample-out log ratios.
         """
         if not diag:
             raise NotImplementedError("Only per-point sample variances are available (diag=True).")
         means = np.stack([p.predict(X_new)[0] for p in self.predictors])
-        return (means.var(axis=0, ddof=1) / self.n_groups)[:, None]
+        return (means.var(axis=0, ddof=0) * (self.n_groups - 1))[:, None]
 
 
 def fit_sample_ratio_variance(
@@ -86,7 +88,7 @@ def fit_sample_ratio_variance(
     batch_size: int | None = None,
     max_iter: int = 5000,
 ) -> SampleRatioVariance:
-    """Fit one log ratio per sample of ``condition`` against all cells of the other condition.
+    """Refit the log ratio once without each sample of ``condition`` (delete-a-group jackknife).
 
     Parameters
     ----------
@@ -122,7 +124,7 @@ def fit_sample_ratio_variance(
         )
     predictors = []
     for g in valid:
-        part = split[groups == g]
+        part = split[groups != g]
         a, b = (part, x2) if condition == 1 else (x1, part)
         predictors.append(
             fit_log_ratio(a, b, landmarks, ls=ls, scale=scale, jitter=jitter, batch_size=batch_size, max_iter=max_iter)
