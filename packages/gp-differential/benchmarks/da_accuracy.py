@@ -8,7 +8,9 @@ Writes ``benchmarks/results/da_accuracy.json``. Truth: ``obs[TruthKey.DA_LOG_FOL
 cell of the depleted lineage's branch, from the branch point on); ranking statistic ``-z`` (and ``-lfc``).
 For scale, a model-free baseline is reported too: the share of condition-2 cells among each cell's
 ``k`` nearest neighbours (a classifier estimate of the density ratio). ``ours`` is the default
-(``method="ratio"``), ``ours_density`` the kompot-parity estimator (``method="density"``).
+(``method="ratio"``), ``ours_density`` the kompot-parity estimator (``method="density"``),
+``ours_samples`` the default with the between-sample variance (``obs["sample"]``, three per condition).
+Calls: precision and recall of the cells called ``"down"`` (default thresholds) against the depletion.
 
 ``--reuse-reference`` takes kompot's figures for settings already in the previous results file (same
 simulated data: the simulator is seeded) instead of re-running kompot (minutes per setting); settings
@@ -87,13 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     settings = [(2000, 400, 0), (2000, 400, 1), (2000, 400, 2), (3500, 1100, 0), (3500, 1100, 1)]
     for n_cells, n_genes, seed in settings:
         adata, _, reps = bench.simulate(n_cells, n_genes, seed)
-        m1, m2, _ = bench.masks(adata)
+        m1, m2, samples = bench.masks(adata)
         depleted = adata.obs[TruthKey.DA_LOG_FOLD_CHANGE].to_numpy() < 0
         on_branch = adata.obs[TruthKey.DA].to_numpy().astype(bool)
         for name, x in reps.items():
             sha1 = input_sha1(x, m1, m2)
             row = {"n_cells": n_cells, "seed": seed, "representation": name, "input_sha1": sha1}
-            tools = [] if args.reference_only else ["ours", "ours_density"]
+            tools = [] if args.reference_only else ["ours", "ours_density", "ours_samples"]
             if args.reference_only:
                 tools.append("kompot")
                 row["kompot_source"] = "this run"
@@ -110,7 +112,17 @@ def main(argv: list[str] | None = None) -> int:
                 row["kompot_source"] = "this run"
             for tool in tools:
                 t0 = time.perf_counter()
-                r = bench.run_da(tool, x, m1, m2)
+                if tool == "ours_samples":
+                    from cellflux_gp_differential import DifferentialAbundance
+
+                    r = (
+                        DifferentialAbundance(random_state=0)
+                        .fit(x[m1], x[m2], condition1_sample_indices=samples[m1], condition2_sample_indices=samples[m2])
+                        .predict(x, progress=False)
+                    )
+                else:
+                    r = bench.run_da(tool, x, m1, m2)
+                down = np.asarray(r["log_fold_change_direction"]) == "down"
                 z = np.asarray(r["log_fold_change_zscore"])
                 lfc = np.asarray(r["log_fold_change"])
                 row[tool] = {
@@ -118,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
                     "auroc_depleted_lfc": round(bench.auroc(depleted, -lfc), 4),
                     "auroc_depleted_vs_other_branches_z": round(bench.auroc(depleted[on_branch], -z[on_branch]), 4),
                     "seconds": round(time.perf_counter() - t0, 2),
+                    "called_down": int(down.sum()),
+                    "precision_down": round(float(depleted[down].mean()), 4) if down.any() else None,
+                    "recall_down": round(float(down[depleted].mean()), 4),
                 }
             row["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
             row["load_average"] = [round(v, 2) for v in os.getloadavg()]
