@@ -260,11 +260,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-scale", action="store_true", help="with --full, skip the 100k-cell run")
     parser.add_argument("--de-speed-only", action="store_true", help="only the DE speed comparison (de_speed*.json)")
     parser.add_argument("--single-core", action="store_true", help="XLA on one thread too (kompot on one core)")
+    parser.add_argument("--scale-only", action="store_true", help="only the 100k-cell run of ours -> scale.json")
+    parser.add_argument("--scale-de-genes", type=int, default=50, help="genes of the 100k-cell DE run")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
     import logging
 
     logging.disable(logging.WARNING)
+    if args.scale_only:
+        RESULTS.mkdir(exist_ok=True)
+        scale_run(n_de_genes=args.scale_de_genes, out_path=RESULTS / "scale.json")
+        return 0
     n_cells = 3500 if args.full else 2000
     n_genes = 1100 if args.full else 400
     tools = ["ours"] if args.skip_reference else ["ours", "kompot"]
@@ -340,12 +346,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def scale_run(n_cells: int = 100_000, n_genes: int = 2000, n_de_genes: int = 50) -> dict:
+def scale_run(n_cells: int = 100_000, n_genes: int = 2000, n_de_genes: int = 50, out_path: Path | None = None) -> dict:
     """Ours alone on 100k cells: DA (defaults) and DE of ``n_de_genes`` genes, wall time and peak memory.
 
     The DE genes are the planted DE genes first, then others; Mahalanobis distances at the 1,000
-    landmarks with empirical variance. Peak memory is the resident-set increase over the level after the
-    data (counts, PCA) were prepared.
+    landmarks with empirical variance (AUROC of the planted DE genes when others are included). Peak
+    memory is the resident-set increase over the level after the data (counts, PCA) were prepared.
+    ``out_path``: write the results there after each step (JSON, with the load average).
     """
     from sklearn.decomposition import PCA
 
@@ -355,7 +362,8 @@ def scale_run(n_cells: int = 100_000, n_genes: int = 2000, n_de_genes: int = 50)
     from cellflux_gp_differential._representation import log_normalize
 
     t0 = time.perf_counter()
-    adata = cf.datasets.simulate(n_cells=n_cells, n_genes=n_genes, n_conditions=2, seed=0)
+    # truth_layers=False drops only the dense true-velocity layers (same counts), 3.2 GB at this size
+    adata = cf.datasets.simulate(n_cells=n_cells, n_genes=n_genes, n_conditions=2, seed=0, truth_layers=False)
     counts = adata.layers["spliced"]
     pcs = PCA(20, random_state=0).fit(log_normalize(counts[::5]))
     x = np.vstack([pcs.transform(log_normalize(counts[i : i + 10_000])) for i in range(0, n_cells, 10_000)])
@@ -366,6 +374,13 @@ def scale_run(n_cells: int = 100_000, n_genes: int = 2000, n_de_genes: int = 50)
     depleted = adata.obs[TruthKey.DA_LOG_FOLD_CHANGE].to_numpy() < 0
     prepare_s = time.perf_counter() - t0
     out: dict = {"n_cells": n_cells, "n_genes_simulated": n_genes, "prepare_seconds": round(prepare_s, 1)}
+    out["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+
+    def save() -> None:
+        out["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
+        if out_path is not None:
+            out_path.write_text(json.dumps(out, indent=2))
+
     with PeakRSS(interval=0.05) as peak:
         t0 = time.perf_counter()
         r = DifferentialAbundance(random_state=0).fit(x[m1], x[m2]).predict(x, progress=False)
@@ -375,6 +390,8 @@ def scale_run(n_cells: int = 100_000, n_genes: int = 2000, n_de_genes: int = 50)
         }
     out["da"]["peak_rss_increase_bytes"] = peak.delta
     print("scale DA", out["da"], flush=True)
+    del r
+    save()
     with PeakRSS(interval=0.05) as peak:
         t0 = time.perf_counter()
         de = DifferentialExpression(n_landmarks=1000, use_empirical_variance=True, random_state=0).fit(
@@ -387,8 +404,13 @@ def scale_run(n_cells: int = 100_000, n_genes: int = 2000, n_de_genes: int = 50)
             "n_planted_de_genes": int(min(len(planted), n_de_genes)),
             "memory_estimate_bytes": de.estimate_memory()["bytes"],
         }
+        truth = adata.var[TruthKey.DE].to_numpy()[genes]
+        if 0 < truth.sum() < len(truth):
+            out["de"]["auroc_mahalanobis"] = round(auroc(truth, np.asarray(r["mahalanobis_distances"])), 4)
     out["de"]["peak_rss_increase_bytes"] = peak.delta
+    out["de"]["expression_matrix_bytes"] = int(y.nbytes)
     print("scale DE", out["de"], flush=True)
+    save()
     return out
 
 

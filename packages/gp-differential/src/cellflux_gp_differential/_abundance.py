@@ -19,10 +19,18 @@ from ._params import (
     prior_mean,
 )
 from ._ratio import fit_log_ratio
+from ._ratio_samples import fit_sample_ratio_variance
 from ._sample_variance import SampleVarianceEstimator
 from ._validate import check_cells, check_groups, check_landmarks, check_n_landmarks
 
-__all__ = ["DEFAULT_LFC_THRESHOLD", "DEFAULT_N_LANDMARKS", "METHODS", "DifferentialAbundance", "direction_calls"]
+__all__ = [
+    "DEFAULT_LFC_THRESHOLD",
+    "DEFAULT_N_LANDMARKS",
+    "METHODS",
+    "DifferentialAbundance",
+    "default_ratio_prior_std",
+    "direction_calls",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -35,12 +43,28 @@ DEFAULT_N_NEIGHBORS = 1
 METHODS = ("ratio", "density")
 #: Length scale of the ratio estimator: this many times ``default_length_scale`` of the pooled cells.
 RATIO_LS_FACTOR = 4.0
-#: Prior standard deviation of the log fold change in the ratio estimator.
-RATIO_PRIOR_STD = 0.2
+#: Prior standard deviation of the log fold change in the ratio estimator at :data:`RATIO_REFERENCE_CELLS`.
+RATIO_PRIOR_STD = 0.1
+#: Cells at which the ratio estimator's default prior standard deviation is :data:`RATIO_PRIOR_STD`.
+RATIO_REFERENCE_CELLS = 2000
 #: Default ``log_fold_change_threshold`` per method: kompot's 1 for its estimator; none (0) for the ratio
 #: estimator, whose prior already shrinks small effects, so that cells are called on the posterior tail
 #: probability alone (the local false sign rate of a shrinkage estimator).
 DEFAULT_LFC_THRESHOLD = {"density": 1.0, "ratio": 0.0}
+
+
+def default_ratio_prior_std(n_cells: int) -> float:
+    """Default prior standard deviation of the log fold change for ``n_cells`` pooled cells.
+
+    ``RATIO_PRIOR_STD * sqrt(RATIO_REFERENCE_CELLS / n_cells)``: the prior precision grows in proportion
+    to the cells, so the shrinkage of the fitted log ratio -- and with it the scale of the structure it
+    resolves -- stays the same at any number of cells. With a fixed prior, more cells let the
+    classifier resolve ever finer density differences (e.g. the local displacement of cells whose genes
+    change, which is differential expression, not abundance) and the ranking of the planted depletion
+    fell from AUROC 0.96 at 2,000 cells to 0.87 at 20,000 and 0.81 at 100,000 cells (simulator, 20
+    principal components); with this rule it stays near 0.95 at 20,000 cells.
+    """
+    return RATIO_PRIOR_STD * float(np.sqrt(RATIO_REFERENCE_CELLS / n_cells))
 
 
 def direction_calls(
@@ -71,6 +95,13 @@ class DifferentialAbundance:
         Landmarks shared by both conditions (k-means of the pooled cells); ``None``: ``min(1000, cells)``.
     use_sample_variance
         Add the between-sample variance (``None``: when sample indices or variance predictors are given).
+        With ``method="density"`` it is kompot's: the variance between per-sample log densities of each
+        condition. With ``method="ratio"`` it is the variance of the log *ratio* due to the samples of
+        each condition, a delete-a-sample jackknife (the log ratio refitted without each sample; see
+        :mod:`~cellflux_gp_differential._ratio_samples`) -- a
+        deliberate difference: kompot's per-sample density variance carries each small sample's own
+        density-estimation noise and level offsets, is 20-50 times the ratio's posterior variance on
+        the simulator and left no cell called.
     eps
         Added to the variance before the z-score.
     jit_compile
@@ -92,6 +123,9 @@ class DifferentialAbundance:
         and the sum of their variances (use it for parity with kompot).
     prior_std
         ``method="ratio"``: prior standard deviation of the log fold change (smaller shrinks more).
+        ``None`` (default): 0.1 at 2,000 cells, scaled by ``sqrt(2000 / cells)`` (see
+        :func:`~cellflux_gp_differential._abundance.default_ratio_prior_std`), so that the estimator
+        smooths alike at any number of cells.
 
     Attributes
     ----------
@@ -100,6 +134,8 @@ class DifferentialAbundance:
         The last :meth:`predict` results.
     landmarks, ls, d1, d2
         The fitted landmarks, length scale and intrinsic dimensions.
+    ratio_ls, ratio_prior_std
+        ``method="ratio"``: the length scale and prior standard deviation of the fitted log ratio.
     """
 
     def __init__(
@@ -118,11 +154,11 @@ class DifferentialAbundance:
         batch_size: int | None = None,
         *,
         method: str = "ratio",
-        prior_std: float = RATIO_PRIOR_STD,
+        prior_std: float | None = None,
     ) -> None:
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
-        if not prior_std > 0:
+        if prior_std is not None and not prior_std > 0:
             raise ValueError(f"prior_std must be positive, got {prior_std}.")
         if not 0 < ptp_threshold < 1:
             raise ValueError(f"ptp_threshold must be in (0, 1), got {ptp_threshold}.")
@@ -151,6 +187,7 @@ class DifferentialAbundance:
         self.prior_std = prior_std
         self.ratio_predictor = None
         self.ratio_ls: float | None = None
+        self.ratio_prior_std: float | None = None
         self.landmarks: np.ndarray | None = None
         self.ls: float | None = None
         self.d1 = self.d2 = None
@@ -197,7 +234,8 @@ class DifferentialAbundance:
         condition1_sample_indices, condition2_sample_indices
             Sample label of every cell of each condition; turns on the sample variance.
         sample_estimator_ls
-            Length scale of the per-sample densities (default: the conditions' length scale).
+            Length scale of the per-sample densities (``method="ratio"``: of the per-sample log ratios);
+            default: the conditions' (the ratio's) length scale.
         sync_parameters
             Compute the intrinsic dimension, prior mean and (with ``ls_factor``) length scale once on the
             pooled cells instead of per condition.
@@ -290,12 +328,15 @@ class DifferentialAbundance:
                 self.ratio_ls = mellon_length_scale(nn_distances(pooled)) * ls_factor
             else:
                 self.ratio_ls = RATIO_LS_FACTOR * default_length_scale(pooled)
+            self.ratio_prior_std = (
+                self.prior_std if self.prior_std is not None else default_ratio_prior_std(pooled.shape[0])
+            )
             self.ratio_predictor = fit_log_ratio(
                 x1,
                 x2,
                 self.landmarks,
                 ls=self.ratio_ls,
-                scale=self.prior_std,
+                scale=self.ratio_prior_std,
                 jitter=jitter,
                 batch_size=self.batch_size,
                 max_iter=max_iter,
@@ -320,6 +361,26 @@ class DifferentialAbundance:
                 fitted.append(None)
                 continue
             idx = check_groups(idx, x.shape[0], f"condition{i}_sample_indices")
+            if self.method == "ratio":
+                try:
+                    fitted.append(
+                        fit_sample_ratio_variance(
+                            *xs,
+                            idx,
+                            i,
+                            self.landmarks,
+                            ls=sample_ls or self.ratio_ls,
+                            scale=self.ratio_prior_std,
+                            jitter=jitter,
+                            batch_size=self.batch_size,
+                        )
+                    )
+                except ValueError as err:
+                    if not allow_single:
+                        raise ValueError(f"condition {i}: {err}") from err
+                    logger.info("No sample variance for condition %d: %s", i, err)
+                    fitted.append(None)
+                continue
             estimator = SampleVarianceEstimator(eps=self.eps, estimator_type="density")
             kwargs = {
                 "landmarks": self.landmarks,
@@ -340,14 +401,14 @@ class DifferentialAbundance:
                     raise ValueError(f"condition {i}: {err}") from err
                 logger.info("No sample variance for condition %d: %s", i, err)
                 estimator = None
-            fitted.append(estimator)
+            fitted.append(estimator.predict if estimator is not None else None)
         if all(f is None for f in fitted):
             raise ValueError("Sample variance could not be estimated for either condition (each needs >= 2 samples).")
         first, second = fitted
         first = first or second
         second = second or first
-        self.variance_predictor1 = first.predict
-        self.variance_predictor2 = second.predict
+        self.variance_predictor1 = first
+        self.variance_predictor2 = second
 
     def predict(
         self,

@@ -150,7 +150,7 @@ def differential_abundance(
     ls_factor: float | None = None,
     n_neighbors: int = 1,
     method: str = "ratio",
-    prior_std: float = 0.2,
+    prior_std: float | None = None,
     log_fold_change_threshold: float | None = None,
     ptp_threshold: float = 0.05,
     random_state: int | None = 0,
@@ -189,7 +189,8 @@ def differential_abundance(
         ``"ratio"``: fit the log fold change directly as a log density ratio (more accurate, the
         default); ``"density"``: kompot's difference of the two log densities.
     prior_std
-        ``method="ratio"``: prior standard deviation of the log fold change.
+        ``method="ratio"``: prior standard deviation of the log fold change; ``None``: 0.1 at 2,000 cells,
+        scaled by ``sqrt(2000 / cells)`` (see :class:`~cellflux_gp_differential.DifferentialAbundance`).
     log_fold_change_threshold, ptp_threshold
         Thresholds of the up/down calls; ``log_fold_change_threshold=None``: 0 with ``method="ratio"``
         (call on the posterior tail probability), kompot's 1 with ``method="density"``.
@@ -257,6 +258,7 @@ def differential_abundance(
         "n_neighbors": n_neighbors,
         "method": method,
         "prior_std": prior_std,
+        "ratio_prior_std": model.ratio_prior_std,
         "log_fold_change_threshold": model.log_fold_change_threshold,
         "ptp_threshold": ptp_threshold,
         "random_state": random_state,
