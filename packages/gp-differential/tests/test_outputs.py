@@ -7,17 +7,8 @@ import numpy as np
 import pytest
 
 from cellflux_gp_differential import DifferentialExpression
+from cellflux_gp_differential._expression import PREDICT_KEYS as KEYS
 from cellflux_gp_differential._outputs import chunk_rows
-
-KEYS = (
-    "condition1_smoothed",
-    "condition2_smoothed",
-    "condition1_std",
-    "condition2_std",
-    "fold_change",
-    "fold_change_zscores",
-    "mean_log_fold_change",
-)
 
 
 def _fit(arrays, **options):

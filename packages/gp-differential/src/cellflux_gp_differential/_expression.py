@@ -25,6 +25,17 @@ logger = logging.getLogger(__name__)
 #: Default working-memory budget of the Mahalanobis step.
 DEFAULT_MEMORY_BUDGET = 1 * 1024**3
 
+#: Per-cell outputs of :meth:`DifferentialExpression.predict` (and ``mean_log_fold_change``, per gene).
+PREDICT_KEYS = (
+    "condition1_smoothed",
+    "condition2_smoothed",
+    "condition1_std",
+    "condition2_std",
+    "fold_change",
+    "fold_change_zscores",
+    "mean_log_fold_change",
+)
+
 #: The gene statistics :meth:`DifferentialExpression.compute_mahalanobis_distances` can compute.
 DISTANCES = ("calibrated", "kompot")
 
@@ -144,15 +155,7 @@ class DifferentialExpression:
         self.computed_landmarks: np.ndarray | None = None
         self.mahalanobis_distances: np.ndarray | None = None
         self.last_memory_estimate: int | None = None
-        for name in (
-            "condition1_smoothed",
-            "condition2_smoothed",
-            "condition1_std",
-            "condition2_std",
-            "fold_change",
-            "fold_change_zscores",
-            "mean_log_fold_change",
-        ):
+        for name in PREDICT_KEYS:
             setattr(self, name, None)
 
     def _wrap(self, function, obs_variance, variance) -> ExpressionModel | None:

@@ -20,16 +20,15 @@ contains the cells' sampling noise as well, so the total (posterior plus sample 
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
 
 from ._ratio import RatioPredictor, fit_log_ratio
+from ._validate import replicate_samples
 
 __all__ = ["SampleRatioVariance", "fit_sample_ratio_variance"]
 
-logger = logging.getLogger(__name__)
 
 #: Fewest cells of a sample for its own log-ratio fit (smaller samples are skipped with a warning).
 MIN_SAMPLE_CELLS = 10
@@ -111,17 +110,7 @@ def fit_sample_ratio_variance(
         Fewer than two samples with at least :data:`MIN_SAMPLE_CELLS` cells.
     """
     split = x1 if condition == 1 else x2
-    labels, counts = np.unique(groups, return_counts=True)
-    valid = [g for g, c in zip(labels, counts, strict=True) if c >= MIN_SAMPLE_CELLS]
-    for g, c in zip(labels, counts, strict=True):
-        if c < MIN_SAMPLE_CELLS:
-            logger.warning("Skipping sample %r: %d cells < %d.", g, c, MIN_SAMPLE_CELLS)
-    if len(valid) < 2:
-        raise ValueError(
-            f"Sample variance needs at least 2 samples with >= {MIN_SAMPLE_CELLS} cells, found {len(valid)} "
-            f"({dict(zip(labels.tolist(), counts.tolist(), strict=True))}); pass sample labels with replicates "
-            "or drop the sample key."
-        )
+    valid = replicate_samples(groups, MIN_SAMPLE_CELLS)
     predictors = []
     for g in valid:
         part = split[groups != g]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Literal
 
 import numpy as np
@@ -18,11 +17,10 @@ from ._params import (
     prior_mean,
 )
 from ._regression import RegressionPredictor, fit_regression, landmark_design
-from ._validate import check_cells, check_expression, check_groups
+from ._validate import check_cells, check_expression, check_groups, replicate_samples
 
 __all__ = ["SampleVarianceEstimator"]
 
-logger = logging.getLogger(__name__)
 
 #: Largest full (points x points x genes) covariance :meth:`SampleVarianceEstimator.predict` will build.
 MAX_FULL_COVARIANCE_BYTES = 2 * 1024**3
@@ -115,17 +113,7 @@ class SampleVarianceEstimator:
             if Y is None:
                 raise ValueError("Y (expression) must be provided for estimator_type='function'.")
             Y = check_expression(Y, "Y", X.shape[0])
-        labels, counts = np.unique(groups, return_counts=True)
-        valid = [g for g, c in zip(labels, counts, strict=True) if c >= max(min_cells, 2)]
-        for g, c in zip(labels, counts, strict=True):
-            if c < max(min_cells, 2):
-                logger.warning("Skipping sample %r: %d cells < min_cells=%d.", g, c, min_cells)
-        if len(valid) < 2:
-            raise ValueError(
-                f"Sample variance needs at least 2 samples with >= {max(min_cells, 2)} cells, found {len(valid)} "
-                f"({dict(zip(labels.tolist(), counts.tolist(), strict=True))}); pass sample labels with replicates "
-                "or drop the sample key."
-            )
+        valid = replicate_samples(groups, max(min_cells, 2))
         landmarks = kwargs.get("landmarks")
         if landmarks is None:
             landmarks = landmarks_kmeans(X, min(int(kwargs.get("n_landmarks") or 1000), X.shape[0]), 0)

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 from scipy import sparse
 
-__all__ = ["MIN_CELLS", "check_cells", "check_expression", "check_landmarks", "check_n_landmarks", "check_groups"]
+__all__ = [
+    "MIN_CELLS",
+    "check_cells",
+    "check_expression",
+    "check_landmarks",
+    "check_n_landmarks",
+    "check_groups",
+    "replicate_samples",
+]
+
+logger = logging.getLogger(__name__)
 
 #: Fewest cells a condition (or sample) needs for a GP fit.
 MIN_CELLS = 10
@@ -69,6 +81,28 @@ def check_landmarks(landmarks, n_features: int) -> np.ndarray:
     if not np.all(np.isfinite(u)):
         raise ValueError("landmarks contain NaN or inf.")
     return u
+
+
+def replicate_samples(groups: np.ndarray, min_cells: int) -> list:
+    """The sample labels with at least ``min_cells`` cells (others skipped with a warning); at least two.
+
+    Raises
+    ------
+    ValueError
+        Fewer than two such samples.
+    """
+    labels, counts = np.unique(groups, return_counts=True)
+    for g, c in zip(labels, counts, strict=True):
+        if c < min_cells:
+            logger.warning("Skipping sample %r: %d cells < %d.", g, c, min_cells)
+    valid = [g for g, c in zip(labels, counts, strict=True) if c >= min_cells]
+    if len(valid) < 2:
+        raise ValueError(
+            f"Sample variance needs at least 2 samples with >= {min_cells} cells, found {len(valid)} "
+            f"({dict(zip(labels.tolist(), counts.tolist(), strict=True))}); pass sample labels with replicates "
+            "or drop the sample key."
+        )
+    return valid
 
 
 def check_groups(groups, n_cells: int, name: str) -> np.ndarray:
