@@ -96,6 +96,10 @@ def test_two_process_ddp_predict_writes_the_one_process_files(shard_dir, shard_p
     spec["trainer"].update(devices=2, strategy="ddp", default_root_dir=str(tmp_path / "ddp"))
     ddp_config = tmp_path / "ddp.yaml"
     ddp_config.write_text(yaml.safe_dump(spec))
+    two.mkdir()
+    stale = two / f"{shard_paths[0].stem}.csv.rank1"  # a part left by a failed earlier run is not joined
+    first_cell = (one / f"{shard_paths[0].stem}.csv").read_text().splitlines()[1].split(",")[0]
+    stale.write_text(f"obs_names,PC1,PC2,PC3\n{first_cell},0,0,0\n")
     script = tmp_path / "predict.py"
     script.write_text(PREDICT_SCRIPT)
     argv = ["predict", "--config", str(ddp_config), "--ckpt_path", checkpoint, "--output_dir", str(two)]

@@ -66,6 +66,10 @@ class ShardCSVWriter(Callback):
         self.targets = [self.output_dir / f"{p.stem}.csv" for p in self.shard_paths]
         self.started, self.batches_written, self.rows_written = set(), 0, 0
         self.rank, self.world_size = int(trainer.global_rank), int(trainer.world_size)
+        if self.world_size > 1:  # a failed earlier run may have left this rank's parts: they must not be joined
+            for shard in range(len(self.targets)):
+                for stale in (self._piece(shard, self.rank), self._partial(shard)):
+                    stale.unlink(missing_ok=True)
 
     def _piece(self, shard: int, rank: int) -> Path:
         """The finished part of a shard that one rank wrote under DDP."""
