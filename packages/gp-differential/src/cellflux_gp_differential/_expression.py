@@ -390,28 +390,23 @@ class DifferentialExpression:
     def _predict_cells(self, X: np.ndarray, progress: bool, rows: int | None = None) -> dict[str, np.ndarray]:
         """:meth:`_predict_chunk` chunk by chunk of cells into preallocated outputs (memory or disk).
 
-        ``rows``: cells per chunk (default :func:`~._outputs.chunk_rows`, ~256 MB of temporaries).
+        ``rows``: cells per chunk (default: one prediction batch, then :func:`~._outputs.chunk_rows` for the
+        rest, ~256 MB of temporaries).
         """
         n = X.shape[0]
-        first = None
-        if rows is None:  # the first chunk tells the number of genes
-            batch = int(self.batch_size or 500)
-            first = self._predict_chunk(X[: min(n, batch)], progress=False)
-            rows = chunk_rows(first["fold_change"].shape[1], batch)
-            first = first if rows <= batch or n <= batch else None
-        outputs: dict[str, np.ndarray] = {}
-        total = None
-        starts = range(0, n, rows)
-        for start in tqdm(starts, disable=not progress or len(starts) < 2, desc="cells"):
-            stop = min(start + rows, n)
-            chunk = first if (start == 0 and first is not None) else self._predict_chunk(X[start:stop], False)
-            if not outputs:
-                nbytes = sum(n * int(np.prod(v.shape[1:])) * v.dtype.itemsize for v in chunk.values())
-                storage = OutputArrays(
-                    store_on_disk(self.store_arrays_on_disk, nbytes, self.max_memory_ratio), self.disk_storage_dir
-                )
-                outputs = {k: storage.allocate(k, (n, *v.shape[1:]), v.dtype) for k, v in chunk.items()}
-                total = np.zeros(chunk["fold_change"].shape[1:])
+        first_stop = min(n, rows or int(self.batch_size or 500))
+        chunk = self._predict_chunk(X[:first_stop], progress=False)  # also tells the number of genes
+        rows = rows or chunk_rows(chunk["fold_change"].shape[1], first_stop)
+        bounds = [(0, first_stop)] + [(start, min(start + rows, n)) for start in range(first_stop, n, rows)]
+        nbytes = sum(n * int(np.prod(v.shape[1:])) * v.dtype.itemsize for v in chunk.values())
+        storage = OutputArrays(
+            store_on_disk(self.store_arrays_on_disk, nbytes, self.max_memory_ratio), self.disk_storage_dir
+        )
+        outputs = {k: storage.allocate(k, (n, *v.shape[1:]), v.dtype) for k, v in chunk.items()}
+        total = np.zeros(chunk["fold_change"].shape[1:])
+        for i, (start, stop) in enumerate(tqdm(bounds, disable=not progress or len(bounds) < 2, desc="cells")):
+            if i:
+                chunk = self._predict_chunk(X[start:stop], progress=False)
             for key, value in chunk.items():
                 outputs[key][start:stop] = value
             total += chunk["fold_change"].sum(axis=0)

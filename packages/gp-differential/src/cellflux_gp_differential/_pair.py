@@ -23,7 +23,7 @@ import numpy as np
 
 from ._batching import map_batches
 from ._jax import as_f64, matern52
-from ._regression import RegressionPredictor, _gram_upper, _lower_times
+from ._regression import RegressionPredictor, _gram_upper, _lower_times, _symmetric_from_upper
 
 __all__ = ["shared_design", "predict_pair", "covariance_pair", "difference_pair"]
 
@@ -102,8 +102,7 @@ def covariance_pair(p1: RegressionPredictor, p2: RegressionPredictor, x: np.ndar
     c = np.vstack([_lower_times(p1._LBinv, a), _lower_times(p2._LBinv, a)])
     upper = 2.0 * np.asarray(matern52(x, x, d.ls)) - _gram_upper(a, transpose=True, alpha=2.0)
     upper += _gram_upper(c, transpose=True)
-    upper = np.triu(upper)
-    return upper + np.triu(upper, k=1).T
+    return _symmetric_from_upper(upper)
 
 
 def difference_pair(

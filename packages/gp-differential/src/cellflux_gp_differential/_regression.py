@@ -115,6 +115,12 @@ def _lower_times(T: np.ndarray, K: np.ndarray, *, transpose: bool = False, alpha
     return dtrmm(alpha, A, np.ascontiguousarray(K).T, side=1, lower=lower, trans_a=trans ^ (1 - t)).T
 
 
+def _symmetric_from_upper(upper: np.ndarray) -> np.ndarray:
+    """The symmetric matrix whose upper triangle ``upper`` holds (what ``syrk`` fills; the rest is ignored)."""
+    upper = np.triu(upper)
+    return upper + np.triu(upper, k=1).T
+
+
 def _gram_upper(a: np.ndarray, *, transpose: bool = False, alpha: float = 1.0) -> np.ndarray:
     """Upper triangle of ``alpha a a^T`` (``alpha a^T a`` with ``transpose``) by ``syrk``, without copies."""
     from scipy.linalg.blas import dsyrk
@@ -134,8 +140,7 @@ def _covariance_full(x, u, Linv, M, ls):
     K = np.asarray(matern52(u, x, ls))
     a, c = _lower_times(Linv, K), _lower_times(M, K)
     upper = np.asarray(matern52(x, x, ls)) - _gram_upper(a, transpose=True) + _gram_upper(c, transpose=True)
-    upper = np.triu(upper)
-    return upper + np.triu(upper, k=1).T
+    return _symmetric_from_upper(upper)
 
 
 def _dense_rows(y, start: int, stop: int, size: int) -> np.ndarray:
@@ -342,8 +347,7 @@ def _residual_statistics(
     """
     from scipy.linalg import solve_triangular
 
-    upper = np.triu(AAt_upper)
-    gram = upper + np.triu(upper, k=1).T
+    gram = _symmetric_from_upper(AAt_upper)
     v = solve_triangular(Linv, weights, lower=True, trans="T")  # Lp^T w = Linv^{-T} w
     rss = YY - 2.0 * np.einsum("ij,ij->j", weights, KY) + np.einsum("ij,ij->j", v, gram @ v)
     hat_trace = float(LBinv.shape[0] - np.sum(LBinv * LBinv))
