@@ -46,7 +46,7 @@ def test_default_distance_ranks_planted_genes(planted, representation):
 def test_calibrated_is_kompot_distance_over_noise_scale(planted, sigma):
     """Without per-gene covariance terms the calibrated distance is kompot's over ``sqrt(s_g / sigma^2)``."""
     x, y, m1, m2 = planted["reps"]["pca"], planted["y"], planted["m1"], planted["m2"]
-    de = DifferentialExpression(n_landmarks=100, use_empirical_variance=False, random_state=0)
+    de = DifferentialExpression(n_landmarks=100, use_empirical_variance=False, random_state=0, precision="double")
     de.fit(x[m1], y[m1], x[m2], y[m2], sigma=sigma)
     calibrated = de.predict(x, compute_mahalanobis=True, progress=False)["mahalanobis_distances"]
     de.distance = "kompot"
@@ -69,7 +69,7 @@ def test_calibrated_distance_invariant_to_gene_scale(planted):
     out = {}
     for distance in ("calibrated", "kompot"):
         for name, values in (("raw", y), ("scaled", y2)):
-            de = DifferentialExpression(n_landmarks=100, distance=distance, random_state=0)
+            de = DifferentialExpression(n_landmarks=100, distance=distance, random_state=0, precision="double")
             de.fit(x[m1], values[m1], x[m2], values[m2])
             out[distance, name] = de.predict(x, compute_mahalanobis=True, progress=False)["mahalanobis_distances"]
     np.testing.assert_allclose(out["calibrated", "raw"], out["calibrated", "scaled"], rtol=1e-6)

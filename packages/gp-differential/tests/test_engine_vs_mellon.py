@@ -67,7 +67,7 @@ def test_regression_equals_mellon_function_estimator(rng):
     y = np.sin(x[:, :1] * np.arange(1, 5)) + 0.3 * rng.normal(size=(500, 4))
     u = _params.landmarks_kmeans(x, 80, 0)
     design = _regression.landmark_design(u, 1.5)
-    ours = _regression.fit_regression(x, y, design, sigma=0.5, obs_variance=True, cell_batch=256)
+    ours = _regression.fit_regression(x, y, design, sigma=0.5, obs_variance=True, cell_batch=256, precision="double")
     est = mellon.FunctionEstimator(
         landmarks=u, gp_type="fixed", cov_func=Matern52(ls=1.5), ls=1.5, sigma=0.5, predictor_with_uncertainty=True
     )
@@ -89,7 +89,8 @@ def test_regression_independent_of_cell_batch(rng):
     x = rng.normal(size=(700, 3))
     y = rng.normal(size=(700, 5))
     design = _regression.landmark_design(_params.landmarks_kmeans(x, 50, 0), 1.0)
-    a = _regression.fit_regression(x, y, design, obs_variance=True, cell_batch=256)
-    b = _regression.fit_regression(x, y, design, obs_variance=True, cell_batch=4096)
-    np.testing.assert_allclose(a.weights, b.weights, atol=1e-10)
-    np.testing.assert_allclose(a.variance_weights, b.variance_weights, atol=1e-9)
+    for precision, tol in (("double", 1e-10), ("mixed", 1e-5)):
+        a = _regression.fit_regression(x, y, design, obs_variance=True, cell_batch=256, precision=precision)
+        b = _regression.fit_regression(x, y, design, obs_variance=True, cell_batch=4096, precision=precision)
+        np.testing.assert_allclose(a.coef, b.coef, atol=tol)
+        np.testing.assert_allclose(a.variance_coef, b.variance_coef, atol=tol)

@@ -8,14 +8,16 @@ from typing import Any, Literal
 import numpy as np
 from tqdm.auto import tqdm
 
+from ._batching import iter_batches
 from ._expression_model import DEFAULT_N_LANDMARKS, ExpressionModel, resolve_length_scale
 from ._fdr import compute_fdr
-from ._jax import DEFAULT_JITTER
+from ._jax import DEFAULT_JITTER, pad_rows
 from ._mahalanobis import gene_batch_for_budget, mahalanobis, mahalanobis_memory
 from ._outputs import OutputArrays, chunk_rows, store_on_disk
-from ._pair import covariance_pair, difference_pair, predict_pair, shared_design
+from ._pair import covariance_pair, difference_pair, evaluate_pair, shared_design, stacked_coefficients
 from ._params import landmarks_kmeans
-from ._regression import landmark_design
+from ._regression import check_precision, landmark_design
+from ._threads import resolve_n_jobs, thread_map
 from ._validate import check_cells, check_expression, check_landmarks, check_n_landmarks
 
 __all__ = ["DifferentialExpression"]
@@ -86,6 +88,16 @@ class DifferentialExpression:
         i.e. the exact posterior of the GP with kernel ``s_g k`` and noise ``s_g sigma^2``, which has the
         same smoothed expression. ``"kompot"``: kompot's distance, the unit covariance for every gene
         (genes with more noise get larger distances).
+    precision
+        ``"mixed"`` (default): the products with the genes, most of the flops of fit and predict, in single
+        precision, in the whitened basis where that is well conditioned; smoothed expression and fold
+        changes within about ``1e-6`` relative of ``"double"`` (everything in double precision), which
+        the factorisations, posterior variances and Mahalanobis solves always use (see
+        :mod:`cellflux_gp_differential._regression`). Applies to the models this class fits.
+    n_jobs
+        Threads: the two conditions are fitted, and chunks of cells predicted, in parallel (BLAS on one
+        thread in each); ``None`` (default) all available cores, ``-1`` too, ``1`` none. Results do not
+        depend on it.
 
     Notes
     -----
@@ -128,9 +140,15 @@ class DifferentialExpression:
         model2: ExpressionModel | None = None,
         memory_budget: float | None = None,
         distance: Literal["calibrated", "kompot"] = "calibrated",
+        precision: Literal["mixed", "double"] = "mixed",
+        n_jobs: int | None = None,
     ) -> None:
         if distance not in DISTANCES:
             raise ValueError(f"distance must be one of {DISTANCES}, got {distance!r}.")
+        check_precision(precision)
+        self.precision = precision
+        resolve_n_jobs(n_jobs)
+        self.n_jobs = n_jobs
         self.distance = distance
         self.n_landmarks = n_landmarks
         self.use_empirical_variance = use_empirical_variance
@@ -261,32 +279,37 @@ class DifferentialExpression:
         design = landmark_design(landmarks, resolve_length_scale(pooled, ls, None), jitter)
         self.ls = design.ls
         use_samples = self.use_sample_variance
-        models = []
-        for i, (x, y, idx, model) in enumerate(
-            [(x1, y1, condition1_sample_indices, self.model1), (x2, y2, condition2_sample_indices, self.model2)],
-            start=1,
-        ):
-            if model is None or model.predictor is None:
-                model = ExpressionModel(
-                    n_landmarks=self.n_landmarks,
-                    use_empirical_variance=self.use_empirical_variance,
-                    eps=self.eps,
-                    random_state=self.random_state,
-                    batch_size=self.batch_size,
+
+        def fit_one(task: tuple) -> ExpressionModel:
+            i, x, y, idx, model = task
+            if model is not None and model.predictor is not None:
+                return model
+            model = ExpressionModel(
+                n_landmarks=self.n_landmarks,
+                use_empirical_variance=self.use_empirical_variance,
+                eps=self.eps,
+                random_state=self.random_state,
+                batch_size=self.batch_size,
+                precision=self.precision,
+            )
+            try:
+                return model.fit(
+                    x,
+                    y,
+                    sigma=sigma,
+                    sample_indices=idx if use_samples else None,
+                    sample_estimator_ls=sample_estimator_ls,
+                    allow_single_condition_variance=allow_single_condition_variance,
+                    design=design,
                 )
-                try:
-                    model.fit(
-                        x,
-                        y,
-                        sigma=sigma,
-                        sample_indices=idx if use_samples else None,
-                        sample_estimator_ls=sample_estimator_ls,
-                        allow_single_condition_variance=allow_single_condition_variance,
-                        design=design,
-                    )
-                except ValueError as err:
-                    raise ValueError(f"condition {i}: {err}") from err
-            models.append(model)
+            except ValueError as err:
+                raise ValueError(f"condition {i}: {err}") from err
+
+        tasks = [
+            (1, x1, y1, condition1_sample_indices, self.model1),
+            (2, x2, y2, condition2_sample_indices, self.model2),
+        ]
+        models = thread_map(fit_one, tasks, resolve_n_jobs(self.n_jobs))
         self.model1, self.model2 = models
         if use_samples and have_samples and allow_single_condition_variance:
             m1, m2 = self.model1, self.model2
@@ -358,7 +381,7 @@ class DifferentialExpression:
             return None
         own = [
             getattr(m._obs_variance_predictor, "__self__", None) is m.predictor
-            and m.predictor.variance_weights is not None
+            and m.predictor.variance_coef is not None
             for m in (m1, m2)
         ]
         empirical = [m.has_empirical_variance for m in (m1, m2)]
@@ -368,15 +391,10 @@ class DifferentialExpression:
             return True
         return None
 
-    def _predict_chunk(self, X: np.ndarray, progress: bool) -> dict[str, np.ndarray]:
-        """All per-cell outputs for the cells ``X``."""
-        if self._pair_path() is not None:
-            s1, s2, v1, v2 = self._predict_pair(X, progress)
-        else:
-            s1 = self.model1.predict(X, progress=progress)
-            s2 = self.model2.predict(X, progress=progress)
-            v1 = self.model1.total_variance(X)
-            v2 = self.model2.total_variance(X)
+    def _predict_chunk(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        """All per-cell outputs for the cells ``X`` from each model on its own (external predictors)."""
+        s1, s2 = self.model1.predict(X, progress=False), self.model2.predict(X, progress=False)
+        v1, v2 = self.model1.total_variance(X), self.model2.total_variance(X)
         fold_change = s2 - s1
         return {
             "condition1_smoothed": s1,
@@ -388,42 +406,99 @@ class DifferentialExpression:
         }
 
     def _predict_cells(self, X: np.ndarray, progress: bool, rows: int | None = None) -> dict[str, np.ndarray]:
-        """:meth:`_predict_chunk` chunk by chunk of cells into preallocated outputs (memory or disk).
+        """Every per-cell output, chunk by chunk of cells, into preallocated outputs (memory or disk).
 
-        ``rows``: cells per chunk (default: one prediction batch, then :func:`~._outputs.chunk_rows` for the
-        rest, ~256 MB of temporaries).
+        ``rows``: cells per chunk (default: one prediction batch; for external predictors one batch, then
+        :func:`~._outputs.chunk_rows` for the rest, ~256 MB of temporaries).
         """
+        pair = self._pair_path()
+        if pair is not None:
+            return self._predict_cells_pair(X, progress, obs_variance=pair, rows=rows)
         n = X.shape[0]
         first_stop = min(n, rows or int(self.batch_size or 500))
-        chunk = self._predict_chunk(X[:first_stop], progress=False)  # also tells the number of genes
+        chunk = self._predict_chunk(X[:first_stop])  # also tells the number of genes
         rows = rows or chunk_rows(chunk["fold_change"].shape[1], first_stop)
         bounds = [(0, first_stop)] + [(start, min(start + rows, n)) for start in range(first_stop, n, rows)]
-        nbytes = sum(n * int(np.prod(v.shape[1:])) * v.dtype.itemsize for v in chunk.values())
-        storage = OutputArrays(
-            store_on_disk(self.store_arrays_on_disk, nbytes, self.max_memory_ratio), self.disk_storage_dir
-        )
-        outputs = {k: storage.allocate(k, (n, *v.shape[1:]), v.dtype) for k, v in chunk.items()}
+        outputs = self._allocate(n, chunk["fold_change"].shape[1])
         total = np.zeros(chunk["fold_change"].shape[1:])
         for i, (start, stop) in enumerate(tqdm(bounds, disable=not progress or len(bounds) < 2, desc="cells")):
             if i:
-                chunk = self._predict_chunk(X[start:stop], progress=False)
+                chunk = self._predict_chunk(X[start:stop])
             for key, value in chunk.items():
                 outputs[key][start:stop] = value
             total += chunk["fold_change"].sum(axis=0)
         outputs["mean_log_fold_change"] = total / n
         return outputs
 
-    def _predict_pair(self, X: np.ndarray, progress: bool) -> tuple[np.ndarray, ...]:
-        """Both conditions' means and total variances in one pass (see :mod:`._pair`)."""
+    def _allocate(self, n: int, n_genes: int) -> dict[str, np.ndarray]:
+        """The six ``(n, n_genes)`` float64 outputs, in memory or memory-mapped (``store_arrays_on_disk``)."""
+        keys = [k for k in PREDICT_KEYS if k != "mean_log_fold_change"]
+        nbytes = len(keys) * n * n_genes * 8
+        storage = OutputArrays(
+            store_on_disk(self.store_arrays_on_disk, nbytes, self.max_memory_ratio), self.disk_storage_dir
+        )
+        return {k: storage.allocate(k, (n, n_genes), np.float64) for k in keys}
+
+    def _predict_cells_pair(
+        self, X: np.ndarray, progress: bool, *, obs_variance: bool, rows: int | None = None
+    ) -> dict[str, np.ndarray]:
+        """Both conditions evaluated together (see :mod:`._pair`), every output written in place.
+
+        One product per chunk gives both means (and observation variances); the standard deviations,
+        fold changes and z-scores are formed in the output arrays themselves, chunk by chunk (small
+        enough to stay in cache), without temporaries of the outputs' size.
+        """
         m1, m2 = self.model1, self.model2
-        with_obs = bool(self._pair_path())
-        out = predict_pair(m1.predictor, m2.predictor, X, obs_variance=with_obs, progress=progress)
-        s1, s2, c1, c2 = out[:4]
-        v1, v2 = c1[:, None] + m1.sample_variance(X), c2[:, None] + m2.sample_variance(X)
-        if with_obs:
-            v1 = v1 + np.maximum(out[4], self.eps)
-            v2 = v2 + np.maximum(out[5], self.eps)
-        return s1, s2, v1, v2
+        p1, p2 = m1.predictor, m2.predictor
+        n, g, eps = X.shape[0], p1.coef.shape[1], self.eps
+        C = stacked_coefficients(p1, p2, obs_variance=obs_variance)
+        outputs = self._allocate(n, g)
+        s1_all, s2_all = outputs["condition1_smoothed"], outputs["condition2_smoothed"]
+        sd1_all, sd2_all = outputs["condition1_std"], outputs["condition2_std"]
+        fc_all, z_all = outputs["fold_change"], outputs["fold_change_zscores"]
+        size = min(int(rows or self.batch_size or 500), max(n, 1))
+
+        def fill(bounds: tuple[int, int]) -> np.ndarray:
+            start, stop = bounds
+            k = stop - start
+            values, var1, var2 = evaluate_pair(p1, p2, C, pad_rows(X[start:stop], size))
+            s1, s2, fc = s1_all[start:stop], s2_all[start:stop], fc_all[start:stop]
+            s1[...] = values[:k, :g]
+            s2[...] = values[:k, g : 2 * g]
+            np.subtract(s2, s1, out=fc)
+            sd1, sd2, z = sd1_all[start:stop], sd2_all[start:stop], z_all[start:stop]
+            for sd, var, model, column in ((sd1, var1, m1, 2), (sd2, var2, m2, 3)):
+                if obs_variance:  # total variance: posterior + observation (>= eps) + between samples
+                    np.maximum(values[:k, column * g : (column + 1) * g], eps, out=sd)
+                    sd += var[:k, None]
+                else:
+                    sd[...] = var[:k, None]
+                if model.has_sample_variance:
+                    sd += model.sample_variance(X[start:stop])
+            np.add(sd1, sd2, out=z)
+            z += eps
+            np.sqrt(z, out=z)
+            np.divide(fc, z, out=z)
+            for sd in (sd1, sd2):
+                sd += eps
+                np.sqrt(sd, out=sd)
+            return fc.sum(axis=0)
+
+        bounds = list(iter_batches(n, size))
+        bar = tqdm(total=len(bounds), disable=not progress or len(bounds) < 2, desc="cells")
+
+        def fill_and_count(b: tuple[int, int]) -> np.ndarray:
+            out = fill(b)
+            bar.update()
+            return out
+
+        sums = thread_map(fill_and_count, bounds, resolve_n_jobs(self.n_jobs))
+        bar.close()
+        total = np.zeros(g)
+        for part in sums:  # in chunk order: the same sum whatever the number of threads
+            total += part
+        outputs["mean_log_fold_change"] = total / n
+        return outputs
 
     def _budget(self) -> float:
         if self.memory_budget is not None:
@@ -460,7 +535,7 @@ class DifferentialExpression:
         """
         self._require()
         m = n_points if n_points is not None else len(self.model1.landmarks)
-        g = n_genes if n_genes is not None else self.model1.predictor.weights.shape[1]
+        g = n_genes if n_genes is not None else self.model1.predictor.coef.shape[1]
         s = self._n_factors()
         budget = self._budget()
         batch = gene_batch or gene_batch_for_budget(m, g, s, budget)

@@ -9,7 +9,7 @@ import numpy as np
 
 from ._jax import DEFAULT_JITTER
 from ._params import default_length_scale, landmarks_kmeans, mellon_length_scale, nn_distances
-from ._regression import Design, RegressionPredictor, fit_regression, landmark_design, smooth_with
+from ._regression import Design, RegressionPredictor, check_precision, fit_regression, landmark_design, smooth_with
 from ._sample_variance import SampleVarianceEstimator
 from ._validate import check_cells, check_expression, check_groups, check_landmarks, check_n_landmarks
 
@@ -85,6 +85,11 @@ class ExpressionModel:
         Points per prediction batch.
     function_predictor, obs_variance_predictor, variance_predictor
         Pre-fitted predictors (e.g. mellon's) to use instead of fitting.
+    precision
+        ``"mixed"`` (default): the products with the genes (``n x landmarks x genes`` flops, most of the
+        work) in single precision, in a basis where that is well conditioned -- smoothed expression within
+        about ``1e-6`` relative of ``"double"``, which computes everything in double precision (see
+        :mod:`cellflux_gp_differential._regression`).
     """
 
     def __init__(
@@ -97,7 +102,10 @@ class ExpressionModel:
         function_predictor: Any = None,
         obs_variance_predictor: Any = None,
         variance_predictor: Any = None,
+        precision: str = "mixed",
     ) -> None:
+        check_precision(precision)
+        self.precision = precision
         self.n_landmarks = n_landmarks
         self.use_empirical_variance = use_empirical_variance
         self.eps = eps
@@ -179,6 +187,7 @@ class ExpressionModel:
             sigma=sigma,
             obs_variance=self.use_empirical_variance and not per_sample_noise,
             batch_size=self.batch_size,
+            precision=self.precision,
         )
         if self.use_empirical_variance and not per_sample_noise:
             self._obs_variance_predictor = self._predictor.obs_variance
@@ -216,10 +225,9 @@ class ExpressionModel:
             if estimator is not None and g in estimator.group_predictors:
                 predictor = estimator.group_predictors[g]
             else:
-                predictor = fit_regression(X[idx], y[idx], self._design, sigma=self._sigma)
+                predictor = fit_regression(X[idx], y[idx], self._design, sigma=self._sigma, precision=self.precision)
             r2[idx] = predictor.loo_residuals_squared(X[idx], y[idx])
-        weights = smooth_with(self._design, self._predictor, X, r2)
-        self._predictor.variance_weights = weights
+        self._predictor.variance_coef = smooth_with(self._predictor, X, r2)
         self._obs_variance_predictor = self._predictor.obs_variance
 
     @property

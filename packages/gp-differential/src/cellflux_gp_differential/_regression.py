@@ -1,17 +1,25 @@
 """Gaussian-process regression of many genes at once: mellon's landmark FunctionEstimator, vectorised.
 
 The model is mellon's :class:`~mellon.FunctionEstimator` with fixed landmarks ``u`` (a subset-of-regressors
-GP): with ``A = Lp^{-1} K_uf`` and ``L_B L_B^T = A A^T / sigma^2 + I``, the weights of all genes are
-``Lp^{-T} L_B^{-T} L_B^{-1} A Y / sigma^2`` -- one factorisation shared by every gene, the genes being
-right-hand sides. ``A A^T`` and ``A Y`` are accumulated over padded cell batches, so memory is
-``O(m^2 + m * n_genes)`` whatever the number of cells. The posterior covariance is gene independent,
-``k(x, x') - a^T a' + (L_B^{-1} a)^T (L_B^{-1} a')`` with ``a = Lp^{-1} k_u(x)``.
+GP). Everything is computed in the whitened basis ``a(x) = Lp^{-1} k_u(x)`` (``Lp Lp^T = K_uu + jitter``):
+with ``A = Lp^{-1} K_uf`` and ``L_B L_B^T = B = A A^T / sigma^2 + I``, the mean of every gene is
+``mean(x) = a(x)^T c`` with the coefficients ``c = L_B^{-T} L_B^{-1} A Y / sigma^2`` -- one factorisation
+shared by every gene, the genes being right-hand sides. ``A A^T`` and ``A Y`` are accumulated over padded
+cell batches, so memory is ``O(m^2 + m * n_genes)`` whatever the number of cells. The posterior covariance
+is gene independent, ``k(x, x') - a^T a' + (L_B^{-1} a)^T (L_B^{-1} a')``.
 
-Every fit also records each gene's residual sum of squares ``|y - mean(x)|^2`` over the training cells
-and the trace of the smoother ("hat") matrix ``tr(H) = m - |L_B^{-1}|_F^2``, so the per-gene noise
-variance ``RSS / (n - tr H)`` (:meth:`RegressionPredictor.noise_variance`) costs no pass over the cells:
-``RSS = y^T y - 2 w^T K Y + (Lp^T w)^T (A A^T) (Lp^T w)`` from the accumulated ``A A^T``, ``K Y`` and the
-per-gene ``y^T y``.
+Why the whitened basis: ``|a(x)| <= 1`` and ``B >= I``, so every product with the genes (``A Y``, ``a^T c``)
+is well conditioned, unlike the kernel-basis weights ``Lp^{-T} c`` (whose entries grow like
+``1 / sqrt(jitter)`` and cancel). That makes single precision safe for those products -- the bulk of the
+flops, ``n x m x n_genes`` -- with ``precision="mixed"`` (the default): relative changes of about ``1e-6``
+in the smoothed expression (measured; see :data:`PRECISIONS`). The triangular factors, ``A A^T``, the
+Cholesky factorisations and the posterior variances stay in double precision. ``precision="double"``
+computes everything in double precision.
+
+Every fit also records each gene's residual sum of squares over the training cells and the trace of the
+smoother ("hat") matrix ``tr(H) = m - |L_B^{-1}|_F^2``, so the per-gene noise variance
+``RSS / (n - tr H)`` (:meth:`RegressionPredictor.noise_variance`) costs no pass over the cells:
+``RSS = y^T y - |z|^2 - sigma^2 |c|^2`` with ``z = L_B^{-1} A Y / sigma``.
 
 Optionally (``obs_variance=True``) the leave-one-out squared residuals ``r^2 / (1 - h)^2`` (``h`` the
 leverage of each cell) are smoothed by a second GP with the same factorisation, as mellon's
@@ -21,7 +29,8 @@ leverage of each cell) are smoothed by a second GP with the same factorisation, 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy import sparse
@@ -29,12 +38,25 @@ from scipy import sparse
 from ._batching import iter_batches, map_batches
 from ._jax import DEFAULT_JITTER, as_f64, cholesky_jitter, matern52
 
-__all__ = ["RegressionPredictor", "Design", "fit_regression", "landmark_design"]
+__all__ = ["PRECISIONS", "RegressionPredictor", "Design", "check_precision", "fit_regression", "landmark_design"]
 
 logger = logging.getLogger(__name__)
 
 #: Cells per accumulation batch.
 CELL_BATCH = 2048
+#: Precisions of the products with the genes: ``"mixed"`` (single precision for ``A Y`` and ``a^T c``,
+#: double for the rest) and ``"double"``.
+PRECISIONS = ("mixed", "double")
+#: The whitened cross-kernel of the training cells is kept between the fit's two passes (obs variance)
+#: when it and the expression take at most this many bytes; otherwise it is recomputed.
+CACHE_BYTES = 512 * 2**20
+
+
+def check_precision(precision: str) -> bool:
+    """Whether ``precision`` asks for single-precision products (``"mixed"``); a clear error otherwise."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
+    return precision == "mixed"
 
 
 @dataclass(frozen=True)
@@ -55,34 +77,29 @@ def landmark_design(landmarks: np.ndarray, ls: float, jitter: float = DEFAULT_JI
     return Design(u, float(ls), Linv, float(jitter))
 
 
-def _accumulate(xb, yb, maskb, u, Linv, ls, with_gram: bool = True):
-    """Upper triangle of ``A A^T`` (``None`` unless ``with_gram``) and ``K Y`` of one padded cell batch.
+def whiten(design: Design, x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """``a = Lp^{-1} k_u(x)``, ``(m, n_points)`` (columns of ``mask == 0`` zeroed), double precision."""
+    K = np.asarray(matern52(design.landmarks, x, design.ls))
+    if mask is not None:
+        K = K * mask[None, :]
+    return _lower_times(design.Linv, K)
 
-    ``A = Lp^{-1} K_u,b``. BLAS rather than XLA: a triangular ``trmm`` for ``A`` and a symmetric ``syrk``
-    for ``A A^T`` (half the flops of dense products; XLA's float64 CPU matrix products are also slower
-    than OpenBLAS'). ``K Y`` rather than ``A Y``: the triangular factors are applied once, after the
-    accumulation (:func:`_apply_gram_inverse`).
+
+def times_genes(a: np.ndarray, Y: np.ndarray, single: bool, *, transpose: bool = False) -> np.ndarray:
+    """``a @ Y`` (``a^T @ Y`` with ``transpose``) in double precision, or in single when ``single``.
+
+    ``a`` is a whitened cross-kernel (entries of columns of norm at most 1) and ``Y`` expression or
+    coefficients, so single precision loses only about ``1e-7`` relative (see the module notes).
     """
-    K = np.asarray(matern52(u, xb, ls)) * maskb[None, :]
-    gram = _gram_upper(_lower_times(Linv, K)) if with_gram else None
-    return gram, K @ yb
+    left = a.T if transpose else a
+    if single:
+        return np.matmul(left.astype(np.float32), np.asarray(Y, dtype=np.float32), dtype=np.float32).astype(np.float64)
+    return left @ Y
 
 
-def _apply_gram_inverse(M: np.ndarray, KY: np.ndarray, sigma2: float) -> np.ndarray:
-    """Weights ``M^T M K Y / sigma^2`` (``M = L_B^{-1} Lp^{-1}`` lower triangular): two ``trmm``."""
-    return np.ascontiguousarray(_lower_times(M, _lower_times(M, KY, alpha=1.0 / sigma2), transpose=True))
-
-
-def _loo_residuals(xb, yb, maskb, u, M, weights, ls, sigma2):
-    K = np.asarray(matern52(u, xb, ls))
-    pred = K.T @ weights
-    h = np.sum(_lower_times(M, K) ** 2, axis=0) / sigma2
-    r2 = (yb - pred) ** 2 / ((1.0 - h) ** 2)[:, None]
-    return (K * maskb[None, :]) @ r2
-
-
-def _predict_batch(xb, u, weights, ls):
-    return np.asarray(matern52(xb, u, ls)) @ weights
+def _solve_coefficients(LBinv: np.ndarray, AY: np.ndarray, sigma2: float) -> np.ndarray:
+    """``L_B^{-T} L_B^{-1} A Y / sigma^2``: two triangular products."""
+    return np.ascontiguousarray(_lower_times(LBinv, _lower_times(LBinv, AY, alpha=1.0 / sigma2), transpose=True))
 
 
 def _lower_inverse(L: np.ndarray) -> np.ndarray:
@@ -98,21 +115,22 @@ def _lower_inverse(L: np.ndarray) -> np.ndarray:
 def _lower_times(T: np.ndarray, K: np.ndarray, *, transpose: bool = False, alpha: float = 1.0) -> np.ndarray:
     """``alpha T @ K`` (``alpha T^T @ K`` with ``transpose``) for a lower-triangular ``T`` by BLAS ``trmm``.
 
-    Half the flops of a dense product. Row-major (C-ordered) operands are passed as their column-major
-    transposes, so nothing is copied into Fortran order on the way in; the result is C-ordered when
-    ``K`` is.
+    Half the flops of a dense product; single precision (``strmm``) when both operands are float32.
+    Row-major (C-ordered) operands are passed as their column-major transposes, so nothing is copied
+    into Fortran order on the way in; the result is C-ordered when ``K`` is.
     """
-    from scipy.linalg.blas import dtrmm
+    from scipy.linalg.blas import dtrmm, strmm
 
+    trmm = strmm if T.dtype == np.float32 and K.dtype == np.float32 else dtrmm
     t = int(transpose)
     if T.flags.f_contiguous:
         A, lower, trans = T, 1, 0
     else:  # T.T is column-major and upper triangular
         A, lower, trans = np.ascontiguousarray(T).T, 0, 1
     if K.flags.f_contiguous:
-        return dtrmm(alpha, A, K, lower=lower, trans_a=trans ^ t)
+        return trmm(alpha, A, K, lower=lower, trans_a=trans ^ t)
     # (op(T) K)^T = K^T op(T)^T: multiply the column-major K^T from the right
-    return dtrmm(alpha, A, np.ascontiguousarray(K).T, side=1, lower=lower, trans_a=trans ^ (1 - t)).T
+    return trmm(alpha, A, np.ascontiguousarray(K).T, side=1, lower=lower, trans_a=trans ^ (1 - t)).T
 
 
 def _symmetric_from_upper(upper: np.ndarray) -> np.ndarray:
@@ -130,17 +148,19 @@ def _gram_upper(a: np.ndarray, *, transpose: bool = False, alpha: float = 1.0) -
     return dsyrk(alpha, np.ascontiguousarray(a).T, trans=int(not transpose))
 
 
-def _variance_batch(xb, u, Linv, M, ls):
-    K = np.asarray(matern52(u, xb, ls))
-    a, c = _lower_times(Linv, K), _lower_times(M, K)
-    return 1.0 - np.sum(a * a, axis=0) + np.sum(c * c, axis=0)
+def _column_sq(a: np.ndarray) -> np.ndarray:
+    """Squared norms of the columns of ``a`` (accumulated in double precision)."""
+    return np.einsum("ij,ij->j", a, a, dtype=np.float64)
 
 
-def _covariance_full(x, u, Linv, M, ls):
-    K = np.asarray(matern52(u, x, ls))
-    a, c = _lower_times(Linv, K), _lower_times(M, K)
-    upper = np.asarray(matern52(x, x, ls)) - _gram_upper(a, transpose=True) + _gram_upper(c, transpose=True)
-    return _symmetric_from_upper(upper)
+def posterior_variance(a: np.ndarray, LBinv: np.ndarray, single: bool = False) -> np.ndarray:
+    """Posterior variance ``1 - |a|^2 + |L_B^{-1} a|^2`` of the points whose whitened columns ``a`` holds.
+
+    ``1 - |a|^2`` (the part the landmarks do not explain) is always formed in double precision; with
+    ``single`` the sum of squares ``|L_B^{-1} a|^2`` (no cancellation) uses a single-precision ``trmm``.
+    """
+    c = _lower_times(LBinv.astype(np.float32), a.astype(np.float32)) if single else _lower_times(LBinv, a)
+    return 1.0 - _column_sq(a) + _column_sq(c)
 
 
 def _dense_rows(y, start: int, stop: int, size: int) -> np.ndarray:
@@ -151,7 +171,7 @@ def _dense_rows(y, start: int, stop: int, size: int) -> np.ndarray:
     return out
 
 
-def _cell_batches(x: np.ndarray, y, design: Design, size: int):
+def _cell_batches(x: np.ndarray, y, size: int):
     n = x.shape[0]
     for start, stop in iter_batches(n, size):
         xb = np.zeros((size, x.shape[1]))
@@ -159,6 +179,10 @@ def _cell_batches(x: np.ndarray, y, design: Design, size: int):
         mask = np.zeros(size)
         mask[: stop - start] = 1.0
         yield xb, _dense_rows(y, start, stop, size), mask
+
+
+def _batch_size(n: int, cell_batch: int) -> int:
+    return min(cell_batch, max(256, -(-n // 256) * 256))
 
 
 @dataclass
@@ -169,34 +193,36 @@ class RegressionPredictor:
     ----------
     design
         The shared landmark factorisation.
-    weights
-        ``(m, n_genes)``: ``mean(x) = k(x, landmarks) @ weights``.
-    M
-        ``L_B^{-1} Lp^{-1}`` for the posterior covariance.
+    coef
+        ``(m, n_genes)`` coefficients in the whitened basis: ``mean(x) = (Lp^{-1} k_u(x))^T coef``.
+    LBinv
+        ``L_B^{-1}`` for the posterior covariance.
     sigma
         Noise standard deviation.
     n_obs
         Cells fitted.
-    variance_weights
-        ``(m, n_genes)`` weights of the smoothed squared LOO residuals, or ``None``.
+    variance_coef
+        ``(m, n_genes)`` coefficients of the smoothed squared LOO residuals, or ``None``.
     batch_size
         Rows per prediction batch.
     residual_ss
         ``(n_genes,)`` residual sums of squares of the training cells, or ``None``.
     hat_trace
         Trace of the smoother matrix (effective number of parameters), or ``None``.
+    precision
+        ``"mixed"`` or ``"double"`` (see the module notes).
     """
 
     design: Design
-    weights: np.ndarray
-    M: np.ndarray
+    coef: np.ndarray
+    LBinv: np.ndarray
     sigma: float
     n_obs: int
-    variance_weights: np.ndarray | None = None
+    variance_coef: np.ndarray | None = None
     batch_size: int | None = None
-    _LBinv: np.ndarray | None = field(default=None, repr=False)
     residual_ss: np.ndarray | None = None
     hat_trace: float | None = None
+    precision: str = "mixed"
 
     @property
     def landmarks(self) -> np.ndarray:
@@ -212,6 +238,16 @@ class RegressionPredictor:
     def n_input_features(self) -> int:
         """Number of features of the cell-state representation."""
         return self.design.landmarks.shape[1]
+
+    @property
+    def single(self) -> bool:
+        """Whether products with the genes run in single precision."""
+        return self.precision == "mixed"
+
+    @cached_property
+    def weights(self) -> np.ndarray:
+        """``(m, n_genes)`` kernel-basis weights ``Lp^{-T} coef``: ``mean(x) = k(x, landmarks) @ weights``."""
+        return np.ascontiguousarray(_lower_times(self.design.Linv, self.coef, transpose=True))
 
     def _check(self, x: np.ndarray) -> np.ndarray:
         x = as_f64(x)
@@ -232,16 +268,19 @@ class RegressionPredictor:
         dof = max(float(self.n_obs) - float(self.hat_trace), 1.0)
         return np.maximum(self.residual_ss / dof, 1e-12)
 
-    def mean(self, x: np.ndarray, progress: bool = False) -> np.ndarray:
-        """Smoothed expression ``(n_points, n_genes)`` at ``x``."""
-        u, w, ls = self.design.landmarks, self.weights, self.design.ls
+    def _values(self, x: np.ndarray, coef: np.ndarray, progress: bool = False, desc: str | None = None) -> np.ndarray:
+        single = self.single
         return map_batches(
-            lambda xb: _predict_batch(xb, u, w, ls),
+            lambda xb: times_genes(whiten(self.design, xb), coef, single, transpose=True),
             self._check(x),
             batch_size=self.batch_size,
             progress=progress,
-            desc="expression",
+            desc=desc,
         )[0]
+
+    def mean(self, x: np.ndarray, progress: bool = False) -> np.ndarray:
+        """Smoothed expression ``(n_points, n_genes)`` at ``x``."""
+        return self._values(x, self.coef, progress, "expression")
 
     __call__ = mean
 
@@ -249,33 +288,36 @@ class RegressionPredictor:
         """Posterior variance ``(n_points,)`` at ``x`` (gene independent), or the full covariance matrix."""
         x = self._check(x)
         d = self.design
-        if not diag:
-            return _covariance_full(x, d.landmarks, d.Linv, self.M, d.ls)
-        return map_batches(
-            lambda xb: _variance_batch(xb, d.landmarks, d.Linv, self.M, d.ls), x, batch_size=self.batch_size
-        )[0]
+        if diag:
+            return map_batches(lambda xb: posterior_variance(whiten(d, xb), self.LBinv), x, batch_size=self.batch_size)[
+                0
+            ]
+        a = whiten(d, x)
+        c = _lower_times(self.LBinv, a)
+        upper = np.asarray(matern52(x, x, d.ls)) - _gram_upper(a, transpose=True) + _gram_upper(c, transpose=True)
+        return _symmetric_from_upper(upper)
 
     def obs_variance(self, x: np.ndarray) -> np.ndarray:
         """Smoothed observation (aleatoric) variance ``(n_points, n_genes)`` at ``x``."""
-        if self.variance_weights is None:
+        if self.variance_coef is None:
             raise ValueError("The predictor was fitted without obs_variance=True.")
-        u, w, ls = self.design.landmarks, self.variance_weights, self.design.ls
-        return map_batches(lambda xb: _predict_batch(xb, u, w, ls), self._check(x), batch_size=self.batch_size)[0]
+        return self._values(x, self.variance_coef)
 
     def loo_residuals_squared(self, x: np.ndarray, y, cell_batch: int = CELL_BATCH) -> np.ndarray:
         """Leave-one-out squared residuals ``r^2 / (1 - h)^2`` of the training cells ``x``/``y``."""
         x = self._check(x)
-        d = self.design
+        size = _batch_size(x.shape[0], cell_batch)
         out = []
-        size = min(cell_batch, max(256, -(-x.shape[0] // 256) * 256))
-        for (start, stop), (xb, yb, _) in zip(
-            iter_batches(x.shape[0], size), _cell_batches(x, y, d, size), strict=True
-        ):
-            K = np.asarray(matern52(d.landmarks, xb, d.ls))
-            pred = K.T @ self.weights
-            h = np.sum(_lower_times(self.M, K) ** 2, axis=0) / self.sigma**2
-            out.append(((yb - pred) ** 2 / ((1 - h) ** 2)[:, None])[: stop - start])
+        for (start, stop), (xb, yb, _) in zip(iter_batches(x.shape[0], size), _cell_batches(x, y, size), strict=True):
+            out.append(_loo_batch(whiten(self.design, xb), yb, self)[: stop - start])
         return np.concatenate(out)
+
+
+def _loo_batch(A: np.ndarray, yb: np.ndarray, p: RegressionPredictor) -> np.ndarray:
+    """``r^2 / (1 - h)^2`` of one batch (whitened cross-kernel ``A``, expression ``yb``)."""
+    pred = times_genes(A, p.coef, p.single, transpose=True)
+    h = _column_sq(_lower_times(p.LBinv, A)) / p.sigma**2
+    return (yb - pred) ** 2 / ((1.0 - h) ** 2)[:, None]
 
 
 def fit_regression(
@@ -287,6 +329,7 @@ def fit_regression(
     obs_variance: bool = False,
     batch_size: int | None = None,
     cell_batch: int = CELL_BATCH,
+    precision: str = "mixed",
 ) -> RegressionPredictor:
     """Fit the GPs of all columns of ``y`` on the cells ``x`` with the landmark ``design``.
 
@@ -306,52 +349,45 @@ def fit_regression(
         Rows per prediction batch of the returned predictor.
     cell_batch
         Cells per accumulation batch (padded; memory ``cell_batch x n_genes``).
+    precision
+        ``"mixed"`` (single-precision products with the genes) or ``"double"``.
 
     Returns
     -------
     The fitted :class:`RegressionPredictor`.
     """
+    single = check_precision(precision)
     x = as_f64(x)
     n = x.shape[0]
-    size = min(cell_batch, max(256, -(-n // 256) * 256))
+    size = _batch_size(n, cell_batch)
     m, g = design.landmarks.shape[0], y.shape[1]
-    AAt, KY, YY = np.zeros((m, m)), np.zeros((m, g)), np.zeros(g)
-    for xb, yb, mask in _cell_batches(x, y, design, size):
-        a, b = _accumulate(xb, yb, mask, design.landmarks, design.Linv, design.ls)
-        AAt += a
-        KY += b
-        YY += np.einsum("ij,ij->j", yb, yb)  # padded rows are zero
+    n_batches = -(-n // size)
+    keep = obs_variance and n_batches * size * (m + g) * 8 <= CACHE_BYTES
+    cache = []
+    AAt, AY, YY = np.zeros((m, m)), np.zeros((m, g)), np.zeros(g)
+    for xb, yb, mask in _cell_batches(x, y, size):
+        A = whiten(design, xb, mask)
+        AAt += _gram_upper(A)
+        AY += times_genes(A, yb, single)
+        YY += _column_sq(yb)  # padded rows are zero
+        if keep:
+            cache.append((A, yb))
     sigma2 = float(sigma) ** 2
-    B = np.triu(AAt) / sigma2 + np.eye(m)
-    LB = _cholesky_upper_stored(B)
+    LB = _cholesky_upper_stored(np.triu(AAt) / sigma2 + np.eye(m))
     LBinv = _lower_inverse(LB)
-    M = np.tril(_lower_times(LBinv, design.Linv))
-    weights = _apply_gram_inverse(M, KY, sigma2)
-    predictor = RegressionPredictor(design, weights, M, float(sigma), n, batch_size=batch_size, _LBinv=LBinv)
-    predictor.residual_ss, predictor.hat_trace = _residual_statistics(AAt, KY, YY, weights, design.Linv, LBinv)
+    z = _lower_times(LBinv, AY, alpha=1.0 / float(sigma))
+    coef = np.ascontiguousarray(_lower_times(LBinv, z, transpose=True, alpha=1.0 / float(sigma)))
+    predictor = RegressionPredictor(design, coef, LBinv, float(sigma), n, batch_size=batch_size, precision=precision)
+    # RSS = y^T y - |z|^2 - sigma^2 |coef|^2 (module notes); tr H = m - |L_B^{-1}|_F^2
+    predictor.residual_ss = np.maximum(YY - _column_sq(z) - sigma2 * _column_sq(coef), 0.0)
+    predictor.hat_trace = float(m - np.sum(LBinv * LBinv))
     if obs_variance:
-        KR = np.zeros((m, g))
-        for xb, yb, mask in _cell_batches(x, y, design, size):
-            KR += _loo_residuals(xb, yb, mask, design.landmarks, M, weights, design.ls, sigma2)
-        predictor.variance_weights = _apply_gram_inverse(M, KR, sigma2)
+        AR = np.zeros((m, g))
+        batches = cache if keep else ((whiten(design, xb, mask), yb) for xb, yb, mask in _cell_batches(x, y, size))
+        for A, yb in batches:
+            AR += times_genes(A, _loo_batch(A, yb, predictor), single)  # padded columns of A are zero
+        predictor.variance_coef = _solve_coefficients(LBinv, AR, sigma2)
     return predictor
-
-
-def _residual_statistics(
-    AAt_upper: np.ndarray, KY: np.ndarray, YY: np.ndarray, weights: np.ndarray, Linv: np.ndarray, LBinv: np.ndarray
-) -> tuple[np.ndarray, float]:
-    """Residual sums of squares ``(n_genes,)`` and ``tr H`` from the accumulated statistics (no cell pass).
-
-    ``sum_i (y_i - k_i^T w)^2 = y^T y - 2 w^T K Y + v^T (A A^T) v`` with ``v = Lp^T w`` (``K K^T = Lp A A^T
-    Lp^T``), and ``tr H = tr(B^{-1} A A^T) / sigma^2 = m - tr(B^{-1}) = m - |L_B^{-1}|_F^2``.
-    """
-    from scipy.linalg import solve_triangular
-
-    gram = _symmetric_from_upper(AAt_upper)
-    v = solve_triangular(Linv, weights, lower=True, trans="T")  # Lp^T w = Linv^{-T} w
-    rss = YY - 2.0 * np.einsum("ij,ij->j", weights, KY) + np.einsum("ij,ij->j", v, gram @ v)
-    hat_trace = float(LBinv.shape[0] - np.sum(LBinv * LBinv))
-    return np.maximum(rss, 0.0), hat_trace
 
 
 def _cholesky_upper_stored(B: np.ndarray) -> np.ndarray:
@@ -364,12 +400,12 @@ def _cholesky_upper_stored(B: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(U.T)
 
 
-def smooth_with(design: Design, predictor: RegressionPredictor, x: np.ndarray, r2: np.ndarray) -> np.ndarray:
-    """Weights of a GP on ``r2`` using ``predictor``'s factorisation (cells ``x`` must be its training cells)."""
+def smooth_with(predictor: RegressionPredictor, x: np.ndarray, r2: np.ndarray) -> np.ndarray:
+    """Coefficients of a GP on ``r2`` using ``predictor``'s factorisation (``x`` must be its training cells)."""
     x = as_f64(x)
-    size = min(CELL_BATCH, max(256, -(-x.shape[0] // 256) * 256))
-    m = design.landmarks.shape[0]
-    KR = np.zeros((m, r2.shape[1]))
-    for xb, rb, mask in _cell_batches(x, r2, design, size):
-        KR += _accumulate(xb, rb, mask, design.landmarks, design.Linv, design.ls, with_gram=False)[1]
-    return _apply_gram_inverse(predictor.M, KR, predictor.sigma**2)
+    design = predictor.design
+    size = _batch_size(x.shape[0], CELL_BATCH)
+    AR = np.zeros((design.landmarks.shape[0], r2.shape[1]))
+    for xb, rb, mask in _cell_batches(x, r2, size):
+        AR += times_genes(whiten(design, xb, mask), rb, predictor.single)
+    return _solve_coefficients(predictor.LBinv, AR, predictor.sigma**2)

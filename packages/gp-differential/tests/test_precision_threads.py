@@ -1,0 +1,71 @@
+"""Mixed precision stays within stated bounds of double precision; threads do not change any result."""
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+
+from cellflux_gp_differential import DifferentialExpression
+from cellflux_gp_differential._expression import PREDICT_KEYS as KEYS
+from cellflux_gp_differential._threads import resolve_n_jobs, thread_map
+
+
+def _predict(arrays, samples=False, **options):
+    x, y, m1, m2, s = arrays["x"], arrays["y"], arrays["m1"], arrays["m2"], arrays["s"]
+    kw = {"condition1_sample_indices": s[m1], "condition2_sample_indices": s[m2]} if samples else {}
+    model = DifferentialExpression(n_landmarks=120, random_state=0, use_empirical_variance=True, **options)
+    model.fit(x[m1], y[m1], x[m2], y[m2], **kw)
+    return model, model.predict(x, compute_mahalanobis=True, progress=False)
+
+
+@pytest.mark.parametrize("distance", ["calibrated", "kompot"])
+def test_mixed_precision_close_to_double(arrays, distance):
+    model, mixed = _predict(arrays, distance=distance)
+    _, double = _predict(arrays, distance=distance, precision="double")
+    assert model.precision == "mixed"  # the default
+    for key in ("condition1_smoothed", "condition2_smoothed", "condition1_std", "condition2_std"):
+        np.testing.assert_allclose(mixed[key], double[key], atol=1e-5 * np.abs(double[key]).max(), err_msg=key)
+    for key in ("fold_change", "mean_log_fold_change"):  # differences of smoothed values: 1e-4 of their range
+        np.testing.assert_allclose(mixed[key], double[key], atol=1e-4 * np.abs(double[key]).max(), err_msg=key)
+    np.testing.assert_allclose(mixed["mahalanobis_distances"], double["mahalanobis_distances"], rtol=1e-3)
+    assert spearmanr(mixed["mahalanobis_distances"], double["mahalanobis_distances"])[0] > 0.9999
+    np.testing.assert_allclose(
+        model.noise_variance(), _predict(arrays, precision="double")[0].noise_variance(), rtol=1e-3
+    )
+    assert not np.array_equal(mixed["fold_change"], double["fold_change"])  # the precisions do differ
+
+
+@pytest.mark.parametrize("samples", [False, True])
+def test_threads_give_identical_results(arrays, samples):
+    _, one = _predict(arrays, samples=samples, n_jobs=1, batch_size=64)  # 64-cell chunks: several per thread
+    _, two = _predict(arrays, samples=samples, n_jobs=2, batch_size=64)
+    for key in (*KEYS, "mahalanobis_distances"):
+        np.testing.assert_array_equal(one[key], two[key], err_msg=key)
+
+
+def test_thread_map_keeps_order_and_raises():
+    assert thread_map(lambda i: i * i, range(7), 3) == [i * i for i in range(7)]
+
+    def fail(i):
+        if i == 2:
+            raise ValueError("piece 2")
+        return i
+
+    with pytest.raises(ValueError, match="piece 2"):
+        thread_map(fail, range(4), 2)
+
+
+@pytest.mark.parametrize("bad", [0, True, 1.5, "2"])
+def test_bad_n_jobs(bad):
+    with pytest.raises(ValueError, match="n_jobs"):
+        DifferentialExpression(n_jobs=bad)
+
+
+def test_bad_precision():
+    with pytest.raises(ValueError, match="precision must be one of"):
+        DifferentialExpression(precision="half")
+
+
+def test_n_jobs_resolution():
+    assert resolve_n_jobs(1) == 1 and resolve_n_jobs(3) == 3
+    assert resolve_n_jobs(None) == resolve_n_jobs(-1) >= 1
+    assert resolve_n_jobs(-1000) == 1
