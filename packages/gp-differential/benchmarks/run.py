@@ -26,13 +26,16 @@ from __future__ import annotations
 
 import os
 
-# One BLAS thread for both tools: on an oversubscribed machine OpenBLAS' spinning threads make a
-# 1,000 x 1,000 Cholesky 100x slower; set before numpy is imported (the cold runs inherit it).
+# One BLAS thread per call: on an oversubscribed machine OpenBLAS' spinning threads make a 1,000 x 1,000
+# Cholesky 100x slower; set before numpy is imported (the cold runs inherit it). Cores are still used:
+# kompot's XLA runs on all of them, ours runs its own threads (n_jobs, default all cores), each on
+# single-threaded BLAS.
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
-# --single-core: XLA (kompot's and mellon's JAX code, our kernel evaluations) on one thread as well, so
-# both tools get the same single core; without it XLA uses all cores (set before jax is imported).
+# --single-core: XLA (kompot's and mellon's JAX code, our kernel evaluations) on one thread as well, and
+# ours with n_jobs=1, so both tools get one core; without it both use all cores (set before jax is imported).
 if __name__ == "__main__" and "--single-core" in __import__("sys").argv:
+    os.environ["CELLFLUX_BENCH_SINGLE_CORE"] = "1"
     os.environ["XLA_FLAGS"] = (
         os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
     ).strip()
@@ -90,7 +93,9 @@ def run_de(tool: str, x, y, m1, m2, landmarks, ls, empirical: bool = False):
     if tool == "ours":
         from cellflux_gp_differential import DifferentialExpression
 
-        model = DifferentialExpression(use_empirical_variance=empirical, distance="kompot")
+        # --single-core: one thread for ours too (the env variable reaches the cold processes)
+        n_jobs = 1 if os.environ.get("CELLFLUX_BENCH_SINGLE_CORE") else None
+        model = DifferentialExpression(use_empirical_variance=empirical, distance="kompot", n_jobs=n_jobs)
     else:
         from kompot import DifferentialExpression
 

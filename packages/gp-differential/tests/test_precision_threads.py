@@ -23,7 +23,7 @@ def test_mixed_precision_close_to_double(arrays, distance):
     _, double = _predict(arrays, distance=distance, precision="double")
     assert model.precision == "mixed"  # the default
     for key in ("condition1_smoothed", "condition2_smoothed", "condition1_std", "condition2_std"):
-        np.testing.assert_allclose(mixed[key], double[key], atol=1e-5 * np.abs(double[key]).max(), err_msg=key)
+        np.testing.assert_allclose(mixed[key], double[key], atol=2e-5 * np.abs(double[key]).max(), err_msg=key)
     for key in ("fold_change", "mean_log_fold_change"):  # differences of smoothed values: 1e-4 of their range
         np.testing.assert_allclose(mixed[key], double[key], atol=1e-4 * np.abs(double[key]).max(), err_msg=key)
     np.testing.assert_allclose(mixed["mahalanobis_distances"], double["mahalanobis_distances"], rtol=1e-3)

@@ -16,7 +16,7 @@ from ._mahalanobis import gene_batch_for_budget, mahalanobis, mahalanobis_memory
 from ._outputs import OutputArrays, chunk_rows, store_on_disk
 from ._pair import covariance_pair, difference_pair, evaluate_pair, shared_design, stacked_coefficients
 from ._params import landmarks_kmeans
-from ._regression import check_precision, landmark_design
+from ._regression import check_precision, landmark_design, whiten
 from ._threads import resolve_n_jobs, thread_map
 from ._validate import check_cells, check_expression, check_landmarks, check_n_landmarks
 
@@ -628,8 +628,9 @@ class DifferentialExpression:
         )
         diag_var = None
         if pair is not None:
-            cov = covariance_pair(m1.predictor, m2.predictor, points)
-            diff, o1, o2 = difference_pair(m1.predictor, m2.predictor, points, obs_variance=pair and use_diag)
+            a = whiten(m1.predictor.design, points)  # shared by the covariance and the differences
+            cov = covariance_pair(m1.predictor, m2.predictor, points, a)
+            diff, o1, o2 = difference_pair(m1.predictor, m2.predictor, points, obs_variance=pair and use_diag, a=a)
             if pair and use_diag:
                 diag_var = np.maximum(o1, self.eps) + np.maximum(o2, self.eps)
         else:

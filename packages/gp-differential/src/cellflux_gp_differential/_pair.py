@@ -92,11 +92,16 @@ def evaluate_pair(
     return values, posterior_variance(a, p1.LBinv, single), posterior_variance(a, p2.LBinv, single)
 
 
-def covariance_pair(p1: RegressionPredictor, p2: RegressionPredictor, x: np.ndarray) -> np.ndarray:
-    """Sum of both conditions' posterior covariance matrices ``(n, n)`` at the (few) points ``x``."""
+def covariance_pair(
+    p1: RegressionPredictor, p2: RegressionPredictor, x: np.ndarray, a: np.ndarray | None = None
+) -> np.ndarray:
+    """Sum of both conditions' posterior covariance matrices ``(n, n)`` at the (few) points ``x``.
+
+    ``a``: their whitened cross-kernel ``whiten(design, x)``, if already computed.
+    """
     d = p1.design
     x = as_f64(x)
-    a = whiten(d, x)
+    a = whiten(d, x) if a is None else a
     c = np.vstack([_lower_times(p1.LBinv, a), _lower_times(p2.LBinv, a)])
     upper = 2.0 * np.asarray(matern52(x, x, d.ls)) - _gram_upper(a, transpose=True, alpha=2.0)
     upper += _gram_upper(c, transpose=True)
@@ -104,15 +109,22 @@ def covariance_pair(p1: RegressionPredictor, p2: RegressionPredictor, x: np.ndar
 
 
 def difference_pair(
-    p1: RegressionPredictor, p2: RegressionPredictor, x: np.ndarray, *, obs_variance: bool
+    p1: RegressionPredictor,
+    p2: RegressionPredictor,
+    x: np.ndarray,
+    *,
+    obs_variance: bool,
+    a: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Mean difference (condition 2 - condition 1) and both observation variances at the few points ``x``.
+
+    ``a``: their whitened cross-kernel ``whiten(design, x)``, if already computed.
 
     Returns
     -------
     ``(diff, obs1, obs2)``, the variances ``None`` without ``obs_variance`` (unclipped otherwise).
     """
-    a = whiten(p1.design, as_f64(x))
+    a = whiten(p1.design, as_f64(x)) if a is None else a
     g = p1.coef.shape[1]
     diff = a.T @ (p2.coef - p1.coef)
     if not obs_variance:

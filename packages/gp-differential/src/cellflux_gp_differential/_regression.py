@@ -97,9 +97,16 @@ def times_genes(a: np.ndarray, Y: np.ndarray, single: bool, *, transpose: bool =
     return left @ Y
 
 
-def _solve_coefficients(LBinv: np.ndarray, AY: np.ndarray, sigma2: float) -> np.ndarray:
-    """``L_B^{-T} L_B^{-1} A Y / sigma^2``: two triangular products."""
-    return np.ascontiguousarray(_lower_times(LBinv, _lower_times(LBinv, AY, alpha=1.0 / sigma2), transpose=True))
+def _solve_coefficients(LBinv: np.ndarray, AY: np.ndarray, sigma2: float, single: bool = False) -> np.ndarray:
+    """``L_B^{-T} L_B^{-1} A Y / sigma^2``: two triangular products.
+
+    Single precision with ``single`` (``|L_B^{-1}| <= 1``); used for the observation-variance coefficients,
+    which enter only variances.
+    """
+    if single:
+        LBinv, AY = LBinv.astype(np.float32), AY.astype(np.float32)
+    out = _lower_times(LBinv, _lower_times(LBinv, AY, alpha=1.0 / sigma2), transpose=True)
+    return np.ascontiguousarray(out, dtype=np.float64)
 
 
 def _lower_inverse(L: np.ndarray) -> np.ndarray:
@@ -316,7 +323,11 @@ class RegressionPredictor:
 def _loo_batch(A: np.ndarray, yb: np.ndarray, p: RegressionPredictor) -> np.ndarray:
     """``r^2 / (1 - h)^2`` of one batch (whitened cross-kernel ``A``, expression ``yb``)."""
     pred = times_genes(A, p.coef, p.single, transpose=True)
-    h = _column_sq(_lower_times(p.LBinv, A)) / p.sigma**2
+    # leverages: sums of squares (no cancellation), single precision with "mixed"
+    h = _column_sq(
+        _lower_times(p.LBinv.astype(np.float32), A.astype(np.float32)) if p.single else _lower_times(p.LBinv, A)
+    )
+    h /= p.sigma**2
     return (yb - pred) ** 2 / ((1.0 - h) ** 2)[:, None]
 
 
@@ -386,7 +397,7 @@ def fit_regression(
         batches = cache if keep else ((whiten(design, xb, mask), yb) for xb, yb, mask in _cell_batches(x, y, size))
         for A, yb in batches:
             AR += times_genes(A, _loo_batch(A, yb, predictor), single)  # padded columns of A are zero
-        predictor.variance_coef = _solve_coefficients(LBinv, AR, sigma2)
+        predictor.variance_coef = _solve_coefficients(LBinv, AR, sigma2, single)
     return predictor
 
 
@@ -408,4 +419,4 @@ def smooth_with(predictor: RegressionPredictor, x: np.ndarray, r2: np.ndarray) -
     AR = np.zeros((design.landmarks.shape[0], r2.shape[1]))
     for xb, rb, mask in _cell_batches(x, r2, size):
         AR += times_genes(whiten(design, xb, mask), rb, predictor.single)
-    return _solve_coefficients(predictor.LBinv, AR, predictor.sigma**2)
+    return _solve_coefficients(predictor.LBinv, AR, predictor.sigma**2, predictor.single)
