@@ -30,6 +30,27 @@ moved: what the ranking would be if the representation carried no expression cha
 
 With ``--ls-sweep`` also our ratio estimator's AUROC at ``RATIO_LS_FACTOR`` 2, 4, 8, 16, 32 (default
 prior), i.e. how much the default length scale matters per setting.
+
+Findings (2026-11-22, results/da_diagnosis.json; no default was changed on them):
+
+* Depleted cells more than 0.1 past the branch point are ranked almost perfectly (``late_depleted``
+  0.988-1.0 on PCA, 0.92-1.0 on diffusion). What is lost is lost at the branch point, where the three
+  lineages have not yet diverged in expression: even the noise-free truth averaged over 30 neighbours
+  reaches only 0.979-0.991.
+* Seed 1 on PCA (the settings where kompot ranks higher, 2,000 and 3,500 cells): the loss is against the
+  progenitor trunk (``vs_progenitor`` 0.903 / 0.917, kompot 0.934 / 0.970). The trunk's realised log
+  ratio is -0.18 / -0.15 for ``t < 0.1`` (sampling noise; planted 0), which a local estimator of the
+  density ratio reports. kompot's length scale on 20 principal components is ~35-60 times the median
+  pairwise distance (mellon's ``exp(mean log nn + 3)`` times ``ls_factor=10``, inflated by the noise
+  floor of the neighbour distances): its log fold change is a near-quadratic function of the
+  coordinates, rigid enough to ignore the trunk's dip -- and wrong where the quadratic does not fit
+  (AUROC 0.669 on seed 0, 0.49-0.59 on replicate seeds 8, 11, 13). No length scale fixes both: the best
+  factor is 2 on seeds 0 / 2 / 3,500-0 and 16-32 on seed 1 (``ours_ls_factor_sweep``).
+* Diffusion components: on seeds 0 (2,000 and 3,500 cells) and 3,500-1 the negatives that outrank
+  depleted cells are the DE lineage's (``vs_lineage_1`` 0.78-0.80): its condition-2 cells are moved by
+  the planted expression change, which leaves genuine density differences in the representation. With
+  the representation built without the planted DE genes (``without_de_genes``) our AUROC is
+  0.941-0.985 (0.957 / 0.955 / 0.941 on those three; the model-free ``knn200`` 0.927-0.962).
 """
 
 from __future__ import annotations
