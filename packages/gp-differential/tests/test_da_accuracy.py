@@ -21,8 +21,11 @@ def sim():
     x = pca(log_normalize(adata.layers["spliced"]), 20)
     c = adata.obs["condition"].astype(str).to_numpy()
     names = list(adata.uns["simulation"]["condition_names"])[:2]
+    t_branch = float(adata.uns["simulation"]["params"]["t_branch"])
     return {
         "x": x,
+        "late": adata.obs[TruthKey.TIME].to_numpy() >= t_branch + 0.1,
+        "state": adata.obs[TruthKey.STATE].astype(str).to_numpy(),
         "m1": c == names[0],
         "m2": c == names[1],
         "s": adata.obs["sample"].astype(str).to_numpy(),
@@ -56,6 +59,32 @@ def test_da_default_ranks_the_planted_depletion(sim, plain):
     """AUROC of ``-z`` for the depleted cells; measured 0.957 (old defaults 0.950; kompot 0.9695)."""
     result, _ = plain
     assert roc_auc_score(sim["depleted"], -result["log_fold_change_zscore"]) >= 0.95
+
+
+@pytest.mark.parametrize("representation", ["pca", "diffusion"])
+def test_da_ranking_is_lost_at_the_branch_point(sim, plain, representation):
+    """Where the ranking falls short: depleted cells at the branch point, against the progenitor trunk.
+
+    Measured (``benchmarks/da_diagnosis.py``, this setting): depleted cells more than 0.1 in true time past
+    the branch point against all others 0.9935 (PCA) / 0.9891 (diffusion); all depleted cells against
+    the trunk 0.903 / 0.875, against the other lineages >= 0.97. Close to the branch point the lineages
+    have not yet diverged in expression, so any smoother of the condition labels mixes them (the trunk's
+    realised log ratio here is -0.18 for t < 0.2, sampling noise). Bounds: late >= 0.98; overall >= 0.93.
+    """
+    from cellflux_gp_differential._representation import diffusion_components
+
+    x = sim["x"] if representation == "pca" else diffusion_components(sim["x"], 10)
+    m1, m2, depleted, late = sim["m1"], sim["m2"], sim["depleted"], sim["late"]
+    if representation == "pca":
+        z = plain[0]["log_fold_change_zscore"]
+    else:
+        z = DifferentialAbundance(random_state=0).fit(x[m1], x[m2]).predict(x, progress=False)["log_fold_change_zscore"]
+    keep = ~depleted | late
+    assert roc_auc_score(depleted[keep], -z[keep]) >= 0.98
+    assert roc_auc_score(depleted, -z) >= 0.93
+    for group in ("lineage_1", "lineage_2"):
+        k = depleted | (sim["state"] == group)
+        assert roc_auc_score(depleted[k], -z[k]) >= 0.96, group
 
 
 def test_da_default_calls_find_the_planted_depletion(sim, plain):
