@@ -69,3 +69,17 @@ def test_n_jobs_resolution():
     assert resolve_n_jobs(1) == 1 and resolve_n_jobs(3) == 3
     assert resolve_n_jobs(None) == resolve_n_jobs(-1) >= 1
     assert resolve_n_jobs(-1000) == 1
+
+
+def test_per_cell_variances_without_empirical_variance(arrays):
+    """Without observation/sample variance the standard deviations are per cell, the same for every gene."""
+    x, y, m1, m2 = arrays["x"], arrays["y"], arrays["m1"], arrays["m2"]
+    model = DifferentialExpression(n_landmarks=120, random_state=0, use_empirical_variance=False, batch_size=64)
+    out = model.fit(x[m1], y[m1], x[m2], y[m2]).predict(x, progress=False)
+    v1, v2 = model.model1.covariance(x), model.model2.covariance(x)
+    # (predict sums |L_B^{-1} a|^2 in single precision, covariance() in double: rtol 1e-6)
+    for std, v in ((out["condition1_std"], v1), (out["condition2_std"], v2)):
+        np.testing.assert_allclose(std, np.broadcast_to(np.sqrt(v + model.eps)[:, None], y.shape), rtol=1e-6)
+    expected = out["fold_change"] / np.sqrt(v1 + v2 + model.eps)[:, None]
+    np.testing.assert_allclose(out["fold_change_zscores"], expected, rtol=1e-6)
+    assert (v1 > 0).all() and (v2 > 0).all()

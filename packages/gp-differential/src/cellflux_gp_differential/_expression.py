@@ -467,6 +467,12 @@ class DifferentialExpression:
             s2[...] = values[:k, g : 2 * g]
             np.subtract(s2, s1, out=fc)
             sd1, sd2, z = sd1_all[start:stop], sd2_all[start:stop], z_all[start:stop]
+            if not (obs_variance or m1.has_sample_variance or m2.has_sample_variance):
+                # variances are per cell: form them on (k,) vectors, then one pass per output
+                np.copyto(sd1, np.sqrt(var1[:k] + eps)[:, None])
+                np.copyto(sd2, np.sqrt(var2[:k] + eps)[:, None])
+                np.multiply(fc, (1.0 / np.sqrt(var1[:k] + var2[:k] + eps))[:, None], out=z)
+                return fc.sum(axis=0)
             for sd, var, model, column in ((sd1, var1, m1, 2), (sd2, var2, m2, 3)):
                 if obs_variance:  # total variance: posterior + observation (>= eps) + between samples
                     np.maximum(values[:k, column * g : (column + 1) * g], eps, out=sd)
