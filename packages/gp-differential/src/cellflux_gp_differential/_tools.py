@@ -21,6 +21,10 @@ __all__ = ["differential_abundance", "differential_expression", "gp_smooth"]
 
 logger = logging.getLogger(__name__)
 
+#: Gene distances of ``differential_expression`` (``"supported"``: ``_support``; the others the
+#: engine's ``DifferentialExpression`` ``distance``).
+TOOL_DISTANCES = ("supported", "calibrated", "kompot")
+
 
 # --------------------------------------------------------------------------------------------------
 # input checks (all before any computation; nothing is written on failure)
@@ -312,7 +316,7 @@ def differential_expression(
     ls_factor: float | None = None,
     sigma: float = 1.0,
     use_empirical_variance: bool = True,
-    distance: str = "calibrated",
+    distance: str = "supported",
     store_layers: bool = True,
     memory_budget: float | None = None,
     random_state: int | None = 0,
@@ -363,9 +367,14 @@ def differential_expression(
         Include a per-gene observation variance from leave-one-out residuals (in the per-cell variances;
         in the distance only with ``distance="kompot"``).
     distance
-        ``"calibrated"`` (default): each gene's Mahalanobis distance under its own noise scale (the GP
-        posterior covariance times the gene's residual noise variance); ``"kompot"``: kompot's distance
-        (one covariance for all genes). See :class:`~cellflux_gp_differential.DifferentialExpression`.
+        ``"supported"`` (default): each condition's smoothed expression is read at its own support point
+        of every landmark (the mean of that condition's 3 nearest cells), so that where the conditions
+        occupy different cell states a condition's GP is not extrapolated into the other's; the distance
+        is under the diagonal of each gene's calibrated covariance (see
+        :mod:`cellflux_gp_differential._support`). ``"calibrated"``: each gene's full-covariance
+        Mahalanobis distance under its own noise scale (the GP posterior covariance times the gene's
+        residual noise variance); ``"kompot"``: kompot's distance (one covariance for all genes). See
+        :class:`~cellflux_gp_differential.DifferentialExpression`.
     store_layers
         Write the per-cell fold changes and imputed expression as layers (``n_obs x n_vars`` float32).
     memory_budget
@@ -390,7 +399,7 @@ def differential_expression(
     ``var[f"{key_added}_mean_log_fold_change"]``
         Mean over all cells of the smoothed fold change.
     ``var[f"{key_added}_mahalanobis"]``
-        Mahalanobis distance (with ``compute_mahalanobis``; the ``distance`` chosen, calibrated by default).
+        Mahalanobis distance (with ``compute_mahalanobis``; the ``distance`` chosen, supported by default).
     ``var[f"{key_added}_pvalue"]``, ``var[f"{key_added}_local_fdr"]``,
     ``var[f"{key_added}_tail_fdr"]``, ``var[f"{key_added}_is_de"]``
         Against the null genes (with ``n_null_genes > 0``).
@@ -403,6 +412,7 @@ def differential_expression(
     """
     from ._expression import DifferentialExpression
     from ._fdr import compute_fdr
+    from ._support import supported_distances
 
     target = resolve_target(adata, mod=mod, copy=copy)
     data = target.adata
@@ -413,6 +423,9 @@ def differential_expression(
     y, idx = _expression(data, layer, genes)
     if n_null_genes < 0:
         raise ValueError(f"n_null_genes must be >= 0, got {n_null_genes}.")
+    if distance not in TOOL_DISTANCES:
+        raise ValueError(f"distance must be one of {TOOL_DISTANCES}, got {distance!r}.")
+    supported = distance == "supported"
     n_null = n_null_genes if compute_mahalanobis else 0
     y_all = _hstack(y, _null_expression(y, n_null, random_state)) if n_null else y
     model = DifferentialExpression(
@@ -420,7 +433,8 @@ def differential_expression(
         use_empirical_variance=use_empirical_variance,
         random_state=random_state,
         memory_budget=memory_budget,
-        distance=distance,
+        # the supported distance reads the same fit (the distance only enters after fitting)
+        distance="calibrated" if supported else distance,
     )
     model.fit(
         x[m1],
@@ -433,7 +447,9 @@ def differential_expression(
         condition1_sample_indices=s1,
         condition2_sample_indices=s2,
     )
-    result = model.predict(x, compute_mahalanobis=compute_mahalanobis, progress=progress)
+    result = model.predict(x, compute_mahalanobis=compute_mahalanobis and not supported, progress=progress)
+    if compute_mahalanobis and supported:
+        result["mahalanobis_distances"] = supported_distances(model, x[m1], x[m2], progress=progress)
     n_genes = len(idx)
 
     def per_var(values: np.ndarray, fill: Any = np.nan) -> np.ndarray:
