@@ -47,7 +47,7 @@ def test_default_distance_ranks_planted_genes(planted, representation):
 def test_calibrated_is_kompot_distance_over_noise_scale(planted, sigma):
     """Without per-gene covariance terms the calibrated distance is kompot's over ``sqrt(s_g / sigma^2)``."""
     x, y, m1, m2 = planted["reps"]["pca"], planted["y"], planted["m1"], planted["m2"]
-    de = DifferentialExpression(n_landmarks=100, use_empirical_variance=False, random_state=0)
+    de = DifferentialExpression(n_landmarks=100, use_empirical_variance=False, random_state=0, distance="calibrated")
     de.fit(x[m1], y[m1], x[m2], y[m2], sigma=sigma)
     calibrated = de.predict(x, compute_mahalanobis=True, progress=False)["mahalanobis_distances"]
     de.distance = "kompot"
@@ -88,7 +88,8 @@ def test_calibrated_distance_fdr_with_null_genes(planted):
     rng = np.random.default_rng(0)
     null = np.column_stack([rng.permutation(y[:, g % y.shape[1]]) for g in range(200)])
     both = np.hstack([y, null])
-    de = DifferentialExpression(n_landmarks=200, random_state=0).fit(x[m1], both[m1], x[m2], both[m2])
+    de = DifferentialExpression(n_landmarks=200, random_state=0, distance="calibrated")
+    de.fit(x[m1], both[m1], x[m2], both[m2])
     d = de.predict(x, compute_mahalanobis=True, progress=False)["mahalanobis_distances"]
     table = compute_fdr(d[: y.shape[1]], d[y.shape[1] :], threshold=0.05)
     truth = planted["truth"]
@@ -102,7 +103,7 @@ def test_distance_bad_inputs(planted):
     with pytest.raises(ValueError, match="distance must be one of"):
         DifferentialExpression(distance="euclidean")
     x, y, m1, m2 = planted["reps"]["pca"], planted["y"][:, :5], planted["m1"], planted["m2"]
-    de = DifferentialExpression(n_landmarks=50, random_state=0).fit(x[m1], y[m1], x[m2], y[m2])
+    de = DifferentialExpression(n_landmarks=50, random_state=0, distance="calibrated").fit(x[m1], y[m1], x[m2], y[m2])
     with pytest.raises(ValueError, match="genes"):
         de.compute_mahalanobis_distances(x, fold_change=np.zeros((len(x), 3)), use_landmarks=False, progress=False)
 
