@@ -367,14 +367,13 @@ def differential_expression(
         Include a per-gene observation variance from leave-one-out residuals (in the per-cell variances;
         in the distance only with ``distance="kompot"``).
     distance
-        ``"supported"`` (default): each condition's smoothed expression is read at its own support point
-        of every landmark (the mean of that condition's 3 nearest cells), so that where the conditions
-        occupy different cell states a condition's GP is not extrapolated into the other's; the distance
-        is under the diagonal of each gene's calibrated covariance (see
-        :mod:`cellflux_gp_differential._support`). ``"calibrated"``: each gene's full-covariance
-        Mahalanobis distance under its own noise scale (the GP posterior covariance times the gene's
-        residual noise variance); ``"kompot"``: kompot's distance (one covariance for all genes). See
-        :class:`~cellflux_gp_differential.DifferentialExpression`.
+        ``"supported"`` (default): where one condition has (almost) no cells near a landmark, its
+        smoothed expression is read at its own support point (the mean of its 3 cells nearest to the
+        landmark) instead of extrapolated into the other condition's cell states; the distance is under
+        the diagonal of each gene's calibrated covariance (see :mod:`cellflux_gp_differential._support`).
+        ``"calibrated"``: each gene's full-covariance Mahalanobis distance under its own noise scale (the
+        GP posterior covariance times the gene's residual noise variance); ``"kompot"``: kompot's distance
+        (one covariance for all genes). See :class:`~cellflux_gp_differential.DifferentialExpression`.
     store_layers
         Write the per-cell fold changes and imputed expression as layers (``n_obs x n_vars`` float32).
     memory_budget
