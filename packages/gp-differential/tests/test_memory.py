@@ -26,7 +26,7 @@ c = adata.obs["condition"].astype(str).to_numpy()
 names = list(adata.obs["condition"].cat.categories)
 m1, m2 = c == names[0], c == names[1]
 s = adata.obs["sample"].astype(str).to_numpy()
-de = DifferentialExpression(use_empirical_variance=True, memory_budget=60 * 1024**2).fit(
+de = DifferentialExpression(use_empirical_variance=True, memory_budget=60 * 1024**2, distance="calibrated").fit(
     x[m1], y[m1], x[m2], y[m2], landmarks=x[::4], condition1_sample_indices=s[m1], condition2_sample_indices=s[m2]
 )
 points = np.random.default_rng(0).normal(size=(1200, x.shape[1])) * x.std(axis=0)

@@ -6,6 +6,7 @@ import pytest
 
 import cellflux as cf
 from cellflux_gp_differential import DifferentialAbundance, DifferentialExpression
+from cellflux_gp_differential._support import supported_distances
 
 KW = {"groupby": "condition", "n_landmarks": 100}
 
@@ -48,11 +49,11 @@ def test_differential_expression_fields_and_fdr(prepared, arrays):
     assert (var.loc[tested, "gp_de_is_de"] == (var.loc[tested, "gp_de_tail_fdr"] < 0.05)).all()
 
 
-@pytest.mark.parametrize("distance", ["calibrated", "kompot"])
+@pytest.mark.parametrize("distance", ["supported", "calibrated", "kompot"])
 def test_differential_expression_distance_is_the_engine_s(prepared, arrays, distance, tmp_path):
-    """``var`` holds the engine's distance of the chosen kind (calibrated by default), also after h5ad."""
+    """``var`` holds the engine's distance of the chosen kind (supported by default), also after h5ad."""
     names, x, y, m1, m2 = arrays["names"], arrays["x"], arrays["y"][:, :30], arrays["m1"], arrays["m2"]
-    kw = {} if distance == "calibrated" else {"distance": distance}
+    kw = {} if distance == "supported" else {"distance": distance}
     cf.tl.differential_expression(
         prepared,
         conditions=names,
@@ -62,8 +63,13 @@ def test_differential_expression_distance_is_the_engine_s(prepared, arrays, dist
         **KW,
         **kw,
     )
-    engine = DifferentialExpression(n_landmarks=100, random_state=0, distance=distance).fit(x[m1], y[m1], x[m2], y[m2])
-    expected = engine.predict(x, compute_mahalanobis=True, progress=False)["mahalanobis_distances"]
+    if distance == "supported":
+        engine = DifferentialExpression(n_landmarks=100, random_state=0).fit(x[m1], y[m1], x[m2], y[m2])
+        expected = supported_distances(engine, x[m1], x[m2])
+    else:
+        engine = DifferentialExpression(n_landmarks=100, random_state=0, distance=distance)
+        engine.fit(x[m1], y[m1], x[m2], y[m2])
+        expected = engine.predict(x, compute_mahalanobis=True, progress=False)["mahalanobis_distances"]
     np.testing.assert_allclose(prepared.var["gp_de_mahalanobis"].to_numpy()[:30], expected, rtol=1e-6)
     assert prepared.uns["gp_de"]["params"]["distance"] == distance
     prepared.write_h5ad(tmp_path / "de.h5ad")

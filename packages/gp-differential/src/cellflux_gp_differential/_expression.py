@@ -17,6 +17,7 @@ from ._outputs import OutputArrays, chunk_rows, store_on_disk
 from ._pair import covariance_pair, difference_pair, evaluate_pair, shared_design, stacked_coefficients
 from ._params import landmarks_kmeans
 from ._regression import check_precision, landmark_design, whiten
+from ._support import supported_distances
 from ._threads import resolve_n_jobs, thread_map
 from ._validate import check_cells, check_expression, check_landmarks, check_n_landmarks
 
@@ -39,7 +40,7 @@ PREDICT_KEYS = (
 )
 
 #: The gene statistics :meth:`DifferentialExpression.compute_mahalanobis_distances` can compute.
-DISTANCES = ("calibrated", "kompot")
+DISTANCES = ("supported", "calibrated", "kompot")
 
 
 class DifferentialExpression:
@@ -82,7 +83,11 @@ class DifferentialExpression:
     memory_budget
         Bytes for the Mahalanobis step; genes are streamed in batches that fit.
     distance
-        The per-gene Mahalanobis distance. ``"calibrated"`` (default): under each gene's own noise scale
+        The per-gene Mahalanobis distance. ``"supported"`` (default): where one condition has (almost) no
+        cells near a landmark, its GP is read at its own support point (the mean of its 3 cells nearest to
+        the landmark) instead of extrapolated into the other condition's cell states, under the diagonal
+        of the calibrated covariance (see :mod:`cellflux_gp_differential._support`). ``"calibrated"``:
+        under each gene's own noise scale
         -- the GP posterior covariance (computed for noise ``sigma``, the same for all genes) is scaled by
         the gene's residual noise variance ``s_g`` relative to ``sigma^2`` (see :meth:`noise_variance`),
         i.e. the exact posterior of the GP with kernel ``s_g k`` and noise ``s_g sigma^2``, which has the
@@ -139,7 +144,7 @@ class DifferentialExpression:
         model1: ExpressionModel | None = None,
         model2: ExpressionModel | None = None,
         memory_budget: float | None = None,
-        distance: Literal["calibrated", "kompot"] = "calibrated",
+        distance: Literal["supported", "calibrated", "kompot"] = "supported",
         precision: Literal["mixed", "double"] = "mixed",
         n_jobs: int | None = None,
     ) -> None:
@@ -171,6 +176,7 @@ class DifferentialExpression:
         self.model1 = model1 or self._wrap(function_predictor1, obs_variance_predictor1, variance_predictor1)
         self.model2 = model2 or self._wrap(function_predictor2, obs_variance_predictor2, variance_predictor2)
         self.computed_landmarks: np.ndarray | None = None
+        self._support_cells: tuple[np.ndarray, np.ndarray] | None = None
         self.mahalanobis_distances: np.ndarray | None = None
         self.last_memory_estimate: int | None = None
         for name in PREDICT_KEYS:
@@ -311,6 +317,7 @@ class DifferentialExpression:
         ]
         models = thread_map(fit_one, tasks, resolve_n_jobs(self.n_jobs))
         self.model1, self.model2 = models
+        self._support_cells = (x1, x2)
         if use_samples and have_samples and allow_single_condition_variance:
             m1, m2 = self.model1, self.model2
             if m1.has_sample_variance != m2.has_sample_variance:
@@ -588,6 +595,11 @@ class DifferentialExpression:
     ) -> np.ndarray:
         """Mahalanobis distance of every gene's fold-change vector.
 
+        With ``distance="supported"`` (default), see
+        :func:`~cellflux_gp_differential._support.supported_distances`: a condition absent near a point
+        is read at its support point (``fold_change`` is not used) and the distance is under the diagonal
+        of the calibrated covariance. Otherwise:
+
         The covariance of gene ``g`` is the sum of both conditions' GP posterior covariances -- times the
         gene's noise scale ``s_g`` (:meth:`noise_variance` over ``sigma^2``) with ``distance="calibrated"``, as is
         (kompot's) with ``distance="kompot"`` -- plus (with samples) the between-sample covariances and,
@@ -623,6 +635,12 @@ class DifferentialExpression:
             points = m1.landmarks
         else:
             points = check_cells(X, "X", min_cells=2)
+        if self.distance == "supported":
+            if self._support_cells is None:
+                raise ValueError("distance='supported' needs the cells of both conditions; call fit() first.")
+            distances = supported_distances(self, *self._support_cells, points, progress=progress)
+            self.mahalanobis_distances = distances
+            return distances
         pair = self._pair_path()
         # the calibrated distance already carries each gene's noise (s_g C): the observation variance, an
         # extra per-point noise term of kompot's, enters only kompot's distance

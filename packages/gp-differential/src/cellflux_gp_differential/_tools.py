@@ -21,7 +21,6 @@ __all__ = ["differential_abundance", "differential_expression", "gp_smooth"]
 
 logger = logging.getLogger(__name__)
 
-
 # --------------------------------------------------------------------------------------------------
 # input checks (all before any computation; nothing is written on failure)
 # --------------------------------------------------------------------------------------------------
@@ -312,7 +311,9 @@ def differential_expression(
     ls_factor: float | None = None,
     sigma: float = 1.0,
     use_empirical_variance: bool = True,
-    distance: str = "calibrated",
+    distance: str = "supported",
+    precision: str = "mixed",
+    n_jobs: int | None = None,
     store_layers: bool = True,
     memory_budget: float | None = None,
     random_state: int | None = 0,
@@ -363,9 +364,18 @@ def differential_expression(
         Include a per-gene observation variance from leave-one-out residuals (in the per-cell variances;
         in the distance only with ``distance="kompot"``).
     distance
-        ``"calibrated"`` (default): each gene's Mahalanobis distance under its own noise scale (the GP
-        posterior covariance times the gene's residual noise variance); ``"kompot"``: kompot's distance
+        ``"supported"`` (default): where one condition has (almost) no cells near a landmark, its
+        smoothed expression is read at its own support point (the mean of its 3 cells nearest to the
+        landmark) instead of extrapolated into the other condition's cell states; the distance is under
+        the diagonal of each gene's calibrated covariance (see :mod:`cellflux_gp_differential._support`).
+        ``"calibrated"``: each gene's full-covariance Mahalanobis distance under its own noise scale (the
+        GP posterior covariance times the gene's residual noise variance); ``"kompot"``: kompot's distance
         (one covariance for all genes). See :class:`~cellflux_gp_differential.DifferentialExpression`.
+    precision
+        ``"mixed"`` (default; single-precision products with the genes, fold changes within about
+        ``1e-5`` of their range of ``"double"``) or ``"double"``.
+    n_jobs
+        Threads (``None``: all cores; results do not depend on it).
     store_layers
         Write the per-cell fold changes and imputed expression as layers (``n_obs x n_vars`` float32).
     memory_budget
@@ -390,7 +400,7 @@ def differential_expression(
     ``var[f"{key_added}_mean_log_fold_change"]``
         Mean over all cells of the smoothed fold change.
     ``var[f"{key_added}_mahalanobis"]``
-        Mahalanobis distance (with ``compute_mahalanobis``; the ``distance`` chosen, calibrated by default).
+        Mahalanobis distance (with ``compute_mahalanobis``; the ``distance`` chosen, supported by default).
     ``var[f"{key_added}_pvalue"]``, ``var[f"{key_added}_local_fdr"]``,
     ``var[f"{key_added}_tail_fdr"]``, ``var[f"{key_added}_is_de"]``
         Against the null genes (with ``n_null_genes > 0``).
@@ -401,8 +411,10 @@ def differential_expression(
     ``uns[key_added]``
         ``params``, ``provenance``, ``conditions``, ``landmarks``, ``ls``, ``null_mahalanobis``.
     """
-    from ._expression import DifferentialExpression
+    from ._expression import DISTANCES, DifferentialExpression
     from ._fdr import compute_fdr
+    from ._regression import check_precision
+    from ._threads import resolve_n_jobs
 
     target = resolve_target(adata, mod=mod, copy=copy)
     data = target.adata
@@ -413,6 +425,10 @@ def differential_expression(
     y, idx = _expression(data, layer, genes)
     if n_null_genes < 0:
         raise ValueError(f"n_null_genes must be >= 0, got {n_null_genes}.")
+    if distance not in DISTANCES:
+        raise ValueError(f"distance must be one of {DISTANCES}, got {distance!r}.")
+    check_precision(precision)
+    resolve_n_jobs(n_jobs)
     n_null = n_null_genes if compute_mahalanobis else 0
     y_all = _hstack(y, _null_expression(y, n_null, random_state)) if n_null else y
     model = DifferentialExpression(
@@ -421,6 +437,8 @@ def differential_expression(
         random_state=random_state,
         memory_budget=memory_budget,
         distance=distance,
+        precision=precision,
+        n_jobs=n_jobs,
     )
     model.fit(
         x[m1],
@@ -457,6 +475,7 @@ def differential_expression(
         "sigma": sigma,
         "use_empirical_variance": use_empirical_variance,
         "distance": distance,
+        "precision": precision,
         "random_state": random_state,
     }
     if params["genes"] is None:
