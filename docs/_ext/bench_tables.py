@@ -90,6 +90,16 @@ def gp_differential(results: Path) -> Iterator[dict]:
             seconds = ours.get("warm_s", ours.get("s"))
             ref_seconds = ref.get("warm_s", ref.get("s"))
             yield _row("gp-differential", stem, "simulated", data.get("n_cells"), seconds, "kompot", ref_seconds)
+    # DE fit + predict + Mahalanobis, same landmarks and length scale, warm (de_speed[_full].csv)
+    for name, n_cells in (("de_speed_full.csv", 3500), ("de_speed.csv", 2000)):
+        table = _csv(results / name)
+        if table is None:
+            continue
+        for rec in table.to_dict("records"):
+            ev = "empirical variance" if str(rec["empirical_variance"]) == "True" else "no empirical variance"
+            stem = f"de warm ({rec['representation']}, {ev})"
+            ours, ref = rec["ours_warm_s"], rec["kompot_warm_s"]
+            yield _row("gp-differential", stem, "simulated", n_cells, ours, "kompot", ref)
 
 
 def velocity_vae(results: Path) -> Iterator[dict]:
