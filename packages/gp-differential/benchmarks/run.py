@@ -184,6 +184,30 @@ def de_speed(reps: dict, y: np.ndarray, m1: np.ndarray, m2: np.ndarray, tools: l
     return rows
 
 
+def da_speed(x: np.ndarray, m1: np.ndarray, m2: np.ndarray, tools: list[str]) -> list[dict]:
+    """DA fit+predict, each tool's defaults: cold (a fresh process) and warm (mean of the 2nd and 3rd call)."""
+    path = RESULTS / "_bench_input.npz"
+    np.savez(path, x=x, m1=m1, m2=m2)
+    rows = []
+    for tool in tools:
+        cold = cold_da(tool, path)
+        run_da(tool, x, m1, m2)  # compile in this process
+        warm = [timed(run_da, tool, x, m1, m2)[0] for _ in range(2)]
+        row = {
+            "representation": "pca",
+            "empirical_variance": False,
+            "tool": tool,
+            "cold_s": round(cold, 2),
+            "warm_s": round(float(np.mean(warm)), 2),
+            "warm_runs_s": [round(w, 2) for w in warm],
+            "load_1min": round(os.getloadavg()[0], 2),
+        }
+        rows.append(row)
+        print("DA speed", row, flush=True)
+    path.unlink()
+    return rows
+
+
 def de_speed_table(rows: list[dict]) -> list[dict]:
     """Ours vs kompot per setting: seconds and speed-up (kompot / ours), warm and cold."""
     table = []
@@ -264,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-reference", action="store_true", help="ours only")
     parser.add_argument("--skip-scale", action="store_true", help="with --full, skip the 100k-cell run")
     parser.add_argument("--de-speed-only", action="store_true", help="only the DE speed comparison (de_speed*.json)")
+    parser.add_argument("--da-speed-only", action="store_true", help="only the DA speed comparison (da_speed*.json)")
     parser.add_argument("--single-core", action="store_true", help="XLA on one thread too (kompot on one core)")
     parser.add_argument("--scale-only", action="store_true", help="only the 100k-cell run of ours -> scale.json")
     parser.add_argument("--scale-de-genes", type=int, default=50, help="genes of the 100k-cell DE run")
@@ -284,6 +309,12 @@ def main(argv: list[str] | None = None) -> int:
     m1, m2, _ = masks(adata)
     RESULTS.mkdir(exist_ok=True)
     suffix = ("_full" if args.full else "") + ("_single_core" if args.single_core else "")
+    if args.da_speed_only:
+        da_rows = da_speed(reps["pca"], m1, m2, tools)
+        info = {"n_cells": n_cells, "representation": "pca", "cpu_count": os.cpu_count(), "runs": da_rows}
+        (RESULTS / f"da_speed{suffix}.json").write_text(json.dumps(info, indent=2))
+        write_csv(RESULTS / f"da_speed{suffix}.csv", de_speed_table(da_rows))
+        return 0
     rows = de_speed(reps, y, m1, m2, tools, n_cells)
     table = de_speed_table(rows)
     speed = {"n_cells": n_cells, "n_genes": n_genes, "n_landmarks": min(1000, n_cells), "cpu_count": os.cpu_count()}

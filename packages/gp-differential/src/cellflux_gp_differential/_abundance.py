@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import norm
 
-from ._density import fit_density
+from ._density import DensityPredictor, fit_density, predict_density_pair
 from ._jax import DEFAULT_JITTER
 from ._params import (
     default_length_scale,
@@ -303,6 +303,7 @@ class DifferentialAbundance:
             self.d1, self.d2 = dimension(x1), dimension(x2)
             mu1 = density_kwargs.get("mu", prior_mean(nn1, self.d1, k))
             mu2 = density_kwargs.get("mu", prior_mean(nn2, self.d2, k))
+        pooled_ls = None  # default_length_scale(pooled), computed at most once
         if "ls" in density_kwargs:
             ls1 = ls2 = float(density_kwargs["ls"])
         elif ls_factor is not None:
@@ -311,7 +312,7 @@ class DifferentialAbundance:
             else:
                 ls1, ls2 = mellon_length_scale(nn1) * ls_factor, mellon_length_scale(nn2) * ls_factor
         else:
-            ls1 = ls2 = default_length_scale(pooled)
+            ls1 = ls2 = pooled_ls = default_length_scale(pooled)
         self.ls = ls1 if ls1 == ls2 else (ls1, ls2)
         self.mu1, self.mu2 = float(mu1), float(mu2)
         max_iter = int(density_kwargs.get("max_iter", 5000))
@@ -327,7 +328,7 @@ class DifferentialAbundance:
             elif ls_factor is not None:
                 self.ratio_ls = mellon_length_scale(nn_distances(pooled)) * ls_factor
             else:
-                self.ratio_ls = RATIO_LS_FACTOR * default_length_scale(pooled)
+                self.ratio_ls = RATIO_LS_FACTOR * (pooled_ls or default_length_scale(pooled))
             self.ratio_prior_std = (
                 self.prior_std if self.prior_std is not None else default_ratio_prior_std(pooled.shape[0])
             )
@@ -441,8 +442,9 @@ class DifferentialAbundance:
         X_new = check_cells(X_new, "X_new", n_features=n_features, min_cells=1)
         lfc_t = self.log_fold_change_threshold if log_fold_change_threshold is None else log_fold_change_threshold
         ptp_t = self.ptp_threshold if ptp_threshold is None else ptp_threshold
-        ld1, var1 = _density_and_variance(self.density_predictor1, X_new, progress)
-        ld2, var2 = _density_and_variance(self.density_predictor2, X_new, progress)
+        (ld1, var1), (ld2, var2) = _densities_and_variances(
+            self.density_predictor1, self.density_predictor2, X_new, progress
+        )
         self.log_density_uncertainty_condition1, self.log_density_uncertainty_condition2 = var1, var2
         if self.ratio_predictor is not None:
             lfc, variance = self.ratio_predictor.predict(X_new, progress=progress)
@@ -467,6 +469,13 @@ class DifferentialAbundance:
         for key, value in result.items():
             setattr(self, key, value)
         return result
+
+
+def _densities_and_variances(p1: Any, p2: Any, x: np.ndarray, progress: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Both conditions' normalised log densities and variances; one kernel pass when they share a design."""
+    if isinstance(p1, DensityPredictor) and p1.shares_design(p2):
+        return predict_density_pair(p1, p2, x, progress=progress)
+    return [_density_and_variance(p, x, progress) for p in (p1, p2)]
 
 
 def _density_and_variance(predictor: Any, x: np.ndarray, progress: bool) -> tuple[np.ndarray, np.ndarray]:
