@@ -167,21 +167,24 @@ def de_speed(reps: dict, y: np.ndarray, m1: np.ndarray, m2: np.ndarray, tools: l
         for empirical in (False, True):
             for tool in tools:
                 cold = cold_de(tool, path, empirical)
-                run_de(tool, rep, y, m1, m2, landmarks, ls, empirical)  # compile in this process
-                warm = [timed(run_de, tool, rep, y, m1, m2, landmarks, ls, empirical)[0] for _ in range(2)]
-                row = {
-                    "representation": name,
-                    "empirical_variance": empirical,
-                    "tool": tool,
-                    "cold_s": round(cold, 2),
-                    "warm_s": round(float(np.mean(warm)), 2),
-                    "warm_runs_s": [round(w, 2) for w in warm],
-                    "load_1min": round(os.getloadavg()[0], 2),
-                }
+                row = speed_row(cold, run_de, (tool, rep, y, m1, m2, landmarks, ls, empirical))
+                row = {"representation": name, "empirical_variance": empirical, "tool": tool, **row}
                 rows.append(row)
                 print("DE speed", row, flush=True)
         path.unlink()
     return rows
+
+
+def speed_row(cold: float, func, args: tuple) -> dict:
+    """``cold`` with the warm time of ``func(*args)``: one call to compile, then the mean of two more."""
+    func(*args)  # compile in this process
+    warm = [timed(func, *args)[0] for _ in range(2)]
+    return {
+        "cold_s": round(cold, 2),
+        "warm_s": round(float(np.mean(warm)), 2),
+        "warm_runs_s": [round(w, 2) for w in warm],
+        "load_1min": round(os.getloadavg()[0], 2),
+    }
 
 
 def da_speed(x: np.ndarray, m1: np.ndarray, m2: np.ndarray, tools: list[str]) -> list[dict]:
@@ -190,18 +193,8 @@ def da_speed(x: np.ndarray, m1: np.ndarray, m2: np.ndarray, tools: list[str]) ->
     np.savez(path, x=x, m1=m1, m2=m2)
     rows = []
     for tool in tools:
-        cold = cold_da(tool, path)
-        run_da(tool, x, m1, m2)  # compile in this process
-        warm = [timed(run_da, tool, x, m1, m2)[0] for _ in range(2)]
-        row = {
-            "representation": "pca",
-            "empirical_variance": False,
-            "tool": tool,
-            "cold_s": round(cold, 2),
-            "warm_s": round(float(np.mean(warm)), 2),
-            "warm_runs_s": [round(w, 2) for w in warm],
-            "load_1min": round(os.getloadavg()[0], 2),
-        }
+        row = speed_row(cold_da(tool, path), run_da, (tool, x, m1, m2))
+        row = {"representation": "pca", "empirical_variance": False, "tool": tool, **row}
         rows.append(row)
         print("DA speed", row, flush=True)
     path.unlink()
