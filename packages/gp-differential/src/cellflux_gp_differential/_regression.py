@@ -11,10 +11,11 @@ is gene independent, ``k(x, x') - a^T a' + (L_B^{-1} a)^T (L_B^{-1} a')``.
 Why the whitened basis: ``|a(x)| <= 1`` and ``B >= I``, so every product with the genes (``A Y``, ``a^T c``)
 is well conditioned, unlike the kernel-basis weights ``Lp^{-T} c`` (whose entries grow like
 ``1 / sqrt(jitter)`` and cancel). That makes single precision safe for those products -- the bulk of the
-flops, ``n x m x n_genes`` -- with ``precision="mixed"`` (the default): relative changes of about ``1e-6``
-in the smoothed expression (measured; see :data:`PRECISIONS`). The triangular factors, ``A A^T``, the
-Cholesky factorisations and the posterior variances stay in double precision. ``precision="double"``
-computes everything in double precision.
+flops, ``n x m x n_genes`` -- with ``precision="mixed"`` (the default): measured at 3,500 cells x 1,100
+genes, the smoothed expression moves by at most 5e-6 and the fold changes by 3e-5 of their largest value
+(tests bound them at 2e-5 and 1e-4). The triangular factors, ``A A^T``, the Cholesky factorisations, the
+``1 - |a|^2`` part of the posterior variances and the Mahalanobis solves stay in double precision.
+``precision="double"`` computes everything in double precision.
 
 Every fit also records each gene's residual sum of squares over the training cells and the trace of the
 smoother ("hat") matrix ``tr(H) = m - |L_B^{-1}|_F^2``, so the per-gene noise variance

@@ -373,7 +373,7 @@ def differential_expression(
         (one covariance for all genes). See :class:`~cellflux_gp_differential.DifferentialExpression`.
     precision
         ``"mixed"`` (default; single-precision products with the genes, fold changes within about
-        ``1e-5`` of their range of ``"double"``) or ``"double"``.
+        ``3e-5`` of their largest value of ``"double"``) or ``"double"``.
     n_jobs
         Threads (``None``: all cores; results do not depend on it).
     store_layers
