@@ -21,6 +21,7 @@ from scipy.special import gammaln
 
 from ._batching import map_batches
 from ._jax import DEFAULT_JITTER, as_f64, bucket, jax, jnp, matern52, pad_rows
+from ._regression import _lower_inverse, _lower_times
 
 __all__ = ["DensityPredictor", "fit_density", "predict_density_pair"]
 
@@ -33,8 +34,6 @@ def _design(x: np.ndarray, u: np.ndarray, ls: float, jitter: float) -> tuple[np.
     ``L`` by a triangular product with ``Lp^{-1}`` (``trmm``, the flops of the solve it replaces), and the
     inverse by ``trtri``, a third of the flops of solving ``Lp X = I``.
     """
-    from ._regression import _lower_inverse, _lower_times
-
     Kuu = np.asarray(matern52(u, u, ls))
     Linv = _lower_inverse(np.linalg.cholesky(Kuu + jitter * np.eye(len(u))))
     L = _lower_times(Linv, np.asarray(matern52(u, x, ls))).T
@@ -63,8 +62,6 @@ def _predict_batch(xb, u, weights, Linv, std2, ls):
     ``weights`` and ``(c, m)`` ``std2`` (``c`` densities on the same landmarks, length scale and jitter)
     the kernel and ``a`` are computed once for all of them.
     """
-    from ._regression import _lower_times
-
     K = np.asarray(matern52(u, xb, ls))
     a2 = _lower_times(Linv, K) ** 2
     return K.T @ weights, 1.0 - a2.sum(axis=0), (std2 @ a2).T
