@@ -13,7 +13,7 @@ from ._expression_model import DEFAULT_N_LANDMARKS, ExpressionModel, resolve_len
 from ._fdr import compute_fdr
 from ._jax import DEFAULT_JITTER, pad_rows
 from ._mahalanobis import gene_batch_for_budget, mahalanobis, mahalanobis_memory
-from ._outputs import OutputArrays, chunk_rows, store_on_disk
+from ._outputs import OutputArrays, chunk_rows, pair_chunk_rows, store_on_disk
 from ._pair import covariance_pair, difference_pair, evaluate_pair, shared_design, stacked_coefficients
 from ._params import landmarks_kmeans
 from ._regression import check_precision, landmark_design, whiten
@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 #: Default working-memory budget of the Mahalanobis step.
 DEFAULT_MEMORY_BUDGET = 1 * 1024**3
+#: The training cells' whitened cross-kernels are kept from fit to predict when they take at most this.
+WHITENED_CACHE_BYTES = 256 * 1024**2
 
 #: Per-cell outputs of :meth:`DifferentialExpression.predict` (and ``mean_log_fold_change``, per gene).
 PREDICT_KEYS = (
@@ -181,6 +183,7 @@ class DifferentialExpression:
         self.model1 = model1 or self._wrap(function_predictor1, obs_variance_predictor1, variance_predictor1)
         self.model2 = model2 or self._wrap(function_predictor2, obs_variance_predictor2, variance_predictor2)
         self.computed_landmarks: np.ndarray | None = None
+        self._training_whitened: tuple | None = None
         self._support_cells: tuple[np.ndarray, np.ndarray] | None = None
         self.mahalanobis_distances: np.ndarray | None = None
         self.last_memory_estimate: int | None = None
@@ -290,9 +293,10 @@ class DifferentialExpression:
         design = landmark_design(landmarks, resolve_length_scale(pooled, ls, None), jitter)
         self.ls = design.ls
         use_samples = self.use_sample_variance
+        whitened = self._whiten_training(design, x1, x2)
 
         def fit_one(task: tuple) -> ExpressionModel:
-            i, x, y, idx, model = task
+            i, x, y, idx, model, a = task
             if model is not None and model.predictor is not None:
                 return model
             model = ExpressionModel(
@@ -312,13 +316,14 @@ class DifferentialExpression:
                     sample_estimator_ls=sample_estimator_ls,
                     allow_single_condition_variance=allow_single_condition_variance,
                     design=design,
+                    whitened=a,
                 )
             except ValueError as err:
                 raise ValueError(f"condition {i}: {err}") from err
 
         tasks = [
-            (1, x1, y1, condition1_sample_indices, self.model1),
-            (2, x2, y2, condition2_sample_indices, self.model2),
+            (1, x1, y1, condition1_sample_indices, self.model1, whitened[0]),
+            (2, x2, y2, condition2_sample_indices, self.model2, whitened[1]),
         ]
         models = thread_map(fit_one, tasks, resolve_n_jobs(self.n_jobs))
         self.model1, self.model2 = models
@@ -334,6 +339,51 @@ class DifferentialExpression:
                     "Sample variance could not be estimated for either condition (each needs >= 2 samples)."
                 )
         return self
+
+    def _whiten_training(self, design, x1: np.ndarray, x2: np.ndarray) -> tuple:
+        """Both conditions' whitened cross-kernels, computed once for the fit and kept for :meth:`predict`.
+
+        Kept (``self._training_whitened``) only when both models are fitted here and the two take at most
+        :data:`WHITENED_CACHE_BYTES`; predicting at the training cells (what
+        :func:`~cellflux_gp_differential.tl.differential_expression` does) then skips their kernel products.
+        """
+        self._training_whitened = None
+        m = design.landmarks.shape[0]
+        ours = all(model is None or model.predictor is None for model in (self.model1, self.model2))
+        if not ours or (x1.shape[0] + x2.shape[0]) * m * 8 > WHITENED_CACHE_BYTES:
+            return None, None
+        a1, a2 = whiten(design, x1), whiten(design, x2)
+        self._training_whitened = (x1, x2, a1, a2)
+        return a1, a2
+
+    def _training_columns(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """For points that are all training cells: which condition (0/1) and column each is; else ``None``."""
+        cached = self._training_whitened
+        if cached is None or X.shape[1] != cached[0].shape[1]:
+            return None
+
+        def keys(x: np.ndarray) -> list[bytes]:
+            x = np.ascontiguousarray(x, dtype=np.float64)
+            return x.view(np.dtype((np.void, 8 * x.shape[1]))).ravel().tolist()
+
+        where: dict[bytes, tuple[int, int]] = {}
+        for c in (1, 0):  # condition 1 wins ties (identical cells have identical columns anyway)
+            where.update((key, (c, i)) for i, key in enumerate(keys(cached[c])))
+        found = [where.get(key) for key in keys(X)]
+        if any(f is None for f in found):
+            return None
+        table = np.asarray(found, dtype=np.int64).reshape(-1, 2)
+        return table[:, 0], table[:, 1]
+
+    def _gather_whitened(self, which: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """The cached whitened columns of the training cells ``cols`` of conditions ``which``."""
+        a1, a2 = self._training_whitened[2:]
+        out = np.empty((a1.shape[0], len(cols)))
+        for c, a in ((0, a1), (1, a2)):
+            sel = which == c
+            if sel.any():
+                out[:, sel] = a[:, cols[sel]]
+        return out
 
     def _require(self) -> None:
         if self.model1 is None or self.model1.predictor is None or self.model2 is None or self.model2.predictor is None:
@@ -442,57 +492,61 @@ class DifferentialExpression:
         outputs["mean_log_fold_change"] = total / n
         return outputs
 
-    def _allocate(self, n: int, n_genes: int) -> dict[str, np.ndarray]:
-        """The six ``(n, n_genes)`` float64 outputs, in memory or memory-mapped (``store_arrays_on_disk``)."""
+    def _allocate(self, n: int, n_genes: int, dtype: type = np.float64) -> dict[str, np.ndarray]:
+        """The six ``(n, n_genes)`` outputs, in memory or memory-mapped (``store_arrays_on_disk``)."""
         keys = [k for k in PREDICT_KEYS if k != "mean_log_fold_change"]
-        nbytes = len(keys) * n * n_genes * 8
+        nbytes = len(keys) * n * n_genes * np.dtype(dtype).itemsize
         storage = OutputArrays(
             store_on_disk(self.store_arrays_on_disk, nbytes, self.max_memory_ratio), self.disk_storage_dir
         )
-        return {k: storage.allocate(k, (n, n_genes), np.float64) for k in keys}
+        return {k: storage.allocate(k, (n, n_genes), dtype) for k in keys}
 
     def _predict_cells_pair(
         self, X: np.ndarray, progress: bool, *, obs_variance: bool, rows: int | None = None
     ) -> dict[str, np.ndarray]:
         """Both conditions evaluated together (see :mod:`._pair`), every output written in place.
 
-        One product per chunk gives both means (and observation variances); the standard deviations,
-        fold changes and z-scores are formed in the output arrays themselves, chunk by chunk (small
-        enough to stay in cache), without temporaries of the outputs' size.
+        The products with the coefficients go straight into the smoothed-expression outputs (and, with
+        observation variance, into the standard deviations); the fold changes and z-scores are formed in
+        the output arrays themselves, chunk by chunk, without temporaries of the outputs' size. With
+        ``precision="mixed"`` the outputs are float32 (they carry single-precision products; half the
+        memory), with ``"double"`` float64.
         """
         m1, m2 = self.model1, self.model2
         p1, p2 = m1.predictor, m2.predictor
         n, g, eps = X.shape[0], p1.coef.shape[1], self.eps
         C = stacked_coefficients(p1, p2, obs_variance=obs_variance)
-        outputs = self._allocate(n, g)
+        outputs = self._allocate(n, g, C[0].dtype.type)
         s1_all, s2_all = outputs["condition1_smoothed"], outputs["condition2_smoothed"]
         sd1_all, sd2_all = outputs["condition1_std"], outputs["condition2_std"]
         fc_all, z_all = outputs["fold_change"], outputs["fold_change_zscores"]
-        size = min(int(rows or self.batch_size or 500), max(n, 1))
+        size = pair_chunk_rows(n, p1.landmarks.shape[0], int(self.batch_size or 500), rows)
+        lookup = self._training_columns(X)
 
         def fill(bounds: tuple[int, int]) -> np.ndarray:
             start, stop = bounds
-            k = stop - start
-            values, var1, var2 = evaluate_pair(p1, p2, C, pad_rows(X[start:stop], size))
+            cached = None if lookup is None else self._gather_whitened(lookup[0][start:stop], lookup[1][start:stop])
             s1, s2, fc = s1_all[start:stop], s2_all[start:stop], fc_all[start:stop]
-            s1[...] = values[:k, :g]
-            s2[...] = values[:k, g : 2 * g]
-            np.subtract(s2, s1, out=fc)
             sd1, sd2, z = sd1_all[start:stop], sd2_all[start:stop], z_all[start:stop]
+            # the observation variances land in the standard deviations' rows, which they become part of
+            targets = [s1, s2, sd1, sd2] if obs_variance else [s1, s2]
+            xb = pad_rows(X[start:stop], size) if cached is None else None
+            var1, var2 = evaluate_pair(p1, p2, C, xb, targets, a=cached)
+            np.subtract(s2, s1, out=fc)
             if not (obs_variance or m1.has_sample_variance or m2.has_sample_variance):
                 # variances are per cell: form them on (k,) vectors, then one pass per output
-                np.copyto(sd1, np.sqrt(var1[:k] + eps)[:, None])
-                np.copyto(sd2, np.sqrt(var2[:k] + eps)[:, None])
-                np.multiply(fc, (1.0 / np.sqrt(var1[:k] + var2[:k] + eps))[:, None], out=z)
-                return fc.sum(axis=0)
-            for sd, var, model, column in ((sd1, var1, m1, 2), (sd2, var2, m2, 3)):
+                np.copyto(sd1, np.sqrt(var1 + eps)[:, None], casting="same_kind")
+                np.copyto(sd2, np.sqrt(var2 + eps)[:, None], casting="same_kind")
+                np.multiply(fc, (1.0 / np.sqrt(var1 + var2 + eps))[:, None], out=z, casting="same_kind")
+                return fc.sum(axis=0, dtype=np.float64)
+            for sd, var, model in ((sd1, var1, m1), (sd2, var2, m2)):
                 if obs_variance:  # total variance: posterior + observation (>= eps) + between samples
-                    np.maximum(values[:k, column * g : (column + 1) * g], eps, out=sd)
-                    sd += var[:k, None]
+                    np.maximum(sd, eps, out=sd)
+                    np.add(sd, var[:, None], out=sd, casting="same_kind")
                 else:
-                    sd[...] = var[:k, None]
+                    np.copyto(sd, var[:, None], casting="same_kind")
                 if model.has_sample_variance:
-                    sd += model.sample_variance(X[start:stop])
+                    np.add(sd, model.sample_variance(X[start:stop]), out=sd, casting="same_kind")
             np.add(sd1, sd2, out=z)
             z += eps
             np.sqrt(z, out=z)
@@ -500,7 +554,7 @@ class DifferentialExpression:
             for sd in (sd1, sd2):
                 sd += eps
                 np.sqrt(sd, out=sd)
-            return fc.sum(axis=0)
+            return fc.sum(axis=0, dtype=np.float64)
 
         bounds = list(iter_batches(n, size))
         bar = tqdm(total=len(bounds), disable=not progress or len(bounds) < 2, desc="cells")
@@ -658,7 +712,7 @@ class DifferentialExpression:
         diag_var = None
         if pair is not None:
             a = whiten(m1.predictor.design, points)  # shared by the covariance and the differences
-            cov = covariance_pair(m1.predictor, m2.predictor, points, a)
+            cov = covariance_pair(m1.predictor, m2.predictor, points, a, upper=True)
             diff, o1, o2 = difference_pair(m1.predictor, m2.predictor, points, obs_variance=pair and use_diag, a=a)
             if pair and use_diag:
                 diag_var = np.maximum(o1, self.eps) + np.maximum(o2, self.eps)
@@ -710,6 +764,8 @@ class DifferentialExpression:
             eps=self.eps,
             gene_batch=plan["gene_batch"],
             progress=progress,
+            upper=pair is not None,
+            overwrite_cov=pair is not None,
         )
         self.mahalanobis_distances = distances
         return distances

@@ -131,6 +131,7 @@ class ExpressionModel:
         allow_single_condition_variance: bool = False,
         design: Design | None = None,
         jitter: float = DEFAULT_JITTER,
+        whitened: np.ndarray | None = None,
     ) -> ExpressionModel:
         """Fit the expression GP of one condition.
 
@@ -159,6 +160,8 @@ class ExpressionModel:
             A precomputed landmark factorisation (shared across conditions); overrides ``landmarks``/``ls``.
         jitter
             Diagonal jitter of the landmark kernel matrix.
+        whitened
+            With ``design``: the cells' whitened cross-kernel ``whiten(design, X)``, if already computed.
 
         Returns
         -------
@@ -169,6 +172,7 @@ class ExpressionModel:
         if sigma <= 0:
             raise ValueError(f"sigma must be positive, got {sigma}.")
         self._sigma = float(sigma)
+        shared = design is not None  # ``whitened`` belongs to the caller's design
         if design is None:
             if landmarks is None:
                 check_n_landmarks(self.n_landmarks, X.shape[0])
@@ -188,6 +192,7 @@ class ExpressionModel:
             obs_variance=self.use_empirical_variance and not per_sample_noise,
             batch_size=self.batch_size,
             precision=self.precision,
+            whitened=whitened if shared else None,
         )
         if self.use_empirical_variance and not per_sample_noise:
             self._obs_variance_predictor = self._predictor.obs_variance

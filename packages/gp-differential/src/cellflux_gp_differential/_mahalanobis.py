@@ -28,7 +28,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ._jax import jax, jnp
-from ._regression import _lower_inverse, _lower_times
+from ._regression import _lower_inverse, _lower_times, _symmetric_from_upper
 
 __all__ = ["gene_batch_for_budget", "mahalanobis", "mahalanobis_memory"]
 
@@ -97,6 +97,29 @@ def _exact(C, Linv, W2, diff, dvar, factors, tol):
     return jnp.sum(diff * x, axis=0)
 
 
+def _upper_cholesky(cov: np.ndarray, eps: float, *, overwrite: bool = False) -> np.ndarray:
+    """Upper Cholesky factor ``U`` (column-major) of ``cov + eps I`` from the upper triangle of ``cov``."""
+    from scipy.linalg.lapack import dpotrf
+
+    C = cov if overwrite and cov.flags.f_contiguous else np.array(cov, order="F")
+    C.flat[:: C.shape[0] + 1] += eps
+    U, info = dpotrf(C, lower=0, clean=1, overwrite_a=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"The covariance is not positive definite (LAPACK info {info}).")
+    return U
+
+
+def _upper_transpose_solve(U: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """``U^{-T} d`` for a column-major upper-triangular ``U`` by BLAS ``trsm``, without copying ``d``."""
+    from scipy.linalg.blas import dtrsm
+
+    d = np.asarray(d, dtype=np.float64)
+    if d.flags.f_contiguous:
+        return dtrsm(1.0, U, d, lower=0, trans_a=1)
+    # row-major d: z^T = d^T U^{-1}, a right-sided solve on the column-major d^T
+    return dtrsm(1.0, U, np.ascontiguousarray(d).T, side=1, lower=0, trans_a=0).T
+
+
 def mahalanobis_memory(n_points: int, n_genes: int, n_factors: int, gene_batch: int) -> int:
     """Dry-run estimate (bytes) of the peak working memory of :func:`mahalanobis`.
 
@@ -135,6 +158,8 @@ def mahalanobis(
     eps: float = 1e-8,
     gene_batch: int = 256,
     progress: bool = False,
+    upper: bool = False,
+    overwrite_cov: bool = False,
 ) -> np.ndarray:
     """Mahalanobis distance of every column of ``diff`` under ``cov`` (+ per-gene terms).
 
@@ -154,30 +179,35 @@ def mahalanobis(
         Genes per batch (padded to this size).
     progress
         Show a progress bar over the gene batches.
+    upper
+        Only the upper triangle of ``cov`` is filled (it is what the factorisation reads).
+    overwrite_cov
+        ``cov`` may be overwritten (factorised in place when column-major).
 
     Returns
     -------
     ``(n_genes,)`` distances.
     """
     m, n_genes = diff.shape
-    C = cov + eps * np.eye(m)
-    L = np.linalg.cholesky(C)
     size = int(max(1, min(gene_batch, n_genes)))
     out = np.empty(n_genes)
     starts = range(0, n_genes, size)
     if factors is None:
         # no per-gene factors: BLAS triangular products of the whole batch, no padding, no JAX
-        Linv = _lower_inverse(L)
-        W2 = Linv * Linv if diag_variance is not None else None
+        U = _upper_cholesky(cov, eps, overwrite=overwrite_cov)  # C = U^T U, z = U^{-T} d
+        Linv = _lower_inverse(np.ascontiguousarray(U.T)) if diag_variance is not None else None
+        W2 = Linv * Linv if Linv is not None else None
         for start in tqdm(starts, disable=not progress or len(starts) < 2, desc="Mahalanobis"):
             stop = min(start + size, n_genes)
-            z = _lower_times(Linv, diff[:, start:stop])
+            z = _upper_transpose_solve(U, diff[:, start:stop])
             if W2 is None:
                 d2 = np.einsum("ij,ij->j", z, z)
             else:
                 d2 = np.einsum("ij,ij->j", z, z / (1.0 + _lower_times(W2, diag_variance[:, start:stop])))
             out[start:stop] = np.sqrt(np.maximum(d2, 0.0))
         return out
+    C = (_symmetric_from_upper(cov) if upper else cov) + eps * np.eye(m)
+    L = np.linalg.cholesky(C)
     from scipy.linalg import solve_triangular
 
     Linv = solve_triangular(L, np.eye(m), lower=True)

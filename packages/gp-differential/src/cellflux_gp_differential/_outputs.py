@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["OutputArrays", "chunk_rows", "store_on_disk"]
+__all__ = ["OutputArrays", "chunk_rows", "pair_chunk_rows", "store_on_disk"]
 
 logger = logging.getLogger(__name__)
 
@@ -23,12 +23,32 @@ logger = logging.getLogger(__name__)
 CHUNK_BYTES = 256 * 1024**2
 #: Float64 arrays of ``n_genes`` values per cell alive at once while a chunk is computed.
 ARRAYS_PER_CELL = 12
+#: Working memory of one chunk of cells when both conditions share landmarks (the products go straight
+#: into the outputs; the temporaries are the chunk's whitened cross-kernel, ``PAIR_BYTES_PER_LANDMARK``
+#: bytes per cell and landmark).
+PAIR_CHUNK_BYTES = 64 * 1024**2
+PAIR_BYTES_PER_LANDMARK = 24
 
 
 def chunk_rows(n_genes: int, batch_size: int) -> int:
     """Cells per chunk: :data:`CHUNK_BYTES` of temporaries, a multiple of ``batch_size``, at least one batch."""
     rows = CHUNK_BYTES // (8 * ARRAYS_PER_CELL * max(int(n_genes), 1))
     return max(int(batch_size), int(rows) // int(batch_size) * int(batch_size))
+
+
+def pair_chunk_rows(n: int, n_landmarks: int, batch_size: int, rows: int | None = None) -> int:
+    """Cells per chunk of the shared-landmark prediction (chunks are padded to this size).
+
+    ``rows`` if given; else at least ``batch_size`` and about :data:`PAIR_CHUNK_BYTES` of temporaries,
+    the cells split into equal chunks (rounded up to a multiple of 256, so the last chunk wastes little
+    padding and repeated calls see the same shapes).
+    """
+    if rows is not None:
+        return max(1, min(int(rows), n))
+    budget = max(int(batch_size), PAIR_CHUNK_BYTES // (PAIR_BYTES_PER_LANDMARK * max(int(n_landmarks), 1)))
+    n_chunks = -(-n // budget)
+    per_chunk = -(-n // n_chunks)
+    return -(-per_chunk // 256) * 256
 
 
 def store_on_disk(store: bool | None, nbytes: int, max_memory_ratio: float) -> bool:

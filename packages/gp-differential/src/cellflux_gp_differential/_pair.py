@@ -4,9 +4,10 @@ Two :class:`~cellflux_gp_differential._regression.RegressionPredictor` fitted on
 :class:`~cellflux_gp_differential._regression.Design` share the whitened cross-kernel
 ``a = Lp^{-1} k(landmarks, x)``. Evaluating them together:
 
-* means and smoothed observation variances of both conditions come from ONE matrix product
-  ``a^T [c_1, c_2, v_1, v_2]`` of the whitened coefficients (single precision with ``precision="mixed"``:
-  ``|a| <= 1`` keeps it well conditioned, see :mod:`~cellflux_gp_differential._regression`);
+* means and smoothed observation variances of both conditions come from products ``a^T c_1``,
+  ``a^T c_2`` (``a^T v_1``, ``a^T v_2``) of one whitened cross-kernel, written straight into the outputs
+  (single precision with ``precision="mixed"``: ``|a| <= 1`` keeps it well conditioned, see
+  :mod:`~cellflux_gp_differential._regression`);
 * the posterior variances ``1 - |a|^2 + |L_{B,c}^{-1} a|^2`` need three triangular products, not four;
 * the summed posterior covariance at a few points (the Mahalanobis step) is
   ``2 (K_xx - a^T a) + c_1^T c_1 + c_2^T c_2`` with ``c_c = L_{B,c}^{-1} a``: three ``trmm`` and three
@@ -46,7 +47,7 @@ def shared_design(p1: Any, p2: Any) -> bool:
     )
 
 
-def stacked_coefficients(p1: RegressionPredictor, p2: RegressionPredictor, *, obs_variance: bool) -> np.ndarray:
+def stacked_coefficients(p1: RegressionPredictor, p2: RegressionPredictor, *, obs_variance: bool) -> list[np.ndarray]:
     """``[coef_1, coef_2]`` (and the observation-variance coefficients after them), in the precision of the products.
 
     Parameters
@@ -54,22 +55,28 @@ def stacked_coefficients(p1: RegressionPredictor, p2: RegressionPredictor, *, ob
     p1, p2
         Predictors on one design (:func:`shared_design`).
     obs_variance
-        Also stack the smoothed observation variances' coefficients (both predictors need ``variance_coef``).
+        Also the smoothed observation variances' coefficients (both predictors need ``variance_coef``).
 
     Returns
     -------
-    ``(m, 2 n_genes)`` or ``(m, 4 n_genes)``, float32 with ``precision="mixed"``.
+    Two or four ``(m, n_genes)`` arrays, float32 with ``precision="mixed"``.
     """
     parts = [p1.coef, p2.coef]
     if obs_variance:
         parts += [p1.variance_coef, p2.variance_coef]
-    return np.hstack(parts).astype(np.float32 if p1.single else np.float64)
+    dtype = np.float32 if p1.single else np.float64
+    return [np.ascontiguousarray(part, dtype=dtype) for part in parts]
 
 
 def evaluate_pair(
-    p1: RegressionPredictor, p2: RegressionPredictor, C: np.ndarray, xb: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Both conditions at the points ``xb`` (one padded batch): stacked values and both posterior variances.
+    p1: RegressionPredictor,
+    p2: RegressionPredictor,
+    C: list[np.ndarray],
+    xb: np.ndarray | None,
+    out: list[np.ndarray],
+    a: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Both conditions at the points ``xb``: ``a^T C[j]`` written into ``out[j]``, and both posterior variances.
 
     Parameters
     ----------
@@ -78,34 +85,53 @@ def evaluate_pair(
     C
         From :func:`stacked_coefficients`.
     xb
-        ``(n, n_features)`` points.
+        ``(n, n_features)`` points, possibly padded with rows beyond ``len(out[0])`` (ignored).
+    out
+        One ``(k, n_genes)`` array per coefficient block, ``k <= n``, in ``C``'s precision (the means of
+        condition 1 and 2 then, if stacked, their observation variances, unclipped); written in place, so
+        the products go straight into the caller's outputs.
+    a
+        The points' whitened cross-kernel ``(m, k)``, if already known (``xb`` is then not used).
 
     Returns
     -------
-    ``(values, var1, var2)``: ``values`` ``(n, C.shape[1])`` in ``C``'s precision, the means of condition 1
-    and 2 then (if stacked) their observation variances (unclipped) side by side; posterior variances
-    ``(n,)`` in double precision.
+    ``(var1, var2)``: posterior variances ``(k,)`` in double precision.
     """
-    a = whiten(p1.design, xb)
-    single = C.dtype == np.float32
-    values = np.matmul(a.T.astype(C.dtype), C)
-    return values, posterior_variance(a, p1.LBinv, single), posterior_variance(a, p2.LBinv, single)
+    k = out[0].shape[0]
+    a = whiten(p1.design, xb)[:, :k] if a is None else a
+    single = C[0].dtype == np.float32
+    low = a.astype(np.float32) if single else a
+    for block, target in zip(C, out, strict=True):
+        np.matmul(low.T, block, out=target)
+    if single:
+        return posterior_variance(a, p1.LBinv_single, True, low), posterior_variance(a, p2.LBinv_single, True, low)
+    return posterior_variance(a, p1.LBinv, False), posterior_variance(a, p2.LBinv, False)
 
 
 def covariance_pair(
-    p1: RegressionPredictor, p2: RegressionPredictor, x: np.ndarray, a: np.ndarray | None = None
+    p1: RegressionPredictor,
+    p2: RegressionPredictor,
+    x: np.ndarray,
+    a: np.ndarray | None = None,
+    *,
+    upper: bool = False,
 ) -> np.ndarray:
     """Sum of both conditions' posterior covariance matrices ``(n, n)`` at the (few) points ``x``.
 
-    ``a``: their whitened cross-kernel ``whiten(design, x)``, if already computed.
+    ``a``: their whitened cross-kernel ``whiten(design, x)``, if already computed. ``upper``: return
+    only the upper triangle, column-major (what an upper Cholesky factorisation reads), without the
+    copies of symmetrising it.
     """
     d = p1.design
     x = as_f64(x)
     a = whiten(d, x) if a is None else a
-    c = np.vstack([_lower_times(p1.LBinv, a), _lower_times(p2.LBinv, a)])
-    upper = 2.0 * np.asarray(matern52(x, x, d.ls)) - _gram_upper(a, transpose=True, alpha=2.0)
-    upper += _gram_upper(c, transpose=True)
-    return _symmetric_from_upper(upper)
+    # the kernel matrix is symmetric: its transpose is a column-major copy to accumulate into
+    out = np.array(np.asarray(matern52(x, x, d.ls)).T, order="F")
+    _gram_upper(a, transpose=True, alpha=-1.0, out=out)
+    out *= 2.0  # 2 (K - a^T a)
+    for p in (p1, p2):
+        _gram_upper(_lower_times(p.LBinv, a), transpose=True, out=out)
+    return out if upper else _symmetric_from_upper(out)
 
 
 def difference_pair(

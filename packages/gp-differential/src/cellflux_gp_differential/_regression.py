@@ -62,12 +62,13 @@ def check_precision(precision: str) -> bool:
 
 @dataclass(frozen=True)
 class Design:
-    """What all GPs on one set of landmarks share: the landmarks, length scale, ``Lp^{-1}``."""
+    """What all GPs on one set of landmarks share: the landmarks, length scale, ``Lp^{-1}`` (and ``Lp``)."""
 
     landmarks: np.ndarray
     ls: float
     Linv: np.ndarray
     jitter: float
+    Lp: np.ndarray | None = None
 
 
 def landmark_design(landmarks: np.ndarray, ls: float, jitter: float = DEFAULT_JITTER) -> Design:
@@ -75,11 +76,19 @@ def landmark_design(landmarks: np.ndarray, ls: float, jitter: float = DEFAULT_JI
     u = as_f64(landmarks)
     Lp = np.asarray(cholesky_jitter(matern52(u, u, ls), jitter))
     Linv = _lower_inverse(Lp)
-    return Design(u, float(ls), Linv, float(jitter))
+    return Design(u, float(ls), Linv, float(jitter), Lp)
 
 
 def whiten(design: Design, x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """``a = Lp^{-1} k_u(x)``, ``(m, n_points)`` (columns of ``mask == 0`` zeroed), double precision."""
+    """``a = Lp^{-1} k_u(x)``, ``(m, n_points)`` (columns of ``mask == 0`` zeroed), double precision.
+
+    At the landmarks themselves (``x is design.landmarks``) no product is needed:
+    ``Lp^{-1} K_uu = Lp^{-1} (Lp Lp^T - jitter I) = Lp^T - jitter Lp^{-1}``.
+    """
+    if x is design.landmarks and mask is None and design.Lp is not None:
+        out = np.ascontiguousarray(design.Lp.T)
+        out -= design.jitter * design.Linv
+        return out
     K = np.asarray(matern52(design.landmarks, x, design.ls))
     if mask is not None:
         K = K * mask[None, :]
@@ -147,13 +156,24 @@ def _symmetric_from_upper(upper: np.ndarray) -> np.ndarray:
     return upper + np.triu(upper, k=1).T
 
 
-def _gram_upper(a: np.ndarray, *, transpose: bool = False, alpha: float = 1.0) -> np.ndarray:
-    """Upper triangle of ``alpha a a^T`` (``alpha a^T a`` with ``transpose``) by ``syrk``, without copies."""
+def _gram_upper(
+    a: np.ndarray, *, transpose: bool = False, alpha: float = 1.0, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Upper triangle of ``alpha a a^T`` (``alpha a^T a`` with ``transpose``) by ``syrk``, without copies.
+
+    ``out``: a column-major matrix the product is added to, in place (returned).
+    """
     from scipy.linalg.blas import dsyrk
 
     if a.flags.f_contiguous:
-        return dsyrk(alpha, a, trans=int(transpose))
-    return dsyrk(alpha, np.ascontiguousarray(a).T, trans=int(not transpose))
+        operand, trans = a, int(transpose)
+    else:
+        operand, trans = np.ascontiguousarray(a).T, int(not transpose)
+    if out is None:
+        return dsyrk(alpha, operand, trans=trans)
+    if not out.flags.f_contiguous:
+        raise ValueError("out must be column-major (Fortran order).")
+    return dsyrk(alpha, operand, beta=1.0, c=out, trans=trans, overwrite_c=1)
 
 
 def _column_sq(a: np.ndarray) -> np.ndarray:
@@ -161,13 +181,20 @@ def _column_sq(a: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->j", a, a, dtype=np.float64)
 
 
-def posterior_variance(a: np.ndarray, LBinv: np.ndarray, single: bool = False) -> np.ndarray:
+def posterior_variance(
+    a: np.ndarray, LBinv: np.ndarray, single: bool = False, a_single: np.ndarray | None = None
+) -> np.ndarray:
     """Posterior variance ``1 - |a|^2 + |L_B^{-1} a|^2`` of the points whose whitened columns ``a`` holds.
 
     ``1 - |a|^2`` (the part the landmarks do not explain) is always formed in double precision; with
-    ``single`` the sum of squares ``|L_B^{-1} a|^2`` (no cancellation) uses a single-precision ``trmm``.
+    ``single`` the sum of squares ``|L_B^{-1} a|^2`` (no cancellation) uses a single-precision ``trmm``
+    (``a_single``: ``a`` in single precision, if already converted).
     """
-    c = _lower_times(LBinv.astype(np.float32), a.astype(np.float32)) if single else _lower_times(LBinv, a)
+    if single:
+        low = a.astype(np.float32) if a_single is None else a_single
+        c = _lower_times(LBinv.astype(np.float32, copy=False), low)
+    else:
+        c = _lower_times(LBinv, a)
     return 1.0 - _column_sq(a) + _column_sq(c)
 
 
@@ -253,6 +280,11 @@ class RegressionPredictor:
         return self.precision == "mixed"
 
     @cached_property
+    def LBinv_single(self) -> np.ndarray:
+        """``L_B^{-1}`` in single precision (the leverages and posterior variances with ``"mixed"``)."""
+        return self.LBinv.astype(np.float32)
+
+    @cached_property
     def weights(self) -> np.ndarray:
         """``(m, n_genes)`` kernel-basis weights ``Lp^{-T} coef``: ``mean(x) = k(x, landmarks) @ weights``."""
         return np.ascontiguousarray(_lower_times(self.design.Linv, self.coef, transpose=True))
@@ -325,9 +357,7 @@ def _loo_batch(A: np.ndarray, yb: np.ndarray, p: RegressionPredictor) -> np.ndar
     """``r^2 / (1 - h)^2`` of one batch (whitened cross-kernel ``A``, expression ``yb``)."""
     pred = times_genes(A, p.coef, p.single, transpose=True)
     # leverages: sums of squares (no cancellation), single precision with "mixed"
-    h = _column_sq(
-        _lower_times(p.LBinv.astype(np.float32), A.astype(np.float32)) if p.single else _lower_times(p.LBinv, A)
-    )
+    h = _column_sq(_lower_times(p.LBinv_single, A.astype(np.float32)) if p.single else _lower_times(p.LBinv, A))
     h /= p.sigma**2
     return (yb - pred) ** 2 / ((1.0 - h) ** 2)[:, None]
 
@@ -342,6 +372,7 @@ def fit_regression(
     batch_size: int | None = None,
     cell_batch: int = CELL_BATCH,
     precision: str = "mixed",
+    whitened: np.ndarray | None = None,
 ) -> RegressionPredictor:
     """Fit the GPs of all columns of ``y`` on the cells ``x`` with the landmark ``design``.
 
@@ -363,6 +394,8 @@ def fit_regression(
         Cells per accumulation batch (padded; memory ``cell_batch x n_genes``).
     precision
         ``"mixed"`` (single-precision products with the genes) or ``"double"``.
+    whitened
+        ``whiten(design, x)``, ``(m, n)``, if the caller already has it (it is then used, not recomputed).
 
     Returns
     -------
@@ -376,40 +409,61 @@ def fit_regression(
     n_batches = -(-n // size)
     keep = obs_variance and n_batches * size * (m + g) * 8 <= CACHE_BYTES
     cache = []
-    AAt, AY, YY = np.zeros((m, m)), np.zeros((m, g)), np.zeros(g)
-    for xb, yb, mask in _cell_batches(x, y, size):
-        A = whiten(design, xb, mask)
-        AAt += _gram_upper(A)
+    AAt, AY, YY = np.zeros((m, m), order="F"), np.zeros((m, g)), np.zeros(g)
+    if whitened is not None and whitened.shape != (m, n):
+        raise ValueError(f"whitened has shape {whitened.shape}, expected {(m, n)}.")
+
+    def batches():
+        if whitened is None:
+            for xb, yb, mask in _cell_batches(x, y, size):
+                yield whiten(design, xb, mask), yb
+        else:
+            for start, stop in iter_batches(n, size):
+                yield whitened[:, start:stop], _dense_rows(y, start, stop, stop - start)
+
+    for A, yb in batches():
+        _gram_upper(A, out=AAt)
         AY += times_genes(A, yb, single)
         YY += _column_sq(yb)  # padded rows are zero
         if keep:
             cache.append((A, yb))
     sigma2 = float(sigma) ** 2
-    LB = _cholesky_upper_stored(np.triu(AAt) / sigma2 + np.eye(m))
-    LBinv = _lower_inverse(LB)
-    z = _lower_times(LBinv, AY, alpha=1.0 / float(sigma))
-    coef = np.ascontiguousarray(_lower_times(LBinv, z, transpose=True, alpha=1.0 / float(sigma)))
+    LBinv = _inverse_cholesky_of_b(AAt, sigma2)
+    # z = L_B^{-1} A Y / sigma and the coefficients L_B^{-T} z / sigma: products with the genes, so in
+    # single precision with "mixed" (|L_B^{-1}| <= 1, see the module notes)
+    LBt = LBinv.astype(np.float32) if single else LBinv
+    z = _lower_times(LBt, AY.astype(LBt.dtype, copy=False), alpha=1.0 / float(sigma))
+    coef = np.ascontiguousarray(_lower_times(LBt, z, transpose=True, alpha=1.0 / float(sigma)), dtype=np.float64)
     predictor = RegressionPredictor(design, coef, LBinv, float(sigma), n, batch_size=batch_size, precision=precision)
     # RSS = y^T y - |z|^2 - sigma^2 |coef|^2 (module notes); tr H = m - |L_B^{-1}|_F^2
     predictor.residual_ss = np.maximum(YY - _column_sq(z) - sigma2 * _column_sq(coef), 0.0)
     predictor.hat_trace = float(m - np.sum(LBinv * LBinv))
     if obs_variance:
         AR = np.zeros((m, g))
-        batches = cache if keep else ((whiten(design, xb, mask), yb) for xb, yb, mask in _cell_batches(x, y, size))
-        for A, yb in batches:
+        for A, yb in cache if keep else batches():
             AR += times_genes(A, _loo_batch(A, yb, predictor), single)  # padded columns of A are zero
         predictor.variance_coef = _solve_coefficients(LBinv, AR, sigma2, single)
     return predictor
 
 
-def _cholesky_upper_stored(B: np.ndarray) -> np.ndarray:
-    """Lower Cholesky factor of the symmetric ``B`` of which only the upper triangle is filled (LAPACK)."""
-    from scipy.linalg.lapack import dpotrf
+def _inverse_cholesky_of_b(AAt: np.ndarray, sigma2: float) -> np.ndarray:
+    """``L_B^{-1}`` for ``B = A A^T / sigma^2 + I`` from the upper triangle of ``A A^T`` (overwritten).
 
-    U, info = dpotrf(np.asfortranarray(B), lower=0, clean=1)
+    LAPACK in place on the column-major ``AAt``: ``B = U^T U`` (``potrf``), ``U^{-1}`` (``trtri``), and
+    ``L_B^{-1} = U^{-T}`` returned as a row-major view -- no copies of the ``m x m`` matrices.
+    """
+    from scipy.linalg.lapack import dpotrf, dtrtri
+
+    B = AAt if AAt.flags.f_contiguous else np.asfortranarray(AAt)
+    B *= 1.0 / sigma2
+    B.flat[:: B.shape[0] + 1] += 1.0
+    U, info = dpotrf(B, lower=0, clean=1, overwrite_a=1)
     if info != 0:
         raise np.linalg.LinAlgError(f"Cholesky factorisation failed (LAPACK info {info}).")
-    return np.ascontiguousarray(U.T)
+    Uinv, info = dtrtri(U, lower=0, overwrite_c=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"Triangular inverse failed (LAPACK info {info}).")
+    return Uinv.T  # the strictly lower part of U (hence of U^{-1}) is zero: clean=1
 
 
 def smooth_with(predictor: RegressionPredictor, x: np.ndarray, r2: np.ndarray) -> np.ndarray:
