@@ -35,8 +35,12 @@ def test_mixed_precision_close_to_double(arrays, distance):
 
 
 @pytest.mark.parametrize("samples", [False, True])
-def test_threads_give_identical_results(arrays, samples):
-    _, one = _predict(arrays, samples=samples, n_jobs=1, batch_size=64)  # 64-cell chunks: several per thread
+def test_threads_give_identical_results(arrays, samples, monkeypatch):
+    from cellflux_gp_differential import _outputs
+
+    # chunks of 64 cells (the default ~64 MB would be one chunk here): several per thread
+    monkeypatch.setattr(_outputs, "PAIR_CHUNK_BYTES", 64 * 120 * _outputs.PAIR_BYTES_PER_LANDMARK)
+    _, one = _predict(arrays, samples=samples, n_jobs=1, batch_size=64)
     _, two = _predict(arrays, samples=samples, n_jobs=2, batch_size=64)
     for key in (*KEYS, "mahalanobis_distances"):
         np.testing.assert_array_equal(one[key], two[key], err_msg=key)

@@ -67,12 +67,14 @@ class DifferentialExpression:
     random_state
         Seed of the landmark k-means.
     batch_size
-        Points per prediction batch.
+        Points per prediction batch. With both conditions fitted here (shared landmarks), :meth:`predict`
+        splits the cells into equal chunks of at most ``batch_size`` or about 64 MB of temporaries,
+        whichever allows more cells.
     store_arrays_on_disk
         Where :meth:`predict`'s ``cells x genes`` outputs live: ``False`` in memory, ``True`` as memory-mapped
         ``.npy`` files, ``None`` (default) on disk only when they would take more than ``max_memory_ratio``
         of the available memory. Either way :meth:`predict` works through the cells in chunks, so its
-        working memory is one chunk's (about 256 MB) on top of the outputs. (Nothing ``points x points x
+        working memory is one chunk's (64-256 MB) on top of the outputs. (Nothing ``points x points x
         genes`` is ever materialised, on disk or not.)
     disk_storage_dir
         Folder of the files with ``store_arrays_on_disk`` (``<output name>.npy``, replaced by each call).
@@ -102,7 +104,9 @@ class DifferentialExpression:
         their largest value, Mahalanobis distances within 4e-5 relative, gene ranks unchanged. ``"double"``
         reproduces kompot to 1e-8; the factorisations, posterior variances and Mahalanobis solves are always
         in double precision (see :mod:`cellflux_gp_differential._regression`). Applies to the models this
-        class fits.
+        class fits. With ``"mixed"`` the ``cells x genes`` outputs of :meth:`predict` are float32 (they hold
+        single-precision products; half the memory of float64), with ``"double"`` float64; the per-gene
+        outputs are float64 either way.
     n_jobs
         Threads: the two conditions are fitted, and chunks of cells predicted, in parallel (BLAS on one
         thread in each); ``None`` (default) all available cores, ``-1`` too, ``1`` none. Results do not
@@ -416,7 +420,8 @@ class DifferentialExpression:
         Dict with ``condition1_smoothed``, ``condition2_smoothed``, ``condition1_std``,
         ``condition2_std``, ``fold_change`` (condition 2 - condition 1), ``fold_change_zscores``,
         ``mean_log_fold_change`` (mean of the fold change over ``X_new``) and, with
-        ``compute_mahalanobis``, ``mahalanobis_distances``; also stored as attributes.
+        ``compute_mahalanobis``, ``mahalanobis_distances``; also stored as attributes. The ``cells x genes``
+        arrays are float32 with ``precision="mixed"`` (see the class parameters), else float64.
         """
         self._require()
         X_new = check_cells(

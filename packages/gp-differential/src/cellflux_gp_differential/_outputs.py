@@ -2,8 +2,9 @@
 
 :meth:`~cellflux_gp_differential.DifferentialExpression.predict` fills its outputs chunk by chunk of cells,
 so its working memory is one chunk's; the outputs themselves are ``n_cells x n_genes`` each (100,000 cells
-x 2,000 genes: 1.6 GB per array, six arrays). With ``store_arrays_on_disk`` they are memory-mapped files
-instead, which the operating system pages in and out as they are used.
+x 2,000 genes: 0.8 GB per float32 array with ``precision="mixed"``, 1.6 GB per float64 one; six arrays).
+With ``store_arrays_on_disk`` they are memory-mapped files instead, which the operating system pages in
+and out as they are used.
 """
 
 from __future__ import annotations
@@ -39,9 +40,9 @@ def chunk_rows(n_genes: int, batch_size: int) -> int:
 def pair_chunk_rows(n: int, n_landmarks: int, batch_size: int, rows: int | None = None) -> int:
     """Cells per chunk of the shared-landmark prediction (chunks are padded to this size).
 
-    ``rows`` if given; else at least ``batch_size`` and about :data:`PAIR_CHUNK_BYTES` of temporaries,
-    the cells split into equal chunks (rounded up to a multiple of 256, so the last chunk wastes little
-    padding and repeated calls see the same shapes).
+    ``rows`` if given; else the cells split into equal chunks of at most ``batch_size`` or about
+    :data:`PAIR_CHUNK_BYTES` of temporaries, whichever allows more (rounded up to a multiple of 256, so
+    the last chunk wastes little padding and repeated calls see the same shapes).
     """
     if rows is not None:
         return max(1, min(int(rows), n))
