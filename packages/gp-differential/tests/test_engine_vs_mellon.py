@@ -89,8 +89,12 @@ def test_regression_independent_of_cell_batch(rng):
     x = rng.normal(size=(700, 3))
     y = rng.normal(size=(700, 5))
     design = _regression.landmark_design(_params.landmarks_kmeans(x, 50, 0), 1.0)
-    for precision, tol in (("double", 1e-10), ("mixed", 1e-5)):
+    # mixed: single-precision sums accumulate in a different order per batching; the observation-variance
+    # coefficients smooth LOO residuals divided by (1 - h)^2, which amplifies that rounding at
+    # high-leverage cells, hence 1e-4 of their largest value
+    for precision, tol, var_tol in (("double", 1e-10, 1e-10), ("mixed", 1e-5, 1e-4)):
         a = _regression.fit_regression(x, y, design, obs_variance=True, cell_batch=256, precision=precision)
         b = _regression.fit_regression(x, y, design, obs_variance=True, cell_batch=4096, precision=precision)
         np.testing.assert_allclose(a.coef, b.coef, atol=tol)
-        np.testing.assert_allclose(a.variance_coef, b.variance_coef, atol=tol)
+        scale = np.abs(b.variance_coef).max() if precision == "mixed" else 1.0
+        np.testing.assert_allclose(a.variance_coef, b.variance_coef, atol=var_tol * scale)

@@ -380,14 +380,18 @@ class DifferentialExpression:
         return table[:, 0], table[:, 1]
 
     def _gather_whitened(self, which: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """The cached whitened columns of the training cells ``cols`` of conditions ``which``."""
+        """The cached whitened columns of the training cells ``cols`` of conditions ``which``, ``(m, k)``.
+
+        The cached arrays are column-major (see :func:`~._regression.whiten`): gathering columns is
+        gathering contiguous rows of their transposes.
+        """
         a1, a2 = self._training_whitened[2:]
-        out = np.empty((a1.shape[0], len(cols)))
+        out = np.empty((len(cols), a1.shape[0]))
         for c, a in ((0, a1), (1, a2)):
             sel = which == c
             if sel.any():
-                out[:, sel] = a[:, cols[sel]]
-        return out
+                out[sel] = a.T[cols[sel]]
+        return out.T
 
     def _require(self) -> None:
         if self.model1 is None or self.model1.predictor is None or self.model2 is None or self.model2.predictor is None:

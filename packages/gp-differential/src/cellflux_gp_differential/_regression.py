@@ -82,17 +82,19 @@ def landmark_design(landmarks: np.ndarray, ls: float, jitter: float = DEFAULT_JI
 def whiten(design: Design, x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """``a = Lp^{-1} k_u(x)``, ``(m, n_points)`` (columns of ``mask == 0`` zeroed), double precision.
 
-    At the landmarks themselves (``x is design.landmarks``) no product is needed:
-    ``Lp^{-1} K_uu = Lp^{-1} (Lp Lp^T - jitter I) = Lp^T - jitter Lp^{-1}``.
+    Column-major: the column of each point is contiguous (its transpose is a row-major
+    ``(n_points, m)`` array, whose rows can be gathered cheaply). At the landmarks themselves
+    (``x is design.landmarks``) no product is needed: ``Lp^{-1} K_uu = Lp^{-1} (Lp Lp^T - jitter I) =
+    Lp^T - jitter Lp^{-1}``.
     """
     if x is design.landmarks and mask is None and design.Lp is not None:
-        out = np.ascontiguousarray(design.Lp.T)
+        out = np.array(design.Lp.T, order="F")
         out -= design.jitter * design.Linv
         return out
-    K = np.asarray(matern52(design.landmarks, x, design.ls))
+    Kt = np.asarray(matern52(x, design.landmarks, design.ls))  # (n_points, m), row-major
     if mask is not None:
-        K = K * mask[None, :]
-    return _lower_times(design.Linv, K)
+        Kt = Kt * mask[:, None]
+    return _lower_times(design.Linv, Kt.T)  # Kt.T is column-major: trmm straight on it
 
 
 def times_genes(a: np.ndarray, Y: np.ndarray, single: bool, *, transpose: bool = False) -> np.ndarray:
@@ -129,12 +131,15 @@ def _lower_inverse(L: np.ndarray) -> np.ndarray:
     return np.tril(inv)
 
 
-def _lower_times(T: np.ndarray, K: np.ndarray, *, transpose: bool = False, alpha: float = 1.0) -> np.ndarray:
+def _lower_times(
+    T: np.ndarray, K: np.ndarray, *, transpose: bool = False, alpha: float = 1.0, overwrite: bool = False
+) -> np.ndarray:
     """``alpha T @ K`` (``alpha T^T @ K`` with ``transpose``) for a lower-triangular ``T`` by BLAS ``trmm``.
 
     Half the flops of a dense product; single precision (``strmm``) when both operands are float32.
     Row-major (C-ordered) operands are passed as their column-major transposes, so nothing is copied
-    into Fortran order on the way in; the result is C-ordered when ``K`` is.
+    into Fortran order on the way in; the result is C-ordered when ``K`` is. ``overwrite``: ``K`` is
+    a temporary of the caller's and may hold the result (no copy of it for BLAS).
     """
     from scipy.linalg.blas import dtrmm, strmm
 
@@ -144,10 +149,11 @@ def _lower_times(T: np.ndarray, K: np.ndarray, *, transpose: bool = False, alpha
         A, lower, trans = T, 1, 0
     else:  # T.T is column-major and upper triangular
         A, lower, trans = np.ascontiguousarray(T).T, 0, 1
+    ow = int(overwrite and K.flags.writeable)
     if K.flags.f_contiguous:
-        return trmm(alpha, A, K, lower=lower, trans_a=trans ^ t)
+        return trmm(alpha, A, K, lower=lower, trans_a=trans ^ t, overwrite_b=ow)
     # (op(T) K)^T = K^T op(T)^T: multiply the column-major K^T from the right
-    return trmm(alpha, A, np.ascontiguousarray(K).T, side=1, lower=lower, trans_a=trans ^ (1 - t)).T
+    return trmm(alpha, A, np.ascontiguousarray(K).T, side=1, lower=lower, trans_a=trans ^ (1 - t), overwrite_b=ow).T
 
 
 def _symmetric_from_upper(upper: np.ndarray) -> np.ndarray:
@@ -432,7 +438,7 @@ def fit_regression(
     # z = L_B^{-1} A Y / sigma and the coefficients L_B^{-T} z / sigma: products with the genes, so in
     # single precision with "mixed" (|L_B^{-1}| <= 1, see the module notes)
     LBt = LBinv.astype(np.float32) if single else LBinv
-    z = _lower_times(LBt, AY.astype(LBt.dtype, copy=False), alpha=1.0 / float(sigma))
+    z = _lower_times(LBt, AY.astype(LBt.dtype), alpha=1.0 / float(sigma), overwrite=True)
     coef = np.ascontiguousarray(_lower_times(LBt, z, transpose=True, alpha=1.0 / float(sigma)), dtype=np.float64)
     predictor = RegressionPredictor(design, coef, LBinv, float(sigma), n, batch_size=batch_size, precision=precision)
     # RSS = y^T y - |z|^2 - sigma^2 |coef|^2 (module notes); tr H = m - |L_B^{-1}|_F^2
