@@ -33,9 +33,9 @@ def test_training_cells_reuse_their_whitened_columns(arrays, precision, empirica
     np.testing.assert_array_equal(x[arrays["m1"]][cols[which == 0]], x[which == 0])
     np.testing.assert_array_equal(x[arrays["m2"]][cols[which == 1]], x[which == 1])
     reused = {k: np.array(v) for k, v in model.predict(x, progress=False).items()}
-    model._training_whitened = None  # force the plain path
+    assert model._training_whitened is None  # released by the first predict (memory)
     assert model._training_columns(x) is None
-    plain = model.predict(x, progress=False)
+    plain = model.predict(x, progress=False)  # the plain path
     dtype = np.float32 if precision == "mixed" else np.float64
     for key in KEYS:
         assert reused[key].dtype == (np.float64 if key == "mean_log_fold_change" else dtype), key
@@ -45,13 +45,17 @@ def test_training_cells_reuse_their_whitened_columns(arrays, precision, empirica
 
 
 def test_points_not_all_training_cells_are_whitened_afresh(arrays):
+    import pickle
+
     x = arrays["x"]
     model = _fit(arrays, precision="double")
     new = np.vstack([x[:5], x[:1] + 1e-3])  # one point that is no training cell
     assert model._training_columns(new) is None
     assert model._training_columns(x[::-1]) is not None  # any order, any subset of training cells
+    assert pickle.loads(pickle.dumps(model))._training_whitened is None  # the cache is not pickled
+    assert model._training_whitened is not None
     got = model.predict(new, progress=False)["fold_change"]
-    model._training_whitened = None
+    assert model._training_whitened is None
     np.testing.assert_allclose(got, model.predict(new, progress=False)["fold_change"], rtol=0, atol=0)
 
 

@@ -344,12 +344,18 @@ class DifferentialExpression:
                 )
         return self
 
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_training_whitened"] = None  # a cache (up to WHITENED_CACHE_BYTES), not model state
+        return state
+
     def _whiten_training(self, design, x1: np.ndarray, x2: np.ndarray) -> tuple:
         """Both conditions' whitened cross-kernels, computed once for the fit and kept for :meth:`predict`.
 
         Kept (``self._training_whitened``) only when both models are fitted here and the two take at most
-        :data:`WHITENED_CACHE_BYTES`; predicting at the training cells (what
-        :func:`~cellflux_gp_differential.tl.differential_expression` does) then skips their kernel products.
+        :data:`WHITENED_CACHE_BYTES`, and only until the next :meth:`predict` (which releases it): predicting
+        at the training cells (what :func:`~cellflux_gp_differential.tl.differential_expression` does) then
+        skips their kernel products. Not pickled.
         """
         self._training_whitened = None
         m = design.landmarks.shape[0]
@@ -431,7 +437,10 @@ class DifferentialExpression:
         X_new = check_cells(
             X_new, "X_new", n_features=getattr(self.model1.predictor, "n_input_features", None), min_cells=1
         )
-        result = self._predict_cells(X_new, progress)
+        try:
+            result = self._predict_cells(X_new, progress)
+        finally:
+            self._training_whitened = None  # a cache for this first prediction only (memory)
         fold_change = result["fold_change"]
         if compute_mahalanobis:
             result["mahalanobis_distances"] = self.compute_mahalanobis_distances(
