@@ -100,8 +100,8 @@ class DifferentialExpression:
     precision
         ``"mixed"`` (default): the products with the genes, most of the flops of fit and predict, in single
         precision, in the whitened basis where that is well conditioned; measured against ``"double"``
-        (everything in double precision): smoothed expression within 5e-6 and fold changes within 3e-5 of
-        their largest value, Mahalanobis distances within 4e-5 relative, gene ranks unchanged. ``"double"``
+        (everything in double precision): smoothed expression within 6e-6 and fold changes within 3e-5 of
+        their largest value, Mahalanobis distances within 5e-5 relative, gene ranks unchanged. ``"double"``
         reproduces kompot to 1e-8; the factorisations, posterior variances and Mahalanobis solves are always
         in double precision (see :mod:`cellflux_gp_differential._regression`). Applies to the models this
         class fits. With ``"mixed"`` the ``cells x genes`` outputs of :meth:`predict` are float32 (they hold

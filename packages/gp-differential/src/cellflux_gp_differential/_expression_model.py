@@ -88,7 +88,7 @@ class ExpressionModel:
     precision
         ``"mixed"`` (default): the products with the genes (``n x landmarks x genes`` flops, most of the
         work) in single precision, in a basis where that is well conditioned -- smoothed expression within
-        5e-6 of its largest value of ``"double"``, which computes everything in double precision (see
+        6e-6 of its largest value of ``"double"``, which computes everything in double precision (see
         :mod:`cellflux_gp_differential._regression`).
     """
 

@@ -8,13 +8,14 @@ shared by every gene, the genes being right-hand sides. ``A A^T`` and ``A Y`` ar
 cell batches, so memory is ``O(m^2 + m * n_genes)`` whatever the number of cells. The posterior covariance
 is gene independent, ``k(x, x') - a^T a' + (L_B^{-1} a)^T (L_B^{-1} a')``.
 
-Why the whitened basis: ``|a(x)| <= 1`` and ``B >= I``, so every product with the genes (``A Y``, ``a^T c``)
-is well conditioned, unlike the kernel-basis weights ``Lp^{-T} c`` (whose entries grow like
-``1 / sqrt(jitter)`` and cancel). That makes single precision safe for those products -- the bulk of the
-flops, ``n x m x n_genes`` -- with ``precision="mixed"`` (the default): measured at 3,500 cells x 1,100
-genes, the smoothed expression moves by at most 5e-6 and the fold changes by 3e-5 of their largest value
-(tests bound them at 2e-5 and 1e-4). The triangular factors, ``A A^T``, the Cholesky factorisations, the
-``1 - |a|^2`` part of the posterior variances and the Mahalanobis solves stay in double precision.
+Why the whitened basis: ``|a(x)| <= 1`` and ``B >= I``, so every product with the genes (``A Y``, ``a^T c``,
+and the coefficient solves with ``|L_B^{-1}| <= 1``) is well conditioned, unlike the kernel-basis weights
+``Lp^{-T} c`` (whose entries grow like ``1 / sqrt(jitter)`` and cancel). That makes single precision safe
+for those products -- the bulk of the flops, ``n x m x n_genes`` -- with ``precision="mixed"`` (the
+default): measured at 3,500 cells x 1,100 genes, the smoothed expression moves by at most 6e-6 and the
+fold changes by 3e-5 of their largest value (tests bound them at 2e-5 and 1e-4). ``Lp^{-1}`` and the
+whitening of the cells, ``A A^T``, the Cholesky factorisations, the ``1 - |a|^2`` part of the posterior
+variances and the Mahalanobis solves stay in double precision.
 ``precision="double"`` computes everything in double precision.
 
 Every fit also records each gene's residual sum of squares over the training cells and the trace of the
