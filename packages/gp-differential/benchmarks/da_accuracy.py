@@ -27,6 +27,14 @@ how often, and by how much, ours ranks below kompot beyond the settings above.
 SHA-1 of its input (representation and condition masks); ``--reference-from FILE`` then takes kompot's
 figures from such a file for every setting whose input hash matches (so kompot, minutes per setting,
 need not run again in the same process as ours when only our code changed), and runs kompot otherwise.
+``--evidence`` runs, on any of the setting lists above, our default (``ours``, fixed length scale) and
+``ours_evidence`` (``DifferentialAbundance(ratio_ls="evidence")``: the ratio's length scale by the
+largest Laplace evidence over 1-32 times the density length scale) side by side, with kompot's figures
+from ``--reference-from`` files (repeatable: the kompot-only file, the held-out and the seeds results all
+carry input hashes), into ``results/da_accuracy_evidence[_heldout|_seeds].json``. Each row records the
+chosen factor and the log evidence of every grid point. ``--evidence-prior-std`` also searches 0.5, 1 and
+2 times the default prior std (``ours_evidence_std``).
+
 The ratio estimator's defaults: length scale factor 4 (chosen on the 2,000-cell seeds 0/1 in 0.2); prior
 std 0.1 at 2,000 cells scaled by ``sqrt(2000 / n)``, chosen from a sweep of length-scale factors
 1-128 x prior std 0.05-1 over all ten settings here and 20,000 cells of seed 0 (so these rows are no
@@ -78,7 +86,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-reference", action="store_true")
     parser.add_argument("--reuse-reference", action="store_true", help="kompot figures from the previous results")
     parser.add_argument("--reference-only", action="store_true", help="kompot alone -> da_accuracy_kompot.json")
-    parser.add_argument("--reference-from", type=Path, help="kompot figures from a --reference-only file (same hash)")
+    parser.add_argument(
+        "--reference-from",
+        type=Path,
+        action="append",
+        help="kompot figures from a results file with input hashes (same hash); repeatable",
+    )
+    parser.add_argument("--evidence", action="store_true", help="ours vs ours with ratio_ls='evidence'")
+    parser.add_argument("--evidence-prior-std", action="store_true", help="also search 0.5-2 x the prior std")
     parser.add_argument(
         "--held-out", action="store_true", help="seeds 3 and 4 at 2,000 cells -> da_accuracy_heldout.json"
     )
@@ -95,14 +110,18 @@ def main(argv: list[str] | None = None) -> int:
     from cellflux._keys import TruthKey
 
     name = "da_accuracy_kompot.json" if args.reference_only else "da_accuracy.json"
+    if args.evidence:
+        name = "da_accuracy_evidence.json"
     if args.held_out:
         name = name.replace(".json", "_heldout.json")
     elif args.seeds:
         name = name.replace(".json", "_seeds.json")
     out = HERE / "results" / name
     hashed = {}
-    if args.reference_from is not None:
-        hashed = {r["input_sha1"]: r for r in json.loads(args.reference_from.read_text())}
+    for ref in args.reference_from or []:
+        for r in json.loads(ref.read_text()):
+            if "kompot" in r and r.get("kompot_source", "this run") == "this run" and "input_sha1" in r:
+                hashed.setdefault(r["input_sha1"], r)
     previous = {}
     if args.reuse_reference and out.exists():
         for old in json.loads(out.read_text()):
@@ -123,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
             sha1 = input_sha1(x, m1, m2)
             row = {"n_cells": n_cells, "seed": seed, "representation": name, "input_sha1": sha1}
             tools = [] if args.reference_only else ["ours"] if args.seeds else ["ours", "ours_density", "ours_samples"]
+            if args.evidence:
+                tools = ["ours", "ours_evidence"] + (["ours_evidence_std"] if args.evidence_prior_std else [])
             if args.reference_only:
                 tools.append("kompot")
                 row["kompot_source"] = "this run"
@@ -139,7 +160,24 @@ def main(argv: list[str] | None = None) -> int:
                 row["kompot_source"] = "this run"
             for tool in tools:
                 t0 = time.perf_counter()
-                if tool == "ours_samples":
+                if tool.startswith("ours_evidence"):
+                    from cellflux_gp_differential import DifferentialAbundance
+
+                    std_factors = (0.5, 1.0, 2.0) if tool == "ours_evidence_std" else (1.0,)
+                    model = DifferentialAbundance(
+                        random_state=0, ratio_ls="evidence", ratio_prior_std_factors=std_factors
+                    ).fit(x[m1], x[m2])
+                    r = model.predict(x, progress=False)
+                    sel = model.ratio_evidence
+                    base = sel.ls[0] / model.ratio_ls_factors[0]
+                    row[f"{tool}_choice"] = {
+                        "ls_factor": round(model.ratio_ls / base, 4),
+                        "prior_std": round(model.ratio_prior_std, 5),
+                        "grid_ls_factors": [round(v, 4) for v in sel.ls / base],
+                        "grid_prior_std": [round(v, 5) for v in sel.scales],
+                        "log_evidence": np.round(sel.log_evidence, 3).tolist(),
+                    }
+                elif tool == "ours_samples":
                     from cellflux_gp_differential import DifferentialAbundance
 
                     r = (
