@@ -35,6 +35,17 @@ carry input hashes), into ``results/da_accuracy_evidence[_heldout|_seeds].json``
 chosen factor and the log evidence of every grid point. ``--evidence-prior-std`` also searches 0.5, 1 and
 2 times the default prior std (``ours_evidence_std``).
 
+Findings of ``--evidence`` (2026-11-22, all 34 settings; the evidence rule has no tuned knob besides its
+grid, so every seed is an evaluation of it): the evidence chooses 2x (51 of 68 choices over
+the three files, with and without the prior-std search) or 4x, never the 8-32x that the trunk's sampling noise
+on seed 1 wants, and its choice anti-correlates with the AUROC over the grid on most settings
+(``results/da_evidence_grid.json``). Mean AUROC fixed / evidence / evidence+prior std: 0.9441 / 0.9411 /
+0.9384 (ten settings), 0.9642 / 0.9548 / 0.9522 (held-out), 0.9478 / 0.9419 / 0.9377 (seeds 5-14);
+below kompot 2 / 2 / 2, 1 / 2 / 2 and 5 / 6 / 5. So it stays an option, not the default: the labels
+carry genuine short-range structure (cells displaced by the planted expression change, the branch
+point) that type-II maximum likelihood fits, while the ranking of the planted lineage-wide depletion
+wants a smoother fit.
+
 The ratio estimator's defaults: length scale factor 4 (chosen on the 2,000-cell seeds 0/1 in 0.2); prior
 std 0.1 at 2,000 cells scaled by ``sqrt(2000 / n)``, chosen from a sweep of length-scale factors
 1-128 x prior std 0.05-1 over all ten settings here and 20,000 cells of seed 0 (so these rows are no
