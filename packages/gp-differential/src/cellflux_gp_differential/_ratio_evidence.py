@@ -15,8 +15,8 @@ returned as fitted (no refit).
 
 Measured on the simulator (``benchmarks/da_accuracy.py --evidence``): the evidence chooses 2-4 times the
 density length scale and ranks the planted depletion slightly worse than the fixed factor 4 on average
-(it fits short-range label structure, e.g. cells displaced by differential expression, that is real
-but not the planted abundance change), so it is an option (``ratio_ls="evidence"``), not the default.
+(the smoother fits that rank it best explain almost nothing of the labels: their evidence is within a
+few nats of the model without any ratio), so it is an option (``ratio_ls="evidence"``), not the default.
 """
 
 from __future__ import annotations
