@@ -139,7 +139,9 @@ class DifferentialAbundance:
         ``ratio_ls_factors`` times that length scale (and ``ratio_prior_std_factors`` times the prior
         standard deviation); see :mod:`~cellflux_gp_differential._ratio_evidence`. It costs one fit of
         the log ratio per grid point. ``ls`` or ``ls_factor`` given to :meth:`fit` set the ratio's length
-        scale only with ``"fixed"``.
+        scale only with ``"fixed"``. On the simulator the evidence picks 2-4 times the density length
+        scale and ranks the planted depletion slightly worse than ``"fixed"`` on average (mean AUROC
+        0.943 vs 0.949 over 17 seeds x 2 representations), hence not the default.
     ratio_ls_factors
         ``ratio_ls="evidence"``: the length-scale grid, in multiples of the density length scale
         (default 1, 2, 4, 8, 16, 32).
