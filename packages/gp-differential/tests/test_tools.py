@@ -29,6 +29,20 @@ def test_differential_abundance_writes_engine_results(prepared, arrays, tmp_path
     np.testing.assert_allclose(back.uns["gp_da"]["landmarks"], prepared.uns["gp_da"]["landmarks"])
 
 
+def test_differential_abundance_evidence_length_scale(prepared, arrays):
+    """``ratio_ls="evidence"``: the same fit as the engine's, the chosen length scale recorded in ``uns``."""
+    names = arrays["names"]
+    cf.tl.differential_abundance(prepared, conditions=names, ratio_ls="evidence", **KW)
+    x, m1, m2 = arrays["x"], arrays["m1"], arrays["m2"]
+    model = DifferentialAbundance(n_landmarks=100, random_state=0, ratio_ls="evidence").fit(x[m1], x[m2])
+    engine = model.predict(x, progress=False)
+    np.testing.assert_allclose(prepared.obs["gp_da_log_fold_change"], engine["log_fold_change"])
+    params = prepared.uns["gp_da"]["params"]
+    assert params["ratio_ls_rule"] == "evidence"
+    assert params["ratio_ls"] == pytest.approx(model.ratio_ls)
+    assert np.any(np.isclose(model.ratio_ls, model.ratio_evidence.ls))
+
+
 def test_differential_expression_fields_and_fdr(prepared, arrays):
     names = arrays["names"]
     genes = list(prepared.var_names[:40])
@@ -133,6 +147,7 @@ def test_gp_smooth_fits_one_condition(prepared, arrays):
             ValueError,
         ),
         (lambda a, n: cf.tl.differential_abundance(a, conditions=n, obsm_key="X_nan", **KW), "NaN or inf", ValueError),
+        (lambda a, n: cf.tl.differential_abundance(a, conditions=n, ratio_ls="ml", **KW), "ratio_ls", ValueError),
         (
             lambda a, n: cf.tl.differential_abundance(a, conditions=n, groupby="tiny", n_landmarks=5),
             "at least 10",

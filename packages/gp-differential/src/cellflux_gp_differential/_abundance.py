@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ from ._params import (
     prior_mean,
 )
 from ._ratio import fit_log_ratio
+from ._ratio_evidence import DEFAULT_EVIDENCE_LS_FACTORS, check_grid, select_ratio_length_scale
 from ._ratio_samples import fit_sample_ratio_variance
 from ._sample_variance import SampleVarianceEstimator
 from ._validate import check_cells, check_groups, check_landmarks, check_n_landmarks
@@ -27,6 +29,7 @@ __all__ = [
     "DEFAULT_LFC_THRESHOLD",
     "DEFAULT_N_LANDMARKS",
     "METHODS",
+    "RATIO_LS_RULES",
     "DifferentialAbundance",
     "default_ratio_prior_std",
     "direction_calls",
@@ -43,6 +46,9 @@ DEFAULT_N_NEIGHBORS = 1
 METHODS = ("ratio", "density")
 #: Length scale of the ratio estimator: this many times ``default_length_scale`` of the pooled cells.
 RATIO_LS_FACTOR = 4.0
+#: Rules for the ratio estimator's length scale: the fixed :data:`RATIO_LS_FACTOR` or type-II maximum
+#: likelihood (the Laplace evidence) over a grid of factors (:mod:`._ratio_evidence`).
+RATIO_LS_RULES = ("fixed", "evidence")
 #: Prior standard deviation of the log fold change in the ratio estimator at :data:`RATIO_REFERENCE_CELLS`.
 RATIO_PRIOR_STD = 0.1
 #: Cells at which the ratio estimator's default prior standard deviation is :data:`RATIO_PRIOR_STD`.
@@ -126,6 +132,22 @@ class DifferentialAbundance:
         ``None`` (default): 0.1 at 2,000 cells, scaled by ``sqrt(2000 / cells)`` (see
         :func:`~cellflux_gp_differential._abundance.default_ratio_prior_std`), so that the estimator
         smooths alike at any number of cells.
+    ratio_ls
+        ``method="ratio"``: how its length scale is chosen. ``"fixed"`` (default):
+        :data:`RATIO_LS_FACTOR` times the density length scale of the pooled cells. ``"evidence"``: per
+        data set, by the largest Laplace evidence (type-II maximum likelihood) of the log ratio over
+        ``ratio_ls_factors`` times that length scale (and ``ratio_prior_std_factors`` times the prior
+        standard deviation); see :mod:`~cellflux_gp_differential._ratio_evidence`. It costs one fit of
+        the log ratio per grid point. ``ls`` or ``ls_factor`` given to :meth:`fit` set the ratio's length
+        scale only with ``"fixed"``. On the simulator the evidence picks 2-4 times the density length
+        scale and ranks the planted depletion slightly worse than ``"fixed"`` on average (mean AUROC
+        0.943 vs 0.949 over 17 seeds x 2 representations), hence not the default.
+    ratio_ls_factors
+        ``ratio_ls="evidence"``: the length-scale grid, in multiples of the density length scale
+        (default 1, 2, 4, 8, 16, 32).
+    ratio_prior_std_factors
+        ``ratio_ls="evidence"``: multiples of ``prior_std`` (or its default) searched as well (default
+        ``(1,)``: the prior standard deviation is not searched).
 
     Attributes
     ----------
@@ -136,6 +158,9 @@ class DifferentialAbundance:
         The fitted landmarks, length scale and intrinsic dimensions.
     ratio_ls, ratio_prior_std
         ``method="ratio"``: the length scale and prior standard deviation of the fitted log ratio.
+    ratio_evidence
+        ``ratio_ls="evidence"``: the :class:`~cellflux_gp_differential._ratio_evidence.EvidenceSelection`
+        (grid and log evidence of every fit); ``None`` otherwise.
     """
 
     def __init__(
@@ -155,9 +180,16 @@ class DifferentialAbundance:
         *,
         method: str = "ratio",
         prior_std: float | None = None,
+        ratio_ls: str = "fixed",
+        ratio_ls_factors: Sequence[float] = DEFAULT_EVIDENCE_LS_FACTORS,
+        ratio_prior_std_factors: Sequence[float] = (1.0,),
     ) -> None:
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
+        if not isinstance(ratio_ls, str) or ratio_ls not in RATIO_LS_RULES:
+            raise ValueError(f"ratio_ls must be one of {RATIO_LS_RULES}, got {ratio_ls!r}.")
+        self.ratio_ls_factors = check_grid(ratio_ls_factors, "ratio_ls_factors")
+        self.ratio_prior_std_factors = check_grid(ratio_prior_std_factors, "ratio_prior_std_factors")
         if prior_std is not None and not prior_std > 0:
             raise ValueError(f"prior_std must be positive, got {prior_std}.")
         if not 0 < ptp_threshold < 1:
@@ -185,6 +217,8 @@ class DifferentialAbundance:
         self.batch_size = batch_size
         self.method = method
         self.prior_std = prior_std
+        self.ratio_ls_rule = ratio_ls
+        self.ratio_evidence = None
         self.ratio_predictor = None
         self.ratio_ls: float | None = None
         self.ratio_prior_std: float | None = None
@@ -323,25 +357,7 @@ class DifferentialAbundance:
             self.density_predictor2 = fit_density(x2, self.landmarks, ls=ls2, d=self.d2, mu=self.mu2, nn=nn2, **common)
 
         if self.method == "ratio":
-            if "ls" in density_kwargs:
-                self.ratio_ls = float(density_kwargs["ls"])
-            elif ls_factor is not None:
-                self.ratio_ls = mellon_length_scale(nn_distances(pooled)) * ls_factor
-            else:
-                self.ratio_ls = RATIO_LS_FACTOR * (pooled_ls or default_length_scale(pooled))
-            self.ratio_prior_std = (
-                self.prior_std if self.prior_std is not None else default_ratio_prior_std(pooled.shape[0])
-            )
-            self.ratio_predictor = fit_log_ratio(
-                x1,
-                x2,
-                self.landmarks,
-                ls=self.ratio_ls,
-                scale=self.ratio_prior_std,
-                jitter=jitter,
-                batch_size=self.batch_size,
-                max_iter=max_iter,
-            )
+            self._fit_ratio(x1, x2, pooled, pooled_ls, ls_factor, density_kwargs, jitter, max_iter)
 
         if self.use_sample_variance and have_samples:
             self._fit_sample_variance(
@@ -354,6 +370,40 @@ class DifferentialAbundance:
                 allow_single_condition_variance,
             )
         return self
+
+    def _fit_ratio(self, x1, x2, pooled, pooled_ls, ls_factor, density_kwargs, jitter, max_iter) -> None:
+        prior_std = self.prior_std if self.prior_std is not None else default_ratio_prior_std(pooled.shape[0])
+        common = {"jitter": jitter, "batch_size": self.batch_size, "max_iter": max_iter}
+        self.ratio_evidence = None
+        if self.ratio_ls_rule == "evidence":
+            base = pooled_ls or default_length_scale(pooled)
+            self.ratio_evidence = select_ratio_length_scale(
+                x1,
+                x2,
+                self.landmarks,
+                ls=self.ratio_ls_factors * base,
+                scales=self.ratio_prior_std_factors * prior_std,
+                **common,
+            )
+            self.ratio_predictor = self.ratio_evidence.predictor
+            self.ratio_ls, self.ratio_prior_std = self.ratio_predictor.ls, self.ratio_predictor.scale
+            logger.info(
+                "Ratio length scale by evidence: %.4g (%.3g x the density length scale), prior std %.3g",
+                self.ratio_ls,
+                self.ratio_ls / base,
+                self.ratio_prior_std,
+            )
+            return
+        if "ls" in density_kwargs:
+            self.ratio_ls = float(density_kwargs["ls"])
+        elif ls_factor is not None:
+            self.ratio_ls = mellon_length_scale(nn_distances(pooled)) * ls_factor
+        else:
+            self.ratio_ls = RATIO_LS_FACTOR * (pooled_ls or default_length_scale(pooled))
+        self.ratio_prior_std = prior_std
+        self.ratio_predictor = fit_log_ratio(
+            x1, x2, self.landmarks, ls=self.ratio_ls, scale=self.ratio_prior_std, **common
+        )
 
     def _fit_sample_variance(self, xs, indices, ls, ds, sample_ls, jitter, allow_single) -> None:
         fitted = []
