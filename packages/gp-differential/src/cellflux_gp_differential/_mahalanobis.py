@@ -28,7 +28,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ._jax import jax, jnp
-from ._regression import _lower_inverse, _lower_times, _symmetric_from_upper
+from ._regression import _lower_inverse, _lower_times, _symmetric_from_upper, upper_cholesky_in_place
 
 __all__ = ["gene_batch_for_budget", "mahalanobis", "mahalanobis_memory"]
 
@@ -95,18 +95,6 @@ def _exact(C, Linv, W2, diff, dvar, factors, tol):
 
     _, x, *_ = jax.lax.while_loop(cond, body, (0, x, r, z, p, rz))
     return jnp.sum(diff * x, axis=0)
-
-
-def _upper_cholesky(cov: np.ndarray, eps: float, *, overwrite: bool = False) -> np.ndarray:
-    """Upper Cholesky factor ``U`` (column-major) of ``cov + eps I`` from the upper triangle of ``cov``."""
-    from scipy.linalg.lapack import dpotrf
-
-    C = cov if overwrite and cov.flags.f_contiguous else np.array(cov, order="F")
-    C.flat[:: C.shape[0] + 1] += eps
-    U, info = dpotrf(C, lower=0, clean=1, overwrite_a=1)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"The covariance is not positive definite (LAPACK info {info}).")
-    return U
 
 
 def _upper_transpose_solve(U: np.ndarray, d: np.ndarray) -> np.ndarray:
@@ -194,7 +182,9 @@ def mahalanobis(
     starts = range(0, n_genes, size)
     if factors is None:
         # no per-gene factors: BLAS triangular products of the whole batch, no padding, no JAX
-        U = _upper_cholesky(cov, eps, overwrite=overwrite_cov)  # C = U^T U, z = U^{-T} d
+        # C = U^T U, z = U^{-T} d; factorised in place when the caller lets us
+        C = cov if overwrite_cov and cov.flags.f_contiguous else np.array(cov, order="F")
+        U = upper_cholesky_in_place(C, eps, "The covariance's Cholesky factorisation")
         Linv = _lower_inverse(np.ascontiguousarray(U.T)) if diag_variance is not None else None
         W2 = Linv * Linv if Linv is not None else None
         for start in tqdm(starts, disable=not progress or len(starts) < 2, desc="Mahalanobis"):

@@ -453,20 +453,36 @@ def fit_regression(
     return predictor
 
 
+def upper_cholesky_in_place(C: np.ndarray, diagonal: float, what: str = "Cholesky factorisation") -> np.ndarray:
+    """Upper Cholesky factor ``U`` (``U^T U = C + diagonal I``) of a column-major ``C``, in place (LAPACK).
+
+    Only the upper triangle of ``C`` is read (``syrk`` fills no more); ``C`` is overwritten with ``U``
+    (strictly lower part zeroed). ``what`` names the matrix in the error raised when it is not positive
+    definite.
+    """
+    from scipy.linalg.lapack import dpotrf
+
+    if not C.flags.f_contiguous:
+        raise ValueError("C must be column-major (Fortran order).")
+    C.flat[:: C.shape[0] + 1] += diagonal
+    U, info = dpotrf(C, lower=0, clean=1, overwrite_a=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"{what} failed: not positive definite (LAPACK info {info}).")
+    return U
+
+
 def _inverse_cholesky_of_b(AAt: np.ndarray, sigma2: float) -> np.ndarray:
     """``L_B^{-1}`` for ``B = A A^T / sigma^2 + I`` from the upper triangle of ``A A^T`` (overwritten).
 
-    LAPACK in place on the column-major ``AAt``: ``B = U^T U`` (``potrf``), ``U^{-1}`` (``trtri``), and
-    ``L_B^{-1} = U^{-T}`` returned as a row-major view -- no copies of the ``m x m`` matrices.
+    LAPACK in place on the column-major ``AAt``: ``B = U^T U`` (:func:`upper_cholesky_in_place`),
+    ``U^{-1}`` (``trtri``), and ``L_B^{-1} = U^{-T}`` returned as a row-major view -- no copies of the
+    ``m x m`` matrices.
     """
-    from scipy.linalg.lapack import dpotrf, dtrtri
+    from scipy.linalg.lapack import dtrtri
 
     B = AAt if AAt.flags.f_contiguous else np.asfortranarray(AAt)
     B *= 1.0 / sigma2
-    B.flat[:: B.shape[0] + 1] += 1.0
-    U, info = dpotrf(B, lower=0, clean=1, overwrite_a=1)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"Cholesky factorisation failed (LAPACK info {info}).")
+    U = upper_cholesky_in_place(B, 1.0)
     Uinv, info = dtrtri(U, lower=0, overwrite_c=1)
     if info != 0:
         raise np.linalg.LinAlgError(f"Triangular inverse failed (LAPACK info {info}).")
