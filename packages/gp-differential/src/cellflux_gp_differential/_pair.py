@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _blas
 from ._jax import as_f64, matern52
 from ._regression import (
     RegressionPredictor,
@@ -102,7 +103,7 @@ def evaluate_pair(
     single = C[0].dtype == np.float32
     low = a.astype(np.float32) if single else a
     for block, target in zip(C, out, strict=True):
-        np.matmul(low.T, block, out=target)
+        _blas.matmul(low.T, block, out=target)
     if single:
         return posterior_variance(a, p1.LBinv_single, True, low), posterior_variance(a, p2.LBinv_single, True, low)
     return posterior_variance(a, p1.LBinv, False), posterior_variance(a, p2.LBinv, False)
@@ -152,7 +153,7 @@ def difference_pair(
     """
     a = whiten(p1.design, as_f64(x)) if a is None else a
     g = p1.coef.shape[1]
-    diff = a.T @ (p2.coef - p1.coef)
+    diff = _blas.matmul(a.T, p2.coef - p1.coef)
     if not obs_variance:
         return diff, None, None
     obs = times_genes(a, np.hstack([p1.variance_coef, p2.variance_coef]), p1.single, transpose=True)

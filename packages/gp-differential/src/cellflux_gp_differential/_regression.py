@@ -37,6 +37,7 @@ from functools import cached_property
 import numpy as np
 from scipy import sparse
 
+from . import _blas
 from ._batching import iter_batches, map_batches
 from ._jax import DEFAULT_JITTER, as_f64, cholesky_jitter, matern52
 
@@ -101,13 +102,16 @@ def whiten(design: Design, x: np.ndarray, mask: np.ndarray | None = None) -> np.
 def times_genes(a: np.ndarray, Y: np.ndarray, single: bool, *, transpose: bool = False) -> np.ndarray:
     """``a @ Y`` (``a^T @ Y`` with ``transpose``) in double precision, or in single when ``single``.
 
+    By SciPy's BLAS without the GIL (:mod:`._blas`), like every other product of the engine: NumPy's
+    ``matmul`` runs on a second OpenBLAS whose idle threads spin against SciPy's.
+
     ``a`` is a whitened cross-kernel (entries of columns of norm at most 1) and ``Y`` expression or
     coefficients, so single precision loses only about ``1e-7`` relative (see the module notes).
     """
     left = a.T if transpose else a
     if single:
-        return np.matmul(left.astype(np.float32), np.asarray(Y, dtype=np.float32), dtype=np.float32).astype(np.float64)
-    return left @ Y
+        return _blas.matmul(left, Y, dtype=np.float32).astype(np.float64)
+    return _blas.matmul(left, Y)
 
 
 def _solve_coefficients(LBinv: np.ndarray, AY: np.ndarray, sigma2: float, single: bool = False) -> np.ndarray:
@@ -124,12 +128,11 @@ def _solve_coefficients(LBinv: np.ndarray, AY: np.ndarray, sigma2: float, single
 
 def _lower_inverse(L: np.ndarray) -> np.ndarray:
     """Inverse of a lower-triangular ``L`` (LAPACK ``trtri``: a third of the flops of solving ``L X = I``)."""
-    from scipy.linalg.lapack import dtrtri
-
-    inv, info = dtrtri(np.asfortranarray(L), lower=1)
+    inv = np.array(np.tril(L), dtype=np.float64, order="F")
+    info = _blas.trtri(inv, lower=True)
     if info != 0:
         raise np.linalg.LinAlgError(f"Triangular inverse failed (LAPACK info {info}).")
-    return np.tril(inv)
+    return inv
 
 
 def _lower_times(
@@ -137,24 +140,25 @@ def _lower_times(
 ) -> np.ndarray:
     """``alpha T @ K`` (``alpha T^T @ K`` with ``transpose``) for a lower-triangular ``T`` by BLAS ``trmm``.
 
-    Half the flops of a dense product; single precision (``strmm``) when both operands are float32.
-    Row-major (C-ordered) operands are passed as their column-major transposes, so nothing is copied
-    into Fortran order on the way in; the result is C-ordered when ``K`` is. ``overwrite``: ``K`` is
-    a temporary of the caller's and may hold the result (no copy of it for BLAS).
+    Half the flops of a dense product; single precision (``strmm``) when both operands are float32;
+    without the GIL (:mod:`._blas`). Row-major (C-ordered) operands are passed as their column-major
+    transposes, so nothing is copied into Fortran order on the way in; the result is C-ordered when ``K``
+    is. ``overwrite``: ``K`` is a temporary of the caller's and may hold the result (no copy of it).
     """
-    from scipy.linalg.blas import dtrmm, strmm
-
-    trmm = strmm if T.dtype == np.float32 and K.dtype == np.float32 else dtrmm
-    t = int(transpose)
-    if T.flags.f_contiguous:
-        A, lower, trans = T, 1, 0
+    dtype = np.float32 if T.dtype == np.float32 and K.dtype == np.float32 else np.float64
+    t = bool(transpose)
+    if T.flags.f_contiguous and T.dtype == dtype:
+        A, lower, trans = T, True, False
     else:  # T.T is column-major and upper triangular
-        A, lower, trans = np.ascontiguousarray(T).T, 0, 1
-    ow = int(overwrite and K.flags.writeable)
+        A, lower, trans = np.ascontiguousarray(T, dtype=dtype).T, False, True
+    in_place = overwrite and K.dtype == dtype and K.flags.writeable
     if K.flags.f_contiguous:
-        return trmm(alpha, A, K, lower=lower, trans_a=trans ^ t, overwrite_b=ow)
+        B = K if in_place else np.array(K, dtype=dtype, order="F")
+        return _blas.trmm(A, B, alpha=alpha, lower=lower, trans=trans ^ t)
     # (op(T) K)^T = K^T op(T)^T: multiply the column-major K^T from the right
-    return trmm(alpha, A, np.ascontiguousarray(K).T, side=1, lower=lower, trans_a=trans ^ (1 - t), overwrite_b=ow).T
+    rows = np.ascontiguousarray(K, dtype=dtype)  # K itself when already C-ordered, else a copy of ours
+    B = rows.T if rows is not K or in_place else np.array(rows.T, order="F")
+    return _blas.trmm(A, B, alpha=alpha, lower=lower, trans=not (trans ^ t), right=True).T
 
 
 def _symmetric_from_upper(upper: np.ndarray) -> np.ndarray:
@@ -168,19 +172,20 @@ def _gram_upper(
 ) -> np.ndarray:
     """Upper triangle of ``alpha a a^T`` (``alpha a^T a`` with ``transpose``) by ``syrk``, without copies.
 
-    ``out``: a column-major matrix the product is added to, in place (returned).
+    ``out``: a column-major matrix the product is added to, in place (returned); otherwise a new
+    column-major matrix whose strictly lower triangle is zero.
     """
-    from scipy.linalg.blas import dsyrk
-
+    a = np.asarray(a, dtype=np.float64)
     if a.flags.f_contiguous:
-        operand, trans = a, int(transpose)
+        operand, trans = a, bool(transpose)
     else:
-        operand, trans = np.ascontiguousarray(a).T, int(not transpose)
+        operand, trans = np.ascontiguousarray(a).T, not transpose
+    size = a.shape[1] if transpose else a.shape[0]
     if out is None:
-        return dsyrk(alpha, operand, trans=trans)
+        return _blas.syrk(operand, np.zeros((size, size), order="F"), alpha=alpha, trans=trans)
     if not out.flags.f_contiguous:
         raise ValueError("out must be column-major (Fortran order).")
-    return dsyrk(alpha, operand, beta=1.0, c=out, trans=trans, overwrite_c=1)
+    return _blas.syrk(operand, out, alpha=alpha, beta=1.0, trans=trans)
 
 
 def _column_sq(a: np.ndarray) -> np.ndarray:
@@ -206,8 +211,11 @@ def posterior_variance(
 
 
 def _dense_rows(y, start: int, stop: int, size: int) -> np.ndarray:
+    """Rows ``start:stop`` of ``y`` as a dense float64 array padded with zero rows to ``size`` (read only)."""
     block = y[start:stop]
-    block = block.toarray() if sparse.issparse(block) else np.asarray(block)
+    block = block.toarray() if sparse.issparse(block) else np.asarray(block, dtype=np.float64)
+    if size == stop - start:
+        return block  # a view of a dense y: nothing to pad, no copy
     out = np.zeros((size, block.shape[1]), dtype=np.float64)
     out[: stop - start] = block
     return out
@@ -460,15 +468,13 @@ def upper_cholesky_in_place(C: np.ndarray, diagonal: float, what: str = "Cholesk
     (strictly lower part zeroed). ``what`` names the matrix in the error raised when it is not positive
     definite.
     """
-    from scipy.linalg.lapack import dpotrf
-
     if not C.flags.f_contiguous:
         raise ValueError("C must be column-major (Fortran order).")
     C.flat[:: C.shape[0] + 1] += diagonal
-    U, info = dpotrf(C, lower=0, clean=1, overwrite_a=1)
+    info = _blas.potrf(C)
     if info != 0:
         raise np.linalg.LinAlgError(f"{what} failed: not positive definite (LAPACK info {info}).")
-    return U
+    return C
 
 
 def _inverse_cholesky_of_b(AAt: np.ndarray, sigma2: float) -> np.ndarray:
@@ -478,15 +484,13 @@ def _inverse_cholesky_of_b(AAt: np.ndarray, sigma2: float) -> np.ndarray:
     ``U^{-1}`` (``trtri``), and ``L_B^{-1} = U^{-T}`` returned as a row-major view -- no copies of the
     ``m x m`` matrices.
     """
-    from scipy.linalg.lapack import dtrtri
-
     B = AAt if AAt.flags.f_contiguous else np.asfortranarray(AAt)
     B *= 1.0 / sigma2
     U = upper_cholesky_in_place(B, 1.0)
-    Uinv, info = dtrtri(U, lower=0, overwrite_c=1)
+    info = _blas.trtri(U)
     if info != 0:
         raise np.linalg.LinAlgError(f"Triangular inverse failed (LAPACK info {info}).")
-    return Uinv.T  # the strictly lower part of U (hence of U^{-1}) is zero: clean=1
+    return U.T  # the strictly lower part of U (hence of U^{-1}) is zero: clean=1
 
 
 def smooth_with(predictor: RegressionPredictor, x: np.ndarray, r2: np.ndarray) -> np.ndarray:
