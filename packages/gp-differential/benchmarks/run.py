@@ -10,8 +10,8 @@ Measures
   Python process: imports, compilation and all); DE fit+predict with the same 1,000 landmarks and
   length scale, Mahalanobis over all genes (ours with ``distance="kompot"``: the same computation as
   kompot's; the default calibrated distance skips the empirical-variance term and costs the same or
-  less), without and with empirical variance, cold and warm (mean
-  of the second and third call), written to ``results/de_speed[_full].json`` and ``.csv``
+  less), without and with empirical variance, cold and warm (median
+  of calls 2 to 6 in one process), written to ``results/de_speed[_full].json`` and ``.csv``
   (``--de-speed-only`` runs only this part);
 * accuracy on the simulator with planted DA/DE: AUROC of the planted depleted cells (ranked by
   ``-z``) and of all planted DA cells (``|z|``), on 20 principal components and on 10 diffusion
@@ -153,8 +153,8 @@ def cold_de(tool: str, path: Path, empirical: bool) -> float:
 def de_speed(reps: dict, y: np.ndarray, m1: np.ndarray, m2: np.ndarray, tools: list[str], n_cells: int) -> list[dict]:
     """DE fit+predict with Mahalanobis over all genes, same 1,000 landmarks and length scale for both tools.
 
-    Cold: a fresh process (imports, compilation). Warm: the second and third call in this process (the
-    first compiles). Without (kompot's default) and with (ours) empirical variance.
+    Cold: a fresh process (imports, compilation). Warm: the median of calls 2 to 6 in this process (the
+    first compiles; one machine's noise is +-15% call to call, and the 2nd call is often the slowest). Without (kompot's default) and with (ours) empirical variance.
     """
     from cellflux_gp_differential._params import default_length_scale, landmarks_kmeans
 
@@ -167,7 +167,7 @@ def de_speed(reps: dict, y: np.ndarray, m1: np.ndarray, m2: np.ndarray, tools: l
         for empirical in (False, True):
             for tool in tools:
                 cold = cold_de(tool, path, empirical)
-                row = speed_row(cold, run_de, (tool, rep, y, m1, m2, landmarks, ls, empirical))
+                row = speed_row(cold, run_de, (tool, rep, y, m1, m2, landmarks, ls, empirical), n_warm=DE_WARM_RUNS)
                 row = {"representation": name, "empirical_variance": empirical, "tool": tool, **row}
                 rows.append(row)
                 print("DE speed", row, flush=True)
@@ -175,13 +175,20 @@ def de_speed(reps: dict, y: np.ndarray, m1: np.ndarray, m2: np.ndarray, tools: l
     return rows
 
 
-def speed_row(cold: float, func, args: tuple) -> dict:
-    """``cold`` with the warm time of ``func(*args)``: one call to compile, then the mean of two more."""
+#: Warm calls timed per DE setting and tool (their median is reported).
+DE_WARM_RUNS = 5
+
+
+def speed_row(cold: float, func, args: tuple, n_warm: int = 2) -> dict:
+    """``cold`` with the warm time of ``func(*args)``: one call to compile, then the median of ``n_warm`` more.
+
+    (The median of two is their mean, the protocol of the DA rows.)
+    """
     func(*args)  # compile in this process
-    warm = [timed(func, *args)[0] for _ in range(2)]
+    warm = [timed(func, *args)[0] for _ in range(n_warm)]
     return {
         "cold_s": round(cold, 2),
-        "warm_s": round(float(np.mean(warm)), 2),
+        "warm_s": round(float(np.median(warm)), 2),
         "warm_runs_s": [round(w, 2) for w in warm],
         "load_1min": round(os.getloadavg()[0], 2),
     }

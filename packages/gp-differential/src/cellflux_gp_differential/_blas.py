@@ -23,18 +23,18 @@ from functools import cache
 
 import numpy as np
 
-__all__ = ["gemm", "matmul", "potrf", "syrk", "trmm", "trtri"]
+__all__ = ["gemm", "matmul", "potrf", "syrk", "trmm", "trsm", "trtri"]
 
 _PTR = ctypes.c_void_p
 _PREFIX = {np.dtype(np.float64): ("d", ctypes.c_double), np.dtype(np.float32): ("s", ctypes.c_float)}
 #: Pointer arguments of each routine (all Fortran arguments are passed by reference).
-_N_ARGS = {"gemm": 13, "trmm": 11, "syrk": 10, "potrf": 5, "trtri": 6}
+_N_ARGS = {"gemm": 13, "trmm": 11, "trsm": 11, "syrk": 10, "potrf": 5, "trtri": 6}
 
 
 @cache
 def _routine(name: str):
     """The C entry point of SciPy's ``name`` (``"dtrmm"``, ``"dpotrf"``, ...) as a ctypes function."""
-    library = "blas" if name[1:] in ("gemm", "trmm", "syrk") else "lapack"
+    library = "blas" if name[1:] in ("gemm", "trmm", "trsm", "syrk") else "lapack"
     capsule = importlib.import_module(f"scipy.linalg.cython_{library}").__pyx_capi__[name]
     get_name = ctypes.PYFUNCTYPE(ctypes.c_char_p, ctypes.py_object)(("PyCapsule_GetName", ctypes.pythonapi))
     get_pointer = ctypes.PYFUNCTYPE(_PTR, ctypes.py_object, ctypes.c_char_p)(("PyCapsule_GetPointer", ctypes.pythonapi))
@@ -152,13 +152,9 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None, *, dtype
     return out
 
 
-def trmm(
-    T: np.ndarray, B: np.ndarray, *, alpha: float = 1.0, lower: bool = True, trans: bool = False, right: bool = False
+def _triangular(
+    routine: str, T: np.ndarray, B: np.ndarray, alpha: float, lower: bool, trans: bool, right: bool
 ) -> np.ndarray:
-    """``B := alpha op(T) B`` (``alpha B op(T)`` with ``right``) for a triangular ``T``, in place; returns ``B``.
-
-    ``op(T)`` is ``T`` or, with ``trans``, ``T^T``; ``lower`` says which triangle of ``T`` is read.
-    """
     prefix, scalar = _kind(B)
     _check(T, B.dtype, "T", square=True)
     _check(B, B.dtype, "B", write=True)
@@ -166,7 +162,7 @@ def trmm(
     if T.shape[0] != (n if right else m):
         raise ValueError(f"T {T.shape} and B {B.shape} do not conform.")
     if B.size:
-        _routine(prefix + "trmm")(
+        _routine(prefix + routine)(
             _char(right, "R", "L"),
             _char(lower, "L", "U"),
             _char(trans, "T", "N"),
@@ -180,6 +176,27 @@ def trmm(
             _int(max(1, m)),
         )
     return B
+
+
+def trmm(
+    T: np.ndarray, B: np.ndarray, *, alpha: float = 1.0, lower: bool = True, trans: bool = False, right: bool = False
+) -> np.ndarray:
+    """``B := alpha op(T) B`` (``alpha B op(T)`` with ``right``) for a triangular ``T``, in place; returns ``B``.
+
+    ``op(T)`` is ``T`` or, with ``trans``, ``T^T``; ``lower`` says which triangle of ``T`` is read.
+    """
+    return _triangular("trmm", T, B, alpha, lower, trans, right)
+
+
+def trsm(
+    T: np.ndarray, B: np.ndarray, *, alpha: float = 1.0, lower: bool = True, trans: bool = False, right: bool = False
+) -> np.ndarray:
+    """``B := alpha op(T)^{-1} B`` (``alpha B op(T)^{-1}`` with ``right``) for a triangular ``T``, in place.
+
+    Returns ``B``. ``op(T)`` and ``lower`` as in :func:`trmm`; a zero on the diagonal of ``T`` gives
+    infinities, as in BLAS.
+    """
+    return _triangular("trsm", T, B, alpha, lower, trans, right)
 
 
 def syrk(A: np.ndarray, C: np.ndarray, *, alpha: float = 1.0, beta: float = 0.0, trans: bool = False) -> np.ndarray:

@@ -16,9 +16,9 @@ from ._mahalanobis import gene_batch_for_budget, mahalanobis, mahalanobis_memory
 from ._outputs import OutputArrays, chunk_rows, pair_chunk_rows, store_on_disk
 from ._pair import covariance_pair, difference_pair, evaluate_pair, shared_design, stacked_coefficients
 from ._params import landmarks_kmeans
-from ._regression import check_precision, landmark_design, whiten
+from ._regression import _column_sq, check_precision, landmark_design, whiten
 from ._support import supported_distances
-from ._threads import resolve_n_jobs, thread_map
+from ._threads import resolve_n_jobs, stage_jobs, thread_map
 from ._validate import check_cells, check_expression, check_landmarks, check_n_landmarks
 
 __all__ = ["DifferentialExpression"]
@@ -297,12 +297,15 @@ class DifferentialExpression:
         design = landmark_design(landmarks, resolve_length_scale(pooled, ls, None), jitter)
         self.ls = design.ls
         use_samples = self.use_sample_variance
-        whitened = self._whiten_training(design, x1, x2)
+        keep = self._keep_whitened(design, x1, x2)
 
-        def fit_one(task: tuple) -> ExpressionModel:
-            i, x, y, idx, model, a = task
+        def fit_one(task: tuple) -> tuple[ExpressionModel, np.ndarray | None]:
+            i, x, y, idx, model = task
             if model is not None and model.predictor is not None:
-                return model
+                return model, None
+            # the condition's whitened cross-kernel, on this thread, kept for predict (else the fit whitens
+            # its cell batches itself)
+            a = whiten(design, x) if keep else None
             model = ExpressionModel(
                 n_landmarks=self.n_landmarks,
                 use_empirical_variance=self.use_empirical_variance,
@@ -312,7 +315,7 @@ class DifferentialExpression:
                 precision=self.precision,
             )
             try:
-                return model.fit(
+                model = model.fit(
                     x,
                     y,
                     sigma=sigma,
@@ -324,13 +327,18 @@ class DifferentialExpression:
                 )
             except ValueError as err:
                 raise ValueError(f"condition {i}: {err}") from err
+            if a is None:
+                return model, None
+            # kept for predict in the products' precision, with the squared norms (the variances'
+            # 1 - |a|^2 term) in double precision: what predict would have computed from it
+            return model, (np.asarray(a, dtype=np.float32 if model.predictor.single else np.float64), _column_sq(a))
 
         tasks = [
-            (1, x1, y1, condition1_sample_indices, self.model1, whitened[0]),
-            (2, x2, y2, condition2_sample_indices, self.model2, whitened[1]),
+            (1, x1, y1, condition1_sample_indices, self.model1),
+            (2, x2, y2, condition2_sample_indices, self.model2),
         ]
-        models = thread_map(fit_one, tasks, resolve_n_jobs(self.n_jobs))
-        self.model1, self.model2 = models
+        (self.model1, a1), (self.model2, a2) = thread_map(fit_one, tasks, resolve_n_jobs(self.n_jobs))
+        self._training_whitened = (x1, x2, a1, a2) if keep else None
         self._support_cells = (x1, x2)
         if use_samples and have_samples and allow_single_condition_variance:
             m1, m2 = self.model1, self.model2
@@ -349,8 +357,8 @@ class DifferentialExpression:
         state["_training_whitened"] = None  # a cache (up to WHITENED_CACHE_BYTES), not model state
         return state
 
-    def _whiten_training(self, design, x1: np.ndarray, x2: np.ndarray) -> tuple:
-        """Both conditions' whitened cross-kernels, computed once for the fit and kept for :meth:`predict`.
+    def _keep_whitened(self, design, x1: np.ndarray, x2: np.ndarray) -> bool:
+        """Whether the fit whitens both conditions' training cells whole and keeps them for :meth:`predict`.
 
         Kept (``self._training_whitened``) only when both models are fitted here and the two take at most
         :data:`WHITENED_CACHE_BYTES`, and only until the next :meth:`predict` (which releases it): predicting
@@ -360,11 +368,7 @@ class DifferentialExpression:
         self._training_whitened = None
         m = design.landmarks.shape[0]
         ours = all(model is None or model.predictor is None for model in (self.model1, self.model2))
-        if not ours or (x1.shape[0] + x2.shape[0]) * m * 8 > WHITENED_CACHE_BYTES:
-            return None, None
-        a1, a2 = whiten(design, x1), whiten(design, x2)
-        self._training_whitened = (x1, x2, a1, a2)
-        return a1, a2
+        return ours and (x1.shape[0] + x2.shape[0]) * m * 8 <= WHITENED_CACHE_BYTES
 
     def _training_columns(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """For points that are all training cells: which condition (0/1) and column each is; else ``None``."""
@@ -385,19 +389,23 @@ class DifferentialExpression:
         table = np.asarray(found, dtype=np.int64).reshape(-1, 2)
         return table[:, 0], table[:, 1]
 
-    def _gather_whitened(self, which: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """The cached whitened columns of the training cells ``cols`` of conditions ``which``, ``(m, k)``.
+    def _gather_whitened(self, which: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The cached whitened columns ``(m, k)`` of the training cells ``cols`` of conditions ``which``.
+
+        Returned with their squared norms ``(k,)``; the columns are in the products' precision (float32
+        with ``precision="mixed"``), the norms in double precision.
 
         The cached arrays are column-major (see :func:`~._regression.whiten`): gathering columns is
         gathering contiguous rows of their transposes.
         """
-        a1, a2 = self._training_whitened[2:]
-        out = np.empty((len(cols), a1.shape[0]))
-        for c, a in ((0, a1), (1, a2)):
-            sel = which == c
-            if sel.any():
-                out[sel] = a.T[cols[sel]]
-        return out.T
+        (a1, sq1), (a2, sq2) = self._training_whitened[2:]
+        out, norms = np.empty((len(cols), a1.shape[0]), dtype=a1.dtype), np.empty(len(cols))
+        for c, a, sq in ((0, a1, sq1), (1, a2, sq2)):
+            rows = np.flatnonzero(which == c)
+            if rows.size:
+                out[rows] = np.take(a.T, cols[rows], axis=0)
+                norms[rows] = sq[cols[rows]]
+        return out.T, norms
 
     def _require(self) -> None:
         if self.model1 is None or self.model1.predictor is None or self.model2 is None or self.model2.predictor is None:
@@ -543,13 +551,13 @@ class DifferentialExpression:
 
         def fill(bounds: tuple[int, int]) -> np.ndarray:
             start, stop = bounds
-            cached = None if lookup is None else self._gather_whitened(lookup[0][start:stop], lookup[1][start:stop])
+            cached, norms = (None, None) if lookup is None else self._gather_whitened(*(t[start:stop] for t in lookup))
             s1, s2, fc = s1_all[start:stop], s2_all[start:stop], fc_all[start:stop]
             sd1, sd2, z = sd1_all[start:stop], sd2_all[start:stop], z_all[start:stop]
             # the observation variances land in the standard deviations' rows, which they become part of
             targets = [s1, s2, sd1, sd2] if obs_variance else [s1, s2]
             xb = pad_rows(X[start:stop], size) if cached is None else None
-            var1, var2 = evaluate_pair(p1, p2, C, xb, targets, a=cached)
+            var1, var2 = evaluate_pair(p1, p2, C, xb, targets, a=cached, a_sq=norms)
             np.subtract(s2, s1, out=fc)
             if not (obs_variance or m1.has_sample_variance or m2.has_sample_variance):
                 # variances are per cell: form them on (k,) vectors, then one pass per output
@@ -728,10 +736,13 @@ class DifferentialExpression:
             and m2.has_empirical_variance
         )
         diag_var = None
+        n_jobs = stage_jobs(resolve_n_jobs(self.n_jobs))
         if pair is not None:
             a = whiten(m1.predictor.design, points)  # shared by the covariance and the differences
-            cov = covariance_pair(m1.predictor, m2.predictor, points, a, upper=True)
-            diff, o1, o2 = difference_pair(m1.predictor, m2.predictor, points, obs_variance=pair and use_diag, a=a)
+            cov = covariance_pair(m1.predictor, m2.predictor, points, a, upper=True, n_jobs=n_jobs)
+            diff, o1, o2 = difference_pair(
+                m1.predictor, m2.predictor, points, obs_variance=pair and use_diag, a=a, n_jobs=n_jobs
+            )
             if pair and use_diag:
                 diag_var = np.maximum(o1, self.eps) + np.maximum(o2, self.eps)
         else:
@@ -784,6 +795,7 @@ class DifferentialExpression:
             progress=progress,
             upper=pair is not None,
             overwrite_cov=pair is not None,
+            n_jobs=n_jobs,
         )
         self.mahalanobis_distances = distances
         return distances

@@ -27,8 +27,10 @@ from collections.abc import Callable
 import numpy as np
 from tqdm.auto import tqdm
 
+from . import _blas
 from ._jax import jax, jnp
 from ._regression import _lower_inverse, _lower_times, _symmetric_from_upper, upper_cholesky_in_place
+from ._threads import thread_map
 
 __all__ = ["gene_batch_for_budget", "mahalanobis", "mahalanobis_memory"]
 
@@ -98,14 +100,12 @@ def _exact(C, Linv, W2, diff, dvar, factors, tol):
 
 
 def _upper_transpose_solve(U: np.ndarray, d: np.ndarray) -> np.ndarray:
-    """``U^{-T} d`` for a column-major upper-triangular ``U`` by BLAS ``trsm``, without copying ``d``."""
-    from scipy.linalg.blas import dtrsm
-
+    """``U^{-T} d`` for a column-major upper-triangular ``U`` by BLAS ``trsm`` (without the GIL), on a copy of ``d``."""
     d = np.asarray(d, dtype=np.float64)
-    if d.flags.f_contiguous:
-        return dtrsm(1.0, U, d, lower=0, trans_a=1)
-    # row-major d: z^T = d^T U^{-1}, a right-sided solve on the column-major d^T
-    return dtrsm(1.0, U, np.ascontiguousarray(d).T, side=1, lower=0, trans_a=0).T
+    if d.flags.c_contiguous and not d.flags.f_contiguous:
+        # row-major d: z^T = d^T U^{-1}, a right-sided solve on the column-major d^T
+        return _blas.trsm(U, np.array(d.T, order="F"), lower=False, right=True).T
+    return _blas.trsm(U, np.array(d, order="F"), lower=False, trans=True)
 
 
 def mahalanobis_memory(n_points: int, n_genes: int, n_factors: int, gene_batch: int) -> int:
@@ -148,6 +148,7 @@ def mahalanobis(
     progress: bool = False,
     upper: bool = False,
     overwrite_cov: bool = False,
+    n_jobs: int = 1,
 ) -> np.ndarray:
     """Mahalanobis distance of every column of ``diff`` under ``cov`` (+ per-gene terms).
 
@@ -171,6 +172,9 @@ def mahalanobis(
         Only the upper triangle of ``cov`` is filled (it is what the factorisation reads).
     overwrite_cov
         ``cov`` may be overwritten (factorised in place when column-major).
+    n_jobs
+        Threads over the gene batches (without ``factors``); each batch is at most ``gene_batch /
+        n_jobs`` genes, so the memory of the batches in flight stays that of one ``gene_batch``.
 
     Returns
     -------
@@ -187,7 +191,11 @@ def mahalanobis(
         U = upper_cholesky_in_place(C, eps, "The covariance's Cholesky factorisation")
         Linv = _lower_inverse(np.ascontiguousarray(U.T)) if diag_variance is not None else None
         W2 = Linv * Linv if Linv is not None else None
-        for start in tqdm(starts, disable=not progress or len(starts) < 2, desc="Mahalanobis"):
+        if n_jobs > 1:
+            size = max(1, min(size // n_jobs, -(-n_genes // n_jobs)))
+        bar = tqdm(total=n_genes, disable=not progress or n_genes <= size, desc="Mahalanobis")
+
+        def batch(start: int) -> None:
             stop = min(start + size, n_genes)
             z = _upper_transpose_solve(U, diff[:, start:stop])
             if W2 is None:
@@ -195,6 +203,10 @@ def mahalanobis(
             else:
                 d2 = np.einsum("ij,ij->j", z, z / (1.0 + _lower_times(W2, diag_variance[:, start:stop])))
             out[start:stop] = np.sqrt(np.maximum(d2, 0.0))
+            bar.update(stop - start)
+
+        thread_map(batch, range(0, n_genes, size), n_jobs)
+        bar.close()
         return out
     C = (_symmetric_from_upper(cov) if upper else cov) + eps * np.eye(m)
     L = np.linalg.cholesky(C)

@@ -24,9 +24,11 @@ from typing import Any
 import numpy as np
 
 from . import _blas
+from ._batching import iter_batches
 from ._jax import as_f64, matern52
 from ._regression import (
     RegressionPredictor,
+    _column_sq,
     _gram_upper,
     _lower_times,
     _symmetric_from_upper,
@@ -34,6 +36,7 @@ from ._regression import (
     times_genes,
     whiten,
 )
+from ._threads import thread_map
 
 __all__ = ["shared_design", "stacked_coefficients", "evaluate_pair", "covariance_pair", "difference_pair"]
 
@@ -76,6 +79,7 @@ def evaluate_pair(
     xb: np.ndarray | None,
     out: list[np.ndarray],
     a: np.ndarray | None = None,
+    a_sq: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Both conditions at the points ``xb``: ``a^T C[j]`` written into ``out[j]``, and both posterior variances.
 
@@ -92,7 +96,10 @@ def evaluate_pair(
         condition 1 and 2 then, if stacked, their observation variances, unclipped); written in place, so
         the products go straight into the caller's outputs.
     a
-        The points' whitened cross-kernel ``(m, k)``, if already known (``xb`` is then not used).
+        The points' whitened cross-kernel ``(m, k)``, if already known (``xb`` is then not used); float64,
+        or float32 with ``C`` in single precision and ``a_sq`` given.
+    a_sq
+        Squared norms of the columns of ``a`` in double precision (computed from ``a`` if not given).
 
     Returns
     -------
@@ -100,13 +107,17 @@ def evaluate_pair(
     """
     k = out[0].shape[0]
     a = whiten(p1.design, xb)[:, :k] if a is None else a
+    if a_sq is None:
+        if a.dtype != np.float64:
+            raise ValueError("Single-precision whitened columns need their squared norms (a_sq).")
+        a_sq = _column_sq(a)
     single = C[0].dtype == np.float32
-    low = a.astype(np.float32) if single else a
+    low = a.astype(np.float32, copy=False) if single else a
     for block, target in zip(C, out, strict=True):
         _blas.matmul(low.T, block, out=target)
     if single:
-        return posterior_variance(a, p1.LBinv_single, True, low), posterior_variance(a, p2.LBinv_single, True, low)
-    return posterior_variance(a, p1.LBinv, False), posterior_variance(a, p2.LBinv, False)
+        return tuple(posterior_variance(low, p.LBinv_single, True, low, a_sq) for p in (p1, p2))
+    return tuple(posterior_variance(a, p.LBinv, False, a_sq=a_sq) for p in (p1, p2))
 
 
 def covariance_pair(
@@ -116,22 +127,29 @@ def covariance_pair(
     a: np.ndarray | None = None,
     *,
     upper: bool = False,
+    n_jobs: int = 1,
 ) -> np.ndarray:
     """Sum of both conditions' posterior covariance matrices ``(n, n)`` at the (few) points ``x``.
 
     ``a``: their whitened cross-kernel ``whiten(design, x)``, if already computed. ``upper``: return
     only the upper triangle, column-major (what an upper Cholesky factorisation reads), without the
-    copies of symmetrising it.
+    copies of symmetrising it. ``n_jobs``: threads for the three independent terms.
     """
     d = p1.design
     x = as_f64(x)
     a = whiten(d, x) if a is None else a
-    # the kernel matrix is symmetric: its transpose is a column-major copy to accumulate into
-    out = np.array(np.asarray(matern52(x, x, d.ls)).T, order="F")
-    _gram_upper(a, transpose=True, alpha=-1.0, out=out)
-    out *= 2.0  # 2 (K - a^T a)
-    for p in (p1, p2):
-        _gram_upper(_lower_times(p.LBinv, a), transpose=True, out=out)
+
+    def term(i: int) -> np.ndarray:
+        if i == 0:  # 2 (K - a^T a); the kernel matrix is symmetric: its transpose is a column-major copy
+            out = np.array(np.asarray(matern52(x, x, d.ls)).T, order="F")
+            _gram_upper(a, transpose=True, alpha=-1.0, out=out)
+            out *= 2.0
+            return out
+        return _gram_upper(_lower_times((p1, p2)[i - 1].LBinv, a), transpose=True)  # c_c^T c_c
+
+    out, gram1, gram2 = thread_map(term, range(3), n_jobs)
+    out += gram1  # the upper triangles are what counts; the grams' strictly lower parts are zero
+    out += gram2
     return out if upper else _symmetric_from_upper(out)
 
 
@@ -142,18 +160,24 @@ def difference_pair(
     *,
     obs_variance: bool,
     a: np.ndarray | None = None,
+    n_jobs: int = 1,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Mean difference (condition 2 - condition 1) and both observation variances at the few points ``x``.
 
-    ``a``: their whitened cross-kernel ``whiten(design, x)``, if already computed.
+    ``a``: their whitened cross-kernel ``whiten(design, x)``, if already computed. ``n_jobs``: threads,
+    each taking a block of genes.
 
     Returns
     -------
-    ``(diff, obs1, obs2)``, the variances ``None`` without ``obs_variance`` (unclipped otherwise).
+    ``(diff, obs1, obs2)``, ``diff`` column-major; the variances ``None`` without ``obs_variance``
+    (unclipped otherwise).
     """
     a = whiten(p1.design, as_f64(x)) if a is None else a
     g = p1.coef.shape[1]
-    diff = _blas.matmul(a.T, p2.coef - p1.coef)
+    coef = np.asfortranarray(p2.coef - p1.coef)  # column blocks of it are contiguous
+    diff = np.empty((a.shape[1], g), order="F")
+    blocks = list(iter_batches(g, -(-g // max(1, n_jobs)))) if g else []
+    thread_map(lambda b: _blas.matmul(a.T, coef[:, b[0] : b[1]], out=diff[:, b[0] : b[1]]), blocks, n_jobs)
     if not obs_variance:
         return diff, None, None
     obs = times_genes(a, np.hstack([p1.variance_coef, p2.variance_coef]), p1.single, transpose=True)

@@ -194,11 +194,16 @@ def _column_sq(a: np.ndarray) -> np.ndarray:
 
 
 def posterior_variance(
-    a: np.ndarray, LBinv: np.ndarray, single: bool = False, a_single: np.ndarray | None = None
+    a: np.ndarray,
+    LBinv: np.ndarray,
+    single: bool = False,
+    a_single: np.ndarray | None = None,
+    a_sq: np.ndarray | None = None,
 ) -> np.ndarray:
     """Posterior variance ``1 - |a|^2 + |L_B^{-1} a|^2`` of the points whose whitened columns ``a`` holds.
 
-    ``1 - |a|^2`` (the part the landmarks do not explain) is always formed in double precision; with
+    ``1 - |a|^2`` (the part the landmarks do not explain) is always formed in double precision
+    (``a_sq``: the squared column norms, if already known from the double-precision ``a``); with
     ``single`` the sum of squares ``|L_B^{-1} a|^2`` (no cancellation) uses a single-precision ``trmm``
     (``a_single``: ``a`` in single precision, if already converted).
     """
@@ -207,7 +212,7 @@ def posterior_variance(
         c = _lower_times(LBinv.astype(np.float32, copy=False), low)
     else:
         c = _lower_times(LBinv, a)
-    return 1.0 - _column_sq(a) + _column_sq(c)
+    return 1.0 - (_column_sq(a) if a_sq is None else a_sq) + _column_sq(c)
 
 
 def _dense_rows(y, start: int, stop: int, size: int) -> np.ndarray:
