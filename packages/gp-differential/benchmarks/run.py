@@ -10,7 +10,7 @@ Measures
   Python process: imports, compilation and all); DE fit+predict with the same 1,000 landmarks and
   length scale, Mahalanobis over all genes (ours with ``distance="kompot"``: the same computation as
   kompot's; the default calibrated distance skips the empirical-variance term and costs the same or
-  less), without and with empirical variance, cold and warm (median
+  less), without and with empirical variance, cold (median of three fresh processes) and warm (median
   of calls 2 to 6 in one process), written to ``results/de_speed[_full].json`` and ``.csv``
   (``--de-speed-only`` runs only this part);
 * accuracy on the simulator with planted DA/DE: AUROC of the planted depleted cells (ranked by
@@ -153,8 +153,9 @@ def cold_de(tool: str, path: Path, empirical: bool) -> float:
 def de_speed(reps: dict, y: np.ndarray, m1: np.ndarray, m2: np.ndarray, tools: list[str], n_cells: int) -> list[dict]:
     """DE fit+predict with Mahalanobis over all genes, same 1,000 landmarks and length scale for both tools.
 
-    Cold: a fresh process (imports, compilation). Warm: the median of calls 2 to 6 in this process (the
-    first compiles; one machine's noise is +-15% call to call, and the 2nd call is often the slowest). Without (kompot's default) and with (ours) empirical variance.
+    Cold: the median of three fresh processes (imports, compilation). Warm: the median of calls 2 to 6 in
+    this process (the first compiles; this machine's noise is +-15% call to call). Without (kompot's
+    default) and with (ours) empirical variance.
     """
     from cellflux_gp_differential._params import default_length_scale, landmarks_kmeans
 
@@ -166,7 +167,9 @@ def de_speed(reps: dict, y: np.ndarray, m1: np.ndarray, m2: np.ndarray, tools: l
         np.savez(path, x=rep, y=y, m1=m1, m2=m2, landmarks=landmarks, ls=ls)
         for empirical in (False, True):
             for tool in tools:
-                cold = cold_de(tool, path, empirical)
+                # median of fresh processes: a cold start also reads the libraries from disk, which the
+                # machine's page cache may or may not hold (one cold start measured 16.9 s, the next 2.8 s)
+                cold = float(np.median([cold_de(tool, path, empirical) for _ in range(DE_COLD_RUNS)]))
                 row = speed_row(cold, run_de, (tool, rep, y, m1, m2, landmarks, ls, empirical), n_warm=DE_WARM_RUNS)
                 row = {"representation": name, "empirical_variance": empirical, "tool": tool, **row}
                 rows.append(row)
@@ -177,6 +180,8 @@ def de_speed(reps: dict, y: np.ndarray, m1: np.ndarray, m2: np.ndarray, tools: l
 
 #: Warm calls timed per DE setting and tool (their median is reported).
 DE_WARM_RUNS = 5
+#: Fresh processes timed per DE setting and tool (their median is reported).
+DE_COLD_RUNS = 3
 
 
 def speed_row(cold: float, func, args: tuple, n_warm: int = 2) -> dict:
