@@ -10,8 +10,8 @@ Measures
   Python process: imports, compilation and all); DE fit+predict with the same 1,000 landmarks and
   length scale, Mahalanobis over all genes (ours with ``distance="kompot"``: the same computation as
   kompot's; the default calibrated distance skips the empirical-variance term and costs the same or
-  less), without and with empirical variance, cold (median of three fresh processes) and warm (median
-  of calls 2 to 6 in one process), written to ``results/de_speed[_full].json`` and ``.csv``
+  less), without and with empirical variance, cold (median of three fresh processes after an untimed
+  one) and warm (median of calls 2 to 6 in one process), written to ``results/de_speed[_full].json`` and ``.csv``
   (``--de-speed-only`` runs only this part);
 * accuracy on the simulator with planted DA/DE: AUROC of the planted depleted cells (ranked by
   ``-z``) and of all planted DA cells (``|z|``), on 20 principal components and on 10 diffusion
@@ -153,9 +153,10 @@ def cold_de(tool: str, path: Path, empirical: bool) -> float:
 def de_speed(reps: dict, y: np.ndarray, m1: np.ndarray, m2: np.ndarray, tools: list[str], n_cells: int) -> list[dict]:
     """DE fit+predict with Mahalanobis over all genes, same 1,000 landmarks and length scale for both tools.
 
-    Cold: the median of three fresh processes (imports, compilation). Warm: the median of calls 2 to 6 in
-    this process (the first compiles; this machine's noise is +-15% call to call). Without (kompot's
-    default) and with (ours) empirical variance.
+    Cold: the median of three fresh processes (imports, compilation), after an untimed one that brings
+    the libraries into the page cache. Warm: the median of calls 2 to 6 in this process (the first
+    compiles; this machine's noise is +-15% call to call). Without (kompot's default) and with (ours)
+    empirical variance.
     """
     from cellflux_gp_differential._params import default_length_scale, landmarks_kmeans
 
@@ -167,8 +168,10 @@ def de_speed(reps: dict, y: np.ndarray, m1: np.ndarray, m2: np.ndarray, tools: l
         np.savez(path, x=rep, y=y, m1=m1, m2=m2, landmarks=landmarks, ls=ls)
         for empirical in (False, True):
             for tool in tools:
-                # median of fresh processes: a cold start also reads the libraries from disk, which the
-                # machine's page cache may or may not hold (one cold start measured 16.9 s, the next 2.8 s)
+                # one untimed fresh process first, then the median of DE_COLD_RUNS: a cold start also reads
+                # the libraries from disk when the machine's page cache no longer holds them (measured: a
+                # first fresh process 7.5-16.9 s, the next ones 2.4-3.8 s); that is I/O, not start-up work
+                cold_de(tool, path, empirical)
                 cold = float(np.median([cold_de(tool, path, empirical) for _ in range(DE_COLD_RUNS)]))
                 row = speed_row(cold, run_de, (tool, rep, y, m1, m2, landmarks, ls, empirical), n_warm=DE_WARM_RUNS)
                 row = {"representation": name, "empirical_variance": empirical, "tool": tool, **row}
