@@ -46,6 +46,20 @@ def test_threads_give_identical_results(arrays, samples, monkeypatch):
         np.testing.assert_array_equal(one[key], two[key], err_msg=key)
 
 
+def test_threaded_mahalanobis_stage_with_single_threaded_blas(arrays):
+    """With BLAS on one thread the Mahalanobis step splits its products over ``n_jobs`` threads: same results."""
+    from threadpoolctl import threadpool_limits
+
+    from cellflux_gp_differential._threads import blas_threads, stage_jobs
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        assert blas_threads() == 1 and stage_jobs(2) == 2 and stage_jobs(1) == 1
+        results = [_predict(arrays, distance="kompot", n_jobs=n)[1] for n in (1, 2)]
+    assert stage_jobs(2) == (2 if blas_threads() < 2 else 1)
+    for key in (*KEYS, "mahalanobis_distances"):
+        np.testing.assert_array_equal(results[0][key], results[1][key], err_msg=key)
+
+
 def test_thread_map_keeps_order_and_raises():
     assert thread_map(lambda i: i * i, range(7), 3) == [i * i for i in range(7)]
 

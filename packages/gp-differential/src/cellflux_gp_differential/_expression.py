@@ -109,8 +109,9 @@ class DifferentialExpression:
         outputs are float64 either way.
     n_jobs
         Threads: the two conditions are fitted, and chunks of cells predicted, in parallel (BLAS on one
-        thread in each); ``None`` (default) all available cores, ``-1`` too, ``1`` none. Results do not
-        depend on it.
+        thread in each); the Mahalanobis step splits its products over them too when BLAS itself runs on
+        fewer threads (e.g. ``OPENBLAS_NUM_THREADS=1``). ``None`` (default) all available cores, ``-1``
+        too, ``1`` none. Results do not depend on it.
 
     Notes
     -----

@@ -1,9 +1,9 @@
 """Threads over independent pieces of work (the two conditions, chunks of cells), BLAS on one thread in them.
 
-Coarse-grained threads (each running single-threaded BLAS, which releases the GIL) use the cores without
-the fine-grained synchronisation of a multithreaded BLAS, whose spinning threads slow down badly when
-the machine is shared. Results do not depend on the number of threads: every piece is computed the same
-way and combined in a fixed order.
+Coarse-grained threads (each running single-threaded BLAS, called without the GIL through :mod:`._blas`)
+use the cores without the fine-grained synchronisation of a multithreaded BLAS, whose spinning threads
+slow down badly when the machine is shared. Results do not depend on the number of threads: every piece
+is computed the same way and combined in a fixed order.
 """
 
 from __future__ import annotations
