@@ -43,6 +43,7 @@ def resolve_n_jobs(n_jobs: int | None) -> int:
 
 @cache
 def _blas_libraries() -> list:
+    import scipy.linalg.cython_blas  # noqa: F401 - SciPy's BLAS (what :mod:`._blas` calls) must be loaded
     from threadpoolctl import ThreadpoolController
 
     return [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"]
