@@ -30,6 +30,20 @@ def test_trmm_matches_numpy(dtype, lower, trans, right):
     _close(got, want, dtype)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("lower", [True, False])
+@pytest.mark.parametrize("trans", [True, False])
+@pytest.mark.parametrize("right", [True, False])
+def test_trsm_inverts_trmm(dtype, lower, trans, right):
+    T = np.asfortranarray(RNG.standard_normal((6, 6)) + 6 * np.eye(6), dtype=dtype)
+    B = np.asfortranarray(RNG.standard_normal((5, 6) if right else (6, 5)), dtype=dtype)
+    tri = np.tril(T) if lower else np.triu(T)
+    op = np.linalg.inv((tri.T if trans else tri).astype(np.float64))
+    want = 2.0 * (B @ op if right else op @ B)
+    got = _blas.trsm(T, B.copy(order="F"), alpha=2.0, lower=lower, trans=trans, right=right)
+    _close(got, want, dtype)
+
+
 @pytest.mark.parametrize("trans", [True, False])
 def test_syrk_fills_the_upper_triangle_and_accumulates(trans):
     A = np.asfortranarray(RNG.standard_normal((4, 7) if trans else (7, 4)))
