@@ -6,8 +6,9 @@ and a 100,000-cell run of ours alone (DA, and DE of 50 genes) with time and peak
 
 Measures
 --------
-* speed: DA fit+predict (defaults of each tool) warm (second call in this process) and cold (a fresh
-  Python process: imports, compilation and all); DE fit+predict with the same 1,000 landmarks and
+* speed: DA fit+predict (defaults of each tool), cold (a fresh Python process: imports, compilation
+  and all) and warm, with the protocol of DE below since 0.7.0 (``--da-speed-only``:
+  ``results/da_speed[_full].json`` and ``.csv``); DE fit+predict with the same 1,000 landmarks and
   length scale, Mahalanobis over all genes (ours with ``distance="kompot"``: the same computation as
   kompot's; the default calibrated distance skips the empirical-variance term and costs the same or
   less), without and with empirical variance, cold (median of three fresh processes after an untimed
@@ -82,7 +83,9 @@ def run_da(tool: str, x, m1, m2):
         from cellflux_gp_differential import DifferentialAbundance
 
         method = "ratio" if tool == "ours" else "density"
-        return DifferentialAbundance(random_state=0, method=method).fit(x[m1], x[m2]).predict(x, progress=False)
+        n_jobs = 1 if os.environ.get("CELLFLUX_BENCH_SINGLE_CORE") else None  # --single-core: one thread
+        model = DifferentialAbundance(random_state=0, method=method, n_jobs=n_jobs)
+        return model.fit(x[m1], x[m2]).predict(x, progress=False)
     import kompot
 
     return kompot.DifferentialAbundance(random_state=0).fit(x[m1], x[m2]).predict(x, progress=False)
@@ -218,12 +221,26 @@ def speed_row(cold: float, func, args: tuple, n_warm: int = 2) -> dict:
 
 
 def da_speed(x: np.ndarray, m1: np.ndarray, m2: np.ndarray, tools: list[str]) -> list[dict]:
-    """DA fit+predict, each tool's defaults: cold (a fresh process) and warm (mean of the 2nd and 3rd call)."""
+    """DA fit+predict, each tool's defaults, with the protocol of :func:`de_speed` (since 0.7.0).
+
+    Cold: the median of :data:`DE_COLD_RUNS` fresh processes after an untimed one. Warm: the median of
+    :data:`DE_WARM_RUNS` calls after one that compiles, once both tools warmed the process up (untimed
+    calls for at least :data:`DE_PROCESS_WARMUP_S` seconds each). Before 0.7.0: one fresh process and the
+    mean of calls 2-3, without the warm-up.
+    """
     path = RESULTS / "_bench_input.npz"
     np.savez(path, x=x, m1=m1, m2=m2)
+    for tool in tools:
+        start = time.perf_counter()
+        for _ in range(100):
+            run_da(tool, x, m1, m2)
+            if time.perf_counter() - start > DE_PROCESS_WARMUP_S:
+                break
     rows = []
     for tool in tools:
-        row = speed_row(cold_da(tool, path), run_da, (tool, x, m1, m2))
+        cold_da(tool, path)  # untimed: brings the libraries into the page cache
+        cold = float(np.median([cold_da(tool, path) for _ in range(DE_COLD_RUNS)]))
+        row = speed_row(cold, run_da, (tool, x, m1, m2), n_warm=DE_WARM_RUNS)
         row = {"representation": "pca", "empirical_variance": False, "tool": tool, **row}
         rows.append(row)
         print("DA speed", row, flush=True)

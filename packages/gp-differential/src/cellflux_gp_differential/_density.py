@@ -23,19 +23,30 @@ from ._batching import map_batches
 from ._jax import DEFAULT_JITTER, as_f64, bucket, jax, jnp, matern52, pad_rows
 from ._regression import _lower_inverse, _lower_times
 
-__all__ = ["DensityPredictor", "fit_density", "predict_density_pair"]
+__all__ = ["DensityPredictor", "design_inverse", "fit_density", "predict_density_pair"]
 
 logger = logging.getLogger(__name__)
 
 
-def _design(x: np.ndarray, u: np.ndarray, ls: float, jitter: float) -> tuple[np.ndarray, np.ndarray]:
-    """``Lp^{-1}`` (inverse Cholesky factor of the landmark kernel, by ``trtri``) and ``L = K_xu Lp^{-T}``.
+def design_inverse(u: np.ndarray, ls: float, jitter: float) -> np.ndarray:
+    """``Lp^{-1}``, the inverse of the Cholesky factor of the landmark kernel matrix (``trtri``).
 
-    ``L`` by a triangular product with ``Lp^{-1}`` (``trmm``, the flops of the solve it replaces), and the
-    inverse by ``trtri``, a third of the flops of solving ``Lp X = I``.
+    A third of the flops of solving ``Lp X = I``. Densities on the same landmarks, length scale and
+    jitter share it.
     """
     Kuu = np.asarray(matern52(u, u, ls))
-    Linv = _lower_inverse(np.linalg.cholesky(Kuu + jitter * np.eye(len(u))))
+    return _lower_inverse(np.linalg.cholesky(Kuu + jitter * np.eye(len(u))))
+
+
+def _design(
+    x: np.ndarray, u: np.ndarray, ls: float, jitter: float, Linv: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``Lp^{-1}`` (:func:`design_inverse`, unless given) and ``L = K_xu Lp^{-T}``.
+
+    ``L`` by a triangular product with ``Lp^{-1}`` (``trmm``, the flops of the solve it replaces).
+    """
+    if Linv is None:
+        Linv = design_inverse(u, ls, jitter)
     L = _lower_times(Linv, np.asarray(matern52(u, x, ls))).T
     return Linv, np.ascontiguousarray(L)
 
@@ -180,6 +191,7 @@ def fit_density(
     jitter: float = DEFAULT_JITTER,
     batch_size: int | None = None,
     max_iter: int = 5000,
+    Linv: np.ndarray | None = None,
 ) -> DensityPredictor:
     """Posterior mode and Laplace uncertainty of the log density of the cells ``x``.
 
@@ -203,6 +215,9 @@ def fit_density(
         Rows per prediction batch of the returned predictor.
     max_iter
         Maximum L-BFGS-B iterations.
+    Linv
+        ``Lp^{-1}`` of these landmarks, length scale and jitter (:func:`design_inverse`), when already
+        computed (two conditions' densities on one design share it); computed here otherwise.
 
     Returns
     -------
@@ -219,7 +234,7 @@ def fit_density(
         np.log(d) + (d - 1) * log_r + const - gammaln(n_neighbors) + (n_neighbors - 1) * (d * log_r + const), n_pad
     )
     mask = pad_rows(np.ones(n), n_pad)
-    Linv, L = _design(pad_rows(x, n_pad), u, ls, jitter)
+    Linv, L = _design(pad_rows(x, n_pad), u, ls, jitter, Linv)
     z0 = np.zeros(L.shape[1])
 
     def fun(z: np.ndarray) -> tuple[float, np.ndarray]:
