@@ -318,12 +318,19 @@ class DifferentialAbundance:
         if d_method not in ("fractal", "embedding"):
             raise ValueError(f"d_method must be 'fractal' or 'embedding', got {d_method!r}.")
 
+        n_jobs = resolve_n_jobs(self.n_jobs)
+        # the default length scale of the pooled cells (pairwise distances) alongside the landmarks' k-means
+        need_pooled_ls = "ls" not in density_kwargs and ls_factor is None
+        pooled_ls_task = [lambda: default_length_scale(pooled)] if need_pooled_ls else []
         if landmarks is not None:
             self.landmarks = check_landmarks(landmarks, x1.shape[1])
+            pooled_ls = pooled_ls_task[0]() if need_pooled_ls else None
         else:
             check_n_landmarks(self.n_landmarks, pooled.shape[0])
             n_landmarks = self.n_landmarks or min(DEFAULT_N_LANDMARKS, pooled.shape[0])
-            self.landmarks = landmarks_kmeans(pooled, n_landmarks, self.random_state)
+            kmeans = [lambda: landmarks_kmeans(pooled, n_landmarks, self.random_state)]
+            self.landmarks, *rest = thread_map(_call, kmeans + pooled_ls_task, n_jobs)
+            pooled_ls = rest[0] if need_pooled_ls else None
 
         def dimension(x: np.ndarray) -> float:
             if "d" in density_kwargs:
@@ -345,7 +352,6 @@ class DifferentialAbundance:
             self.d1, self.d2 = dimension(x1), dimension(x2)
             mu1 = density_kwargs.get("mu", prior_mean(nn1, self.d1, k))
             mu2 = density_kwargs.get("mu", prior_mean(nn2, self.d2, k))
-        pooled_ls = None  # default_length_scale(pooled), computed at most once
         if "ls" in density_kwargs:
             ls1 = ls2 = float(density_kwargs["ls"])
         elif ls_factor is not None:
@@ -354,24 +360,35 @@ class DifferentialAbundance:
             else:
                 ls1, ls2 = mellon_length_scale(nn1) * ls_factor, mellon_length_scale(nn2) * ls_factor
         else:
-            ls1 = ls2 = pooled_ls = default_length_scale(pooled)
+            ls1 = ls2 = pooled_ls
         self.ls = ls1 if ls1 == ls2 else (ls1, ls2)
         self.mu1, self.mu2 = float(mu1), float(mu2)
         max_iter = int(density_kwargs.get("max_iter", 5000))
 
-        # the two densities and the log ratio are independent fits: on threads, the ratio (the longest) first
+        # the densities and the log ratio are independent fits: on threads, the ratio (the longest) first
         tasks = []
         if self.method == "ratio":
             ratio_args = (x1, x2, pooled, pooled_ls, ls_factor, density_kwargs, jitter, max_iter)
             tasks.append(lambda: self._fit_ratio(*ratio_args))
-        if self.density_predictor1 is None or self.density_predictor2 is None:
+        fit_densities = self.density_predictor1 is None or self.density_predictor2 is None
+        if fit_densities:
             common = {"jitter": jitter, "batch_size": self.batch_size, "max_iter": max_iter, "n_neighbors": k}
-            common["Linv"] = design_inverse(self.landmarks, ls1, jitter) if ls1 == ls2 else None
-            tasks.append(lambda: fit_density(x1, self.landmarks, ls=ls1, d=self.d1, mu=self.mu1, nn=nn1, **common))
-            tasks.append(lambda: fit_density(x2, self.landmarks, ls=ls2, d=self.d2, mu=self.mu2, nn=nn2, **common))
-        done = thread_map(_call, tasks, resolve_n_jobs(self.n_jobs))
-        if self.density_predictor1 is None or self.density_predictor2 is None:
-            self.density_predictor1, self.density_predictor2 = done[-2:]
+            one, two = (x1, ls1, self.d1, self.mu1, nn1), (x2, ls2, self.d2, self.mu2, nn2)
+
+            def density(x, ls, d, mu, nn, Linv=None):
+                return fit_density(x, self.landmarks, ls=ls, d=d, mu=mu, nn=nn, Linv=Linv, **common)
+
+            def both_on_one_design():  # Lp^{-1} once; on one thread, still shorter than the ratio's fit
+                Linv = design_inverse(self.landmarks, ls1, jitter)
+                return density(*one, Linv), density(*two, Linv)
+
+            if ls1 == ls2:
+                tasks.append(both_on_one_design)
+            else:
+                tasks += [lambda: density(*one), lambda: density(*two)]
+        done = thread_map(_call, tasks, n_jobs)
+        if fit_densities:
+            self.density_predictor1, self.density_predictor2 = done[-1] if ls1 == ls2 else done[-2:]
 
         if self.use_sample_variance and have_samples:
             self._fit_sample_variance(

@@ -117,18 +117,21 @@ def landmarks_kmeans(x: np.ndarray, n_landmarks: int, random_state: int | None, 
         return x.copy()
     rng = np.random.default_rng(42 if random_state is None else random_state)
     centres = x[rng.choice(n, n_landmarks, replace=False)].copy()
-    xx = np.sum(x * x, axis=1)
     chunk = max(1, int(2e7 // n_landmarks))
+    scores = np.empty((min(chunk, n), n_landmarks))
+    labels = np.empty(n, dtype=np.int64)
     for _ in range(n_iter):
-        labels = np.empty(n, dtype=np.int64)
         cc = np.sum(centres * centres, axis=1)
+        minus_twice = -2.0 * centres.T  # exact (a power of two): the scores are |c|^2 - 2 x.c, as before
         for start in range(0, n, chunk):
             block = x[start : start + chunk]
-            labels[start : start + chunk] = np.argmin(cc[None, :] - 2.0 * block @ centres.T, axis=1)
+            out = scores[: len(block)]
+            np.matmul(block, minus_twice, out=out)
+            out += cc
+            labels[start : start + chunk] = np.argmin(out, axis=1)
         counts = np.bincount(labels, minlength=n_landmarks)
-        sums = np.zeros_like(centres)
-        np.add.at(sums, labels, x)
+        # per-coordinate sums of each cluster's cells (bincount adds in cell order, as np.add.at did)
+        sums = np.column_stack([np.bincount(labels, weights=x[:, j], minlength=n_landmarks) for j in range(x.shape[1])])
         filled = counts > 0
         centres[filled] = sums[filled] / counts[filled, None]
-    del xx
     return centres
