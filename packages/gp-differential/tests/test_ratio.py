@@ -1,5 +1,7 @@
 """The log-ratio estimator against an exact Laplace computation; DA fits on threads change no result."""
 
+import itertools
+
 import numpy as np
 import pytest
 from scipy.special import expit
@@ -68,11 +70,15 @@ def test_densities_share_the_landmark_inverse_without_changing_results():
 
 
 @pytest.mark.parametrize("method", ["ratio", "density"])
-def test_da_threads_give_identical_results(arrays, method):
+def test_da_threads_give_identical_results(arrays, method, monkeypatch):
     """The densities and the log ratio fitted and predicted on threads: bit-identical to one thread."""
     from threadpoolctl import threadpool_limits
 
+    from cellflux_gp_differential import _abundance
+
     x, m1, m2 = arrays["x"], arrays["m1"], arrays["m2"]
+    monkeypatch.setattr(_abundance, "PART_CELLS", 256)  # predict's densities in several parts, over the threads
+    assert len(_abundance._cell_parts(len(x))) >= 2
     with threadpool_limits(limits=1, user_api="blas"):  # the threads hold BLAS to one thread each
         results = [
             DifferentialAbundance(n_landmarks=150, random_state=0, method=method, n_jobs=n)
@@ -83,6 +89,40 @@ def test_da_threads_give_identical_results(arrays, method):
     for key, value in results[0].items():
         np.testing.assert_array_equal(value, results[1][key], err_msg=key)
     assert np.all(np.isfinite(results[0]["log_fold_change_zscore"]))
+
+
+def test_cell_parts_cover_the_cells_in_whole_batches():
+    from cellflux_gp_differential._abundance import PART_CELLS, _cell_parts
+
+    assert PART_CELLS % 256 == 0
+    assert _cell_parts(100) == [slice(0, 100)]
+    for n_cells in (PART_CELLS, 2000, 3500, 5000):
+        parts = _cell_parts(n_cells)
+        assert parts[0].start == 0 and parts[-1].stop == n_cells and len(parts) == -(-n_cells // PART_CELLS)
+        assert all(a.stop == b.start for a, b in itertools.pairwise(parts))
+        assert all(p.stop - p.start == PART_CELLS for p in parts[:-1])
+
+
+def test_ratio_landmarks_default_and_explicit(arrays):
+    x, m1, m2 = arrays["x"], arrays["m1"], arrays["m2"]
+    default = DifferentialAbundance(n_landmarks=120, random_state=0).fit(x[m1], x[m2])
+    assert len(default.landmarks) == 120 and len(default.ratio_landmarks) == 30  # 120 / RATIO_LS_FACTOR
+    assert default.ratio_predictor.landmarks.shape == (30, x.shape[1])
+    given = DifferentialAbundance(random_state=0).fit(x[m1], x[m2], landmarks=default.landmarks)
+    assert given.ratio_landmarks is given.landmarks  # landmarks given: the ratio uses them too
+    explicit = DifferentialAbundance(n_landmarks=120, ratio_n_landmarks=60, random_state=0).fit(x[m1], x[m2])
+    assert len(explicit.ratio_landmarks) == 60
+    # fewer landmarks for the (4x smoother) ratio: the same log fold change to within a small fraction
+    full = DifferentialAbundance(n_landmarks=120, ratio_n_landmarks=120, random_state=0).fit(x[m1], x[m2])
+    lfc_default, lfc_full = (
+        default.predict(x, progress=False)["log_fold_change"],
+        full.predict(x, progress=False)["log_fold_change"],
+    )
+    assert np.corrcoef(lfc_default, lfc_full)[0, 1] > 0.99
+    with pytest.raises(ValueError, match="ratio_n_landmarks"):
+        DifferentialAbundance(ratio_n_landmarks=1)
+    with pytest.raises(ValueError, match="ratio_n_landmarks=100000 is larger than"):
+        DifferentialAbundance(ratio_n_landmarks=100_000).fit(x[m1], x[m2])
 
 
 @pytest.mark.parametrize("bad", [0, True, 1.5, "2"])

@@ -148,6 +148,7 @@ def test_gp_smooth_fits_one_condition(prepared, arrays):
         ),
         (lambda a, n: cf.tl.differential_abundance(a, conditions=n, obsm_key="X_nan", **KW), "NaN or inf", ValueError),
         (lambda a, n: cf.tl.differential_abundance(a, conditions=n, ratio_ls="ml", **KW), "ratio_ls", ValueError),
+        (lambda a, n: cf.tl.differential_abundance(a, conditions=n, n_jobs=0, **KW), "n_jobs", ValueError),
         (
             lambda a, n: cf.tl.differential_abundance(a, conditions=n, groupby="tiny", n_landmarks=5),
             "at least 10",

@@ -154,6 +154,7 @@ def differential_abundance(
     log_fold_change_threshold: float | None = None,
     ptp_threshold: float = 0.05,
     random_state: int | None = 0,
+    n_jobs: int | None = None,
     progress: bool = False,
     key_added: str = Key.DA,
     copy: bool = False,
@@ -200,6 +201,8 @@ def differential_abundance(
         (call on the posterior tail probability), kompot's 1 with ``method="density"``.
     random_state
         Seed of the landmark k-means.
+    n_jobs
+        Threads for the fits and predictions (``None``: all cores; results do not depend on it).
     progress
         Show progress bars.
     key_added
@@ -242,6 +245,7 @@ def differential_abundance(
         ptp_threshold=ptp_threshold,
         n_landmarks=n_landmarks,
         random_state=random_state,
+        n_jobs=n_jobs,
         method=method,
         prior_std=prior_std,
         ratio_ls=ratio_ls,

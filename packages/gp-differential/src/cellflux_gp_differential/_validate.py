@@ -61,16 +61,14 @@ def check_expression(y, name: str, n_cells: int):
     return y
 
 
-def check_n_landmarks(n_landmarks: int | None, n_cells: int) -> None:
-    """Refuse more landmarks than cells, or fewer than two."""
+def check_n_landmarks(n_landmarks: int | None, n_cells: int, name: str = "n_landmarks") -> None:
+    """Refuse more landmarks than cells, or fewer than two (``name``: the argument named in the error)."""
     if n_landmarks is None:
         return
-    if not isinstance(n_landmarks, (int, np.integer)) or n_landmarks < 2:
-        raise ValueError(f"n_landmarks must be an integer >= 2 or None, got {n_landmarks!r}.")
+    if isinstance(n_landmarks, bool) or not isinstance(n_landmarks, (int, np.integer)) or n_landmarks < 2:
+        raise ValueError(f"{name} must be an integer >= 2 or None, got {n_landmarks!r}.")
     if n_landmarks > n_cells:
-        raise ValueError(
-            f"n_landmarks={n_landmarks} is larger than the {n_cells} cells; pass n_landmarks <= {n_cells} or None."
-        )
+        raise ValueError(f"{name}={n_landmarks} is larger than the {n_cells} cells; pass {name} <= {n_cells} or None.")
 
 
 def check_landmarks(landmarks, n_features: int) -> np.ndarray:
