@@ -135,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     hashed = {}
     for ref in args.reference_from or []:
         for r in json.loads(ref.read_text()):
-            if "kompot" in r and r.get("kompot_source", "this run") == "this run" and "input_sha1" in r:
+            source = r.get("kompot_source", "this run")
+            if "kompot" in r and (source == "this run" or "sha1 match" in source) and "input_sha1" in r:
                 hashed.setdefault(r["input_sha1"], r)
     previous = {}
     if args.reuse_reference and out.exists():
@@ -163,9 +164,12 @@ def main(argv: list[str] | None = None) -> int:
                 tools.append("kompot")
                 row["kompot_source"] = "this run"
             elif sha1 in hashed:
-                row["kompot"] = hashed[sha1]["kompot"]
+                ref_row = hashed[sha1]
+                row["kompot"] = ref_row["kompot"]
                 row["kompot_source"] = (
-                    f"kompot-only run of this script on the same input (sha1 match), {hashed[sha1]['date']}"
+                    ref_row["kompot_source"]  # already reused: keep where and when kompot ran
+                    if ref_row.get("kompot_source", "this run") != "this run"
+                    else f"run of this script on the same input (sha1 match), {ref_row['date']}"
                 )
             elif (n_cells, seed, name) in previous:
                 row["kompot"] = previous[(n_cells, seed, name)]

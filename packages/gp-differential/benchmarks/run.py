@@ -370,17 +370,12 @@ def main(argv: list[str] | None = None) -> int:
     true_lfc = adata.obs[TruthKey.DA_LOG_FOLD_CHANGE].to_numpy()
     true_da = adata.obs[TruthKey.DA].to_numpy()
 
-    # speed: DA cold (fresh processes) and warm
-    x = reps["pca"]
-    path = RESULTS / "_bench_input.npz"
-    np.savez(path, x=x, m1=m1, m2=m2)
-    for tool in tools:
-        cold = cold_da(tool, path)
-        run_da(tool, x, m1, m2)  # warm up this process
-        warm, _ = timed(run_da, tool, x, m1, m2)
-        report["speed"][f"da_{tool}"] = {"cold_s": round(cold, 2), "warm_s": round(warm, 2)}
-        print(tool, "DA cold", round(cold, 1), "warm", round(warm, 1), flush=True)
-    path.unlink()
+    # speed: DA cold (fresh processes) and warm, the protocol of --da-speed-only (same files)
+    da_rows = da_speed(reps["pca"], m1, m2, tools)
+    info = {"n_cells": n_cells, "representation": "pca", "cpu_count": os.cpu_count(), "runs": da_rows}
+    (RESULTS / f"da_speed{suffix}.json").write_text(json.dumps(info, indent=2))
+    write_csv(RESULTS / f"da_speed{suffix}.csv", de_speed_table(da_rows))
+    report["speed"]["da"] = de_speed_table(da_rows)
 
     # accuracy: DE, AUROC of the planted genes, ours (defaults, kompot-exact) and kompot, four settings
     import de_accuracy
