@@ -112,6 +112,12 @@ def test_ratio_landmarks_default_and_explicit(arrays):
     assert given.ratio_landmarks is given.landmarks  # landmarks given: the ratio uses them too
     explicit = DifferentialAbundance(n_landmarks=120, ratio_n_landmarks=60, random_state=0).fit(x[m1], x[m2])
     assert len(explicit.ratio_landmarks) == 60
+    evidence = DifferentialAbundance(n_landmarks=120, ratio_ls="evidence", ratio_ls_factors=(2, 4), random_state=0)
+    assert evidence.fit(x[m1], x[m2]).ratio_landmarks is evidence.landmarks  # its grid may start at 1x
+    evidence = DifferentialAbundance(
+        n_landmarks=120, ratio_n_landmarks=60, ratio_ls="evidence", ratio_ls_factors=(2, 4), random_state=0
+    )
+    assert evidence.fit(x[m1], x[m2]).ratio_predictor.landmarks.shape[0] == 60  # a number applies to it too
     # fewer landmarks for the (4x smoother) ratio: the same log fold change to within a small fraction
     full = DifferentialAbundance(n_landmarks=120, ratio_n_landmarks=120, random_state=0).fit(x[m1], x[m2])
     lfc_default, lfc_full = (

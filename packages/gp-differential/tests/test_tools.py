@@ -27,6 +27,7 @@ def test_differential_abundance_writes_engine_results(prepared, arrays, tmp_path
     back = ad.read_h5ad(tmp_path / "a.h5ad")
     np.testing.assert_allclose(back.obs["gp_da_zscore"], prepared.obs["gp_da_zscore"])
     np.testing.assert_allclose(back.uns["gp_da"]["landmarks"], prepared.uns["gp_da"]["landmarks"])
+    assert back.uns["gp_da"]["params"]["ratio_n_landmarks"] == 25  # the ratio's own: 100 / RATIO_LS_FACTOR
 
 
 def test_differential_abundance_evidence_length_scale(prepared, arrays):

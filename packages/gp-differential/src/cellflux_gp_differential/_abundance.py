@@ -158,7 +158,8 @@ class DifferentialAbundance:
         the log ratio is :data:`RATIO_LS_FACTOR` times smoother than the densities, and on the simulator
         (34 settings) 200-500 instead of 1,000 landmarks changed the AUROC of the planted depletion by at
         most 0.0004 -- otherwise (``landmarks``, ``ls`` or ``ls_factor`` given to :meth:`fit`, or
-        ``ratio_ls="evidence"``) the densities' landmarks.
+        ``ratio_ls="evidence"``, whose grid starts at the densities' length scale) the densities'
+        landmarks. A number: that many k-means centres in every case.
     n_jobs
         Threads: the two log densities and the log ratio are fitted, and predicted, in parallel (BLAS on
         one thread in each). ``None`` (default) all available cores, ``-1`` too, ``1`` none. Results do
@@ -426,13 +427,19 @@ class DifferentialAbundance:
         prior_std = self.prior_std if self.prior_std is not None else default_ratio_prior_std(pooled.shape[0])
         common = {"jitter": jitter, "batch_size": self.batch_size, "max_iter": max_iter}
         self.ratio_evidence = None
+        n_ratio = self.ratio_n_landmarks
+        default_ls = not (landmarks_given or "ls" in density_kwargs or ls_factor is not None)
+        if n_ratio is None and self.ratio_ls_rule == "fixed" and default_ls:
+            n_ratio = max(2, math.ceil(len(self.landmarks) / RATIO_LS_FACTOR))  # 4x smoother: fewer landmarks
         self.ratio_landmarks = self.landmarks
+        if n_ratio is not None:
+            self.ratio_landmarks = landmarks_kmeans(pooled, n_ratio, self.random_state)
         if self.ratio_ls_rule == "evidence":
             base = pooled_ls or default_length_scale(pooled)
             self.ratio_evidence = select_ratio_length_scale(
                 x1,
                 x2,
-                self.landmarks,
+                self.ratio_landmarks,
                 ls=self.ratio_ls_factors * base,
                 scales=self.ratio_prior_std_factors * prior_std,
                 **common,
@@ -452,11 +459,6 @@ class DifferentialAbundance:
             self.ratio_ls = mellon_length_scale(nn_distances(pooled)) * ls_factor
         else:
             self.ratio_ls = RATIO_LS_FACTOR * (pooled_ls or default_length_scale(pooled))
-        n_ratio = self.ratio_n_landmarks
-        if n_ratio is None and not (landmarks_given or "ls" in density_kwargs or ls_factor is not None):
-            n_ratio = max(2, math.ceil(len(self.landmarks) / RATIO_LS_FACTOR))  # smoother: fewer landmarks
-        if n_ratio is not None:
-            self.ratio_landmarks = landmarks_kmeans(pooled, n_ratio, self.random_state)
         self.ratio_prior_std = prior_std
         self.ratio_predictor = fit_log_ratio(
             x1, x2, self.ratio_landmarks, ls=self.ratio_ls, scale=self.ratio_prior_std, **common

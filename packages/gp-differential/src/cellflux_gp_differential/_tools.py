@@ -270,6 +270,7 @@ def differential_abundance(
         "ratio_prior_std": model.ratio_prior_std,
         "ratio_ls_rule": ratio_ls,
         "ratio_ls": model.ratio_ls,
+        "ratio_n_landmarks": None if model.ratio_landmarks is None else len(model.ratio_landmarks),
         "log_fold_change_threshold": model.log_fold_change_threshold,
         "ptp_threshold": ptp_threshold,
         "random_state": random_state,
