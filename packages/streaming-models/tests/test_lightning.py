@@ -324,3 +324,51 @@ def _other_genes(adata, folder):
     path = folder / "other_genes.h5ad"
     adata[:, ::-1].copy().write_h5ad(path)
     return str(path)
+
+
+def test_cli_zscore_from_one_pass_statistics(shard_dir, full_adata, tmp_path, trainer_options):
+    """One ``cellflux stream fit`` writes the statistics; the next standardises with them, in the model
+    (``init_args: {zscore: stats.csv}``) or as a transform (``class_path: ...ZScore.from_csv``)."""
+    import torch
+
+    from cellflux_streaming_models.lightning._cli import _load
+    from cellflux_streaming_models.transforms import ZScore
+
+    log = [
+        {"class_path": "cellflux_streaming_models.transforms.NormalizeTotal"},
+        {"class_path": "cellflux_streaming_models.transforms.Log1p"},
+    ]
+    stats = tmp_path / "stats.csv"
+    one_pass = "cellflux_streaming_models.models.OnePassMeanVarStd"
+    model = {"class_path": one_pass, "init_args": {"output_path": str(stats)}}
+    config = _config(tmp_path, shard_dir, model, trainer_options(max_epochs=1), transforms=log)
+    assert stream_main(["fit", "--config", str(config)]) == 0
+    expected = ZScore.from_csv(stats)
+    from_csv = "cellflux_streaming_models.transforms.ZScore.from_csv"
+    zscore_transform = {"class_path": from_csv, "init_args": {"path": str(stats)}}
+    assert _load(zscore_transform["class_path"]) == ZScore.from_csv
+    for name, init_args, transforms in (
+        ("in_model", {"zscore": str(stats)}, log),
+        ("transform", {}, [*log, zscore_transform]),
+    ):
+        root = tmp_path / name
+        model = {"class_path": "cellflux_streaming_models.models.LogisticRegression", "init_args": init_args}
+        options = trainer_options(max_epochs=4, default_root_dir=str(root))
+        config = _config(tmp_path, shard_dir, model, options, transforms=transforms)
+        spec = yaml.safe_load(config.read_text())
+        spec["data"]["obs_columns"] = {"y_n": "clusters"}
+        config.write_text(yaml.safe_dump(spec))
+        assert stream_main(["fit", "--config", str(config)]) == 0
+        state = torch.load(root / "model.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+        means = [v for k, v in state.items() if k.endswith("mean_g")]
+        assert len(means) == 1 and torch.equal(means[0], expected.mean_g), name  # the statistics were used
+        out = root / "pred"
+        argv = ["predict", "--config", str(config), "--ckpt_path", str(root / "model.ckpt"), "--output_dir", str(out)]
+        assert stream_main(argv) == 0
+        logits = pd.concat([pd.read_csv(f, index_col=0) for f in sorted(out.glob("*.csv"))])
+        labels = full_adata.obs["clusters"].astype(str).loc[logits.index].to_numpy()
+        assert (logits.idxmax(axis=1).to_numpy() == labels).mean() > 0.6, name
+    with pytest.raises(ValueError, match="Cannot import"):
+        _load("cellflux_streaming_models.transforms.ZScore.from_parquet")
+    with pytest.raises(ValueError, match="not an import path"):
+        _load("ZScore")

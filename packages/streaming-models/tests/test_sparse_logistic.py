@@ -174,3 +174,27 @@ def test_cli_sparse_data_gives_the_dense_results(shard_dir, tmp_path, trainer_op
         logits[as_csr] = pd.concat([pd.read_csv(f, index_col=0) for f in sorted((run / "out").glob("*.csv"))])
     assert logits[True].index.equals(logits[False].index)
     np.testing.assert_allclose(logits[True].to_numpy(), logits[False].to_numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_zscore_from_the_csv_of_one_pass_statistics(problem, tmp_path):
+    """``ZScore.from_csv`` reads what ``OnePassMeanVarStd(output_path=...)`` writes; a model takes its path."""
+    import pandas as pd
+
+    x, _, genes, zscore = problem
+    table = pd.DataFrame(
+        {"var_names_g": genes, "mean_g": zscore.mean_g.numpy(), "var_g": 0.0, "std_g": zscore.std_g.numpy()}
+    )
+    path = tmp_path / "stats.csv"
+    table.to_csv(path, index=False)  # the columns and format of OnePassMeanVarStd.to_dataframe().to_csv
+    read = ZScore.from_csv(path)
+    torch.testing.assert_close(read.mean_g, zscore.mean_g, rtol=0, atol=0)
+    torch.testing.assert_close(read.std_g, zscore.std_g, rtol=0, atol=0)
+    assert list(read.var_names_g) == list(genes)
+    _, with_object = _models(problem)
+    common = {"n_obs": len(x), "var_names_g": genes, "y_categories": ["a", "b", "c"], "seed": 2}
+    with_path = LogisticRegression(**common, zscore=str(path))
+    batch = {"x_ng": torch.as_tensor(np.log1p(x[:50])), "var_names_g": genes}
+    torch.testing.assert_close(with_path.predict(**batch)["x_ng"], with_object.predict(**batch)["x_ng"])
+    table.drop(columns="std_g").to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"lacks the columns \['std_g'\]"):
+        LogisticRegression(**common, zscore=path)

@@ -12,6 +12,8 @@ A configuration has four sections::
     transforms:                 # optional modules applied to each batch
       - class_path: cellflux_streaming_models.transforms.NormalizeTotal
       - class_path: cellflux_streaming_models.transforms.Log1p
+      # - class_path: cellflux_streaming_models.transforms.ZScore.from_csv  # a class method works too
+      #   init_args: {path: stats.csv}   # what OnePassMeanVarStd(output_path=stats.csv) wrote
     trainer:                    # lightning.pytorch.Trainer arguments
       max_epochs: 1
       default_root_dir: run/
@@ -58,13 +60,27 @@ def _parser() -> Any:
 
 
 def _load(path: str) -> Any:
-    module, _, attr = path.rpartition(".")
-    if not module:
+    """The object at an import path: ``package.module.Class`` or a class method of it.
+
+    E.g. ``package.module.Class.from_csv``: the longest importable module prefix, then attributes.
+    """
+    parts = path.split(".")
+    if len(parts) < 2 or not all(parts):
         raise ValueError(f"{path!r} is not an import path such as 'package.module.Class'.")
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as error:
-        raise ValueError(f"Cannot import {path!r}: {error}") from error
+    error: Exception | None = None
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            target = importlib.import_module(".".join(parts[:cut]))
+        except ImportError as err:
+            error = error or err
+            continue
+        try:
+            for attr in parts[cut:]:
+                target = getattr(target, attr)
+        except AttributeError as err:
+            raise ValueError(f"Cannot import {path!r}: {err}") from err
+        return target
+    raise ValueError(f"Cannot import {path!r}: {error}") from error
 
 
 def _from_data(model_cls: type, init_args: dict[str, Any], data: Any) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -70,7 +71,9 @@ class LogisticRegression(StreamingModel):
         Replace the weights by their tail average at the end of every epoch.
     zscore
         Standardise the inputs inside the model (folded into the weights; see above). ``W_gc`` then
-        applies to the standardised inputs, exactly as with the ``ZScore`` among the transforms.
+        applies to the standardised inputs, exactly as with the ``ZScore`` among the transforms. A
+        ``ZScore``, or the path of the CSV that ``OnePassMeanVarStd(output_path=...)`` wrote
+        (:meth:`ZScore.from_csv`; the form a ``cellflux stream`` configuration takes).
 
     Attributes
     ----------
@@ -93,7 +96,7 @@ class LogisticRegression(StreamingModel):
         *,
         lr: float = 0.5,
         average: bool = True,
-        zscore: ZScore | None = None,
+        zscore: ZScore | str | os.PathLike | None = None,
     ) -> None:
         super().__init__(var_names_g)
         self.y_categories = np.asarray(y_categories, dtype=object)
@@ -111,8 +114,10 @@ class LogisticRegression(StreamingModel):
         self.log_metrics = log_metrics
         self.lr = lr
         self.average = average
+        if isinstance(zscore, str | os.PathLike):
+            zscore = ZScore.from_csv(zscore)
         if zscore is not None and (not isinstance(zscore, ZScore) or len(zscore.var_names_g) != self.n_vars):
-            raise ValueError("zscore must be a ZScore transform over the model's genes.")
+            raise ValueError("zscore must be a ZScore transform over the model's genes (or the path of its CSV).")
         self.zscore = zscore
         self.W_gc = torch.nn.Parameter(torch.empty(self.n_vars, self.n_categories))
         self.b_c = torch.nn.Parameter(torch.empty(self.n_categories))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -45,6 +46,30 @@ class ZScore(nn.Module):
         self.register_buffer("std_g", std)
         self.var_names_g = np.asarray(var_names_g, dtype=object)
         self.eps = float(eps)
+
+    @classmethod
+    def from_csv(cls, path: str | os.PathLike, eps: float = 1e-6) -> ZScore:
+        """The transform of the statistics that ``OnePassMeanVarStd(output_path=...)`` wrote.
+
+        The CSV's columns ``var_names_g``, ``mean_g`` and ``std_g`` are read (``var_g`` is ignored); a
+        ``cellflux stream`` configuration names it by path.
+
+        Raises
+        ------
+        ValueError
+            If a column is missing.
+        """
+        import pandas as pd
+
+        table = pd.read_csv(path, keep_default_na=False)
+        missing = {"var_names_g", "mean_g", "std_g"} - set(table.columns)
+        if missing:
+            raise ValueError(
+                f"{os.fspath(path)!r} lacks the columns {sorted(missing)}; expected the CSV that "
+                "OnePassMeanVarStd(output_path=...) writes."
+            )
+        names = table["var_names_g"].astype(str).to_numpy()
+        return cls(table["mean_g"].to_numpy(np.float64), table["std_g"].to_numpy(np.float64), names, eps=eps)
 
     def forward(self, x_ng: torch.Tensor, var_names_g: np.ndarray) -> dict[str, torch.Tensor]:
         """Return ``{"x_ng": z-scored x_ng}`` (dense; a ``torch.sparse_csr`` input is densified).
