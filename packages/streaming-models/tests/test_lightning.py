@@ -372,3 +372,14 @@ def test_cli_zscore_from_one_pass_statistics(shard_dir, full_adata, tmp_path, tr
         _load("cellflux_streaming_models.transforms.ZScore.from_parquet")
     with pytest.raises(ValueError, match="not an import path"):
         _load("ZScore")
+    with pytest.raises(ValueError, match="No module named 'cellflux_no_such_package'"):
+        _load("cellflux_no_such_package.Model")
+
+
+def test_cli_load_reports_a_missing_dependency_of_an_existing_module(tmp_path, monkeypatch):
+    from cellflux_streaming_models.lightning._cli import _load
+
+    (tmp_path / "cellflux_plugin_with_missing_dependency.py").write_text("import cellflux_absent_dependency\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ValueError, match="No module named 'cellflux_absent_dependency'"):
+        _load("cellflux_plugin_with_missing_dependency.Model")

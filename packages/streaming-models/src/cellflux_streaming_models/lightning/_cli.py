@@ -69,11 +69,17 @@ def _load(path: str) -> Any:
         raise ValueError(f"{path!r} is not an import path such as 'package.module.Class'.")
     error: Exception | None = None
     for cut in range(len(parts) - 1, 0, -1):
+        name = ".".join(parts[:cut])
         try:
-            target = importlib.import_module(".".join(parts[:cut]))
-        except ImportError as err:
-            error = error or err
+            target = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name is None or not (name == err.name or name.startswith(err.name + ".")):
+                # the module exists but needs something missing: say so, not "no attribute"
+                raise ValueError(f"Cannot import {path!r}: {err}") from err
+            error = error or err  # this prefix is not a module: try a shorter one
             continue
+        except ImportError as err:
+            raise ValueError(f"Cannot import {path!r}: {err}") from err
         try:
             for attr in parts[cut:]:
                 target = getattr(target, attr)
