@@ -171,12 +171,7 @@ def de_speed(reps: dict, y: np.ndarray, m1: np.ndarray, m2: np.ndarray, tools: l
     # for its first ~6 calls (ours, diffusion first then PCA: 0.82 s, 0.59 s, then 0.65 s and 0.54 s);
     # without it the first setting's first tool paid that and the second tool did not
     first = next(iter(reps))
-    for tool in tools:
-        start = time.perf_counter()
-        for _ in range(100):
-            run_de(tool, reps[first], y, m1, m2, *design[first], False)
-            if time.perf_counter() - start > DE_PROCESS_WARMUP_S:
-                break
+    warm_up_process(run_de, {tool: (tool, reps[first], y, m1, m2, *design[first], False) for tool in tools})
     rows = []
     for name, rep in reps.items():
         landmarks, ls = design[name]
@@ -205,6 +200,16 @@ DE_COLD_RUNS = 3
 DE_PROCESS_WARMUP_S = 10.0
 
 
+def warm_up_process(func, args_by_tool: dict[str, tuple]) -> None:
+    """Untimed calls ``func(*args)`` for each tool in turn, for at least :data:`DE_PROCESS_WARMUP_S` seconds each."""
+    for args in args_by_tool.values():
+        start = time.perf_counter()
+        for _ in range(100):
+            func(*args)
+            if time.perf_counter() - start > DE_PROCESS_WARMUP_S:
+                break
+
+
 def speed_row(cold: float, func, args: tuple, n_warm: int = 2) -> dict:
     """``cold`` with the warm time of ``func(*args)``: one call to compile, then the median of ``n_warm`` more.
 
@@ -230,12 +235,7 @@ def da_speed(x: np.ndarray, m1: np.ndarray, m2: np.ndarray, tools: list[str]) ->
     """
     path = RESULTS / "_bench_input.npz"
     np.savez(path, x=x, m1=m1, m2=m2)
-    for tool in tools:
-        start = time.perf_counter()
-        for _ in range(100):
-            run_da(tool, x, m1, m2)
-            if time.perf_counter() - start > DE_PROCESS_WARMUP_S:
-                break
+    warm_up_process(run_da, {tool: (tool, x, m1, m2) for tool in tools})
     rows = []
     for tool in tools:
         cold_da(tool, path)  # untimed: brings the libraries into the page cache
@@ -246,6 +246,15 @@ def da_speed(x: np.ndarray, m1: np.ndarray, m2: np.ndarray, tools: list[str]) ->
         print("DA speed", row, flush=True)
     path.unlink()
     return rows
+
+
+def write_da_speed(rows: list[dict], n_cells: int, suffix: str) -> list[dict]:
+    """Write the DA speed runs to ``results/da_speed<suffix>.json`` and their table to ``.csv``; return the table."""
+    info = {"n_cells": n_cells, "representation": "pca", "cpu_count": os.cpu_count(), "runs": rows}
+    (RESULTS / f"da_speed{suffix}.json").write_text(json.dumps(info, indent=2))
+    table = de_speed_table(rows)
+    write_csv(RESULTS / f"da_speed{suffix}.csv", table)
+    return table
 
 
 def de_speed_table(rows: list[dict]) -> list[dict]:
@@ -350,10 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(exist_ok=True)
     suffix = ("_full" if args.full else "") + ("_single_core" if args.single_core else "")
     if args.da_speed_only:
-        da_rows = da_speed(reps["pca"], m1, m2, tools)
-        info = {"n_cells": n_cells, "representation": "pca", "cpu_count": os.cpu_count(), "runs": da_rows}
-        (RESULTS / f"da_speed{suffix}.json").write_text(json.dumps(info, indent=2))
-        write_csv(RESULTS / f"da_speed{suffix}.csv", de_speed_table(da_rows))
+        write_da_speed(da_speed(reps["pca"], m1, m2, tools), n_cells, suffix)
         return 0
     rows = de_speed(reps, y, m1, m2, tools, n_cells)
     table = de_speed_table(rows)
@@ -371,11 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     true_da = adata.obs[TruthKey.DA].to_numpy()
 
     # speed: DA cold (fresh processes) and warm, the protocol of --da-speed-only (same files)
-    da_rows = da_speed(reps["pca"], m1, m2, tools)
-    info = {"n_cells": n_cells, "representation": "pca", "cpu_count": os.cpu_count(), "runs": da_rows}
-    (RESULTS / f"da_speed{suffix}.json").write_text(json.dumps(info, indent=2))
-    write_csv(RESULTS / f"da_speed{suffix}.csv", de_speed_table(da_rows))
-    report["speed"]["da"] = de_speed_table(da_rows)
+    report["speed"]["da"] = write_da_speed(da_speed(reps["pca"], m1, m2, tools), n_cells, suffix)
 
     # accuracy: DE, AUROC of the planted genes, ours (defaults, kompot-exact) and kompot, four settings
     import de_accuracy

@@ -204,7 +204,7 @@ class DifferentialAbundance:
         n_jobs: int | None = None,
     ) -> None:
         resolve_n_jobs(n_jobs)
-        check_n_landmarks(ratio_n_landmarks, np.iinfo(np.int64).max, "ratio_n_landmarks")
+        check_n_landmarks(ratio_n_landmarks, None, "ratio_n_landmarks")  # against the cells in fit
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
         if not isinstance(ratio_ls, str) or ratio_ls not in RATIO_LS_RULES:

@@ -61,13 +61,16 @@ def check_expression(y, name: str, n_cells: int):
     return y
 
 
-def check_n_landmarks(n_landmarks: int | None, n_cells: int, name: str = "n_landmarks") -> None:
-    """Refuse more landmarks than cells, or fewer than two (``name``: the argument named in the error)."""
+def check_n_landmarks(n_landmarks: int | None, n_cells: int | None, name: str = "n_landmarks") -> None:
+    """Refuse more landmarks than cells (unless ``n_cells`` is None), or fewer than two.
+
+    ``name``: the argument named in the error.
+    """
     if n_landmarks is None:
         return
     if isinstance(n_landmarks, bool) or not isinstance(n_landmarks, (int, np.integer)) or n_landmarks < 2:
         raise ValueError(f"{name} must be an integer >= 2 or None, got {n_landmarks!r}.")
-    if n_landmarks > n_cells:
+    if n_cells is not None and n_landmarks > n_cells:
         raise ValueError(f"{name}={n_landmarks} is larger than the {n_cells} cells; pass {name} <= {n_cells} or None.")
 
 
