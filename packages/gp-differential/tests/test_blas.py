@@ -71,6 +71,22 @@ def test_potrf_and_trtri_invert_a_positive_definite_matrix():
     _close(L, np.linalg.inv(np.linalg.cholesky(S)), np.float64)
 
 
+def test_lower_inverse_ignores_the_upper_triangle_and_returns_a_triangular_inverse():
+    from cellflux_gp_differential._regression import _lower_inverse
+
+    A = RNG.standard_normal((9, 9))
+    L = np.linalg.cholesky(A @ A.T + 9 * np.eye(9))
+    garbage = L + np.triu(RNG.standard_normal((9, 9)), 1)  # only the lower triangle may be read
+    for given in (garbage, np.asfortranarray(garbage)):
+        inv = _lower_inverse(given)
+        assert inv.flags.f_contiguous
+        assert np.all(np.triu(inv, 1) == 0)
+        _close(inv, np.linalg.inv(L), np.float64)
+    assert np.array_equal(garbage, L + np.triu(garbage, 1))  # the input is not modified
+    with pytest.raises(np.linalg.LinAlgError, match="info 2"):
+        _lower_inverse(np.diag([1.0, 0.0, 1.0]))
+
+
 def test_lapack_failures_are_reported_as_info():
     C = np.asfortranarray(np.diag([1.0, -1.0, 1.0]))
     assert _blas.potrf(C) == 2  # the leading minor of order 2 is not positive definite

@@ -131,6 +131,23 @@ def test_ratio_landmarks_default_and_explicit(arrays):
         DifferentialAbundance(ratio_n_landmarks=100_000).fit(x[m1], x[m2])
 
 
+@pytest.mark.parametrize(
+    ("init", "fit", "match"),
+    [
+        ({"ratio_n_landmarks": 100_000}, {}, "ratio_n_landmarks"),
+        ({"n_landmarks": 100_000}, {}, "n_landmarks"),
+        ({}, {"n_neighbors": 0}, "n_neighbors"),
+        ({}, {"landmarks": np.zeros((5, 2))}, "landmarks"),
+    ],
+)
+def test_da_bad_fit_inputs_are_refused_before_any_work(arrays, init, fit, match):
+    x, m1, m2 = arrays["x"], arrays["m1"], arrays["m2"]
+    model = DifferentialAbundance(random_state=0, **init)
+    with pytest.raises(ValueError, match=match):
+        model.fit(x[m1], x[m2], **fit)
+    assert model.landmarks is None and model.d1 is None and model.density_predictor1 is None
+
+
 @pytest.mark.parametrize("bad", [0, True, 1.5, "2"])
 def test_da_bad_n_jobs(bad):
     with pytest.raises(ValueError, match="n_jobs"):

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from scipy.stats import norm
+from scipy.special import log_ndtr
 from tqdm.auto import tqdm
 
 from ._density import DensityPredictor, design_inverse, fit_density, predict_density_pair
@@ -334,38 +334,44 @@ class DifferentialAbundance:
         if d_method not in ("fractal", "embedding"):
             raise ValueError(f"d_method must be 'fractal' or 'embedding', got {d_method!r}.")
 
-        n_jobs = resolve_n_jobs(self.n_jobs)
-        # the default length scale of the pooled cells (pairwise distances) alongside the landmarks' k-means
-        need_pooled_ls = "ls" not in density_kwargs and ls_factor is None
-        pooled_ls_task = [lambda: default_length_scale(pooled)] if need_pooled_ls else []
+        k = int(density_kwargs.get("n_neighbors", DEFAULT_N_NEIGHBORS))
+        if k < 1 or k >= min(len(x1), len(x2)):
+            raise ValueError(f"n_neighbors must be between 1 and the cells of a condition minus one, got {k}.")
         if landmarks is not None:
-            self.landmarks = check_landmarks(landmarks, x1.shape[1])
-            pooled_ls = pooled_ls_task[0]() if need_pooled_ls else None
+            landmarks = check_landmarks(landmarks, x1.shape[1])
         else:
             check_n_landmarks(self.n_landmarks, pooled.shape[0])
-            n_landmarks = self.n_landmarks or min(DEFAULT_N_LANDMARKS, pooled.shape[0])
-            kmeans = [lambda: landmarks_kmeans(pooled, n_landmarks, self.random_state)]
-            self.landmarks, *rest = thread_map(_call, kmeans + pooled_ls_task, n_jobs)
-            pooled_ls = rest[0] if need_pooled_ls else None
+        if self.method == "ratio":
+            check_n_landmarks(self.ratio_n_landmarks, pooled.shape[0], "ratio_n_landmarks")
+        self.n_neighbors = k
+        self._shared_d = sync_parameters or "d" in density_kwargs
 
         def dimension(x: np.ndarray) -> float:
             if "d" in density_kwargs:
                 return float(density_kwargs["d"])
             return float(x.shape[1]) if d_method == "embedding" else fractal_dimension(x)
 
-        k = int(density_kwargs.get("n_neighbors", DEFAULT_N_NEIGHBORS))
-        if k < 1 or k >= min(len(x1), len(x2)):
-            raise ValueError(f"n_neighbors must be between 1 and the cells of a condition minus one, got {k}.")
-        self.n_neighbors = k
-        self._shared_d = sync_parameters or "d" in density_kwargs
+        # on threads: the landmarks' k-means, the intrinsic dimensions and the pooled default length scale
+        n_jobs = resolve_n_jobs(self.n_jobs)
+        tasks: list[Callable[[], Any]] = []
+        if landmarks is None:
+            n_landmarks = self.n_landmarks or min(DEFAULT_N_LANDMARKS, pooled.shape[0])
+            tasks.append(lambda: landmarks_kmeans(pooled, n_landmarks, self.random_state))
+        tasks += [lambda: dimension(pooled)] if sync_parameters else [lambda: dimension(x1), lambda: dimension(x2)]
+        need_pooled_ls = "ls" not in density_kwargs and ls_factor is None
+        if need_pooled_ls:
+            tasks.append(lambda: default_length_scale(pooled))
+        done = thread_map(_call, tasks, n_jobs)
+        self.landmarks = landmarks if landmarks is not None else done.pop(0)
+        pooled_ls = done.pop() if need_pooled_ls else None
+
         nn1, nn2 = nn_distances(x1, k), nn_distances(x2, k)
         if sync_parameters:
             nn_pooled = nn_distances(pooled, k)
-            d_pooled = dimension(pooled)
-            self.d1 = self.d2 = d_pooled
+            self.d1 = self.d2 = d_pooled = done[0]
             mu1 = mu2 = density_kwargs.get("mu", prior_mean(nn_pooled, d_pooled, k))
         else:
-            self.d1, self.d2 = dimension(x1), dimension(x2)
+            self.d1, self.d2 = done
             mu1 = density_kwargs.get("mu", prior_mean(nn1, self.d1, k))
             mu2 = density_kwargs.get("mu", prior_mean(nn2, self.d2, k))
         if "ls" in density_kwargs:
@@ -385,7 +391,6 @@ class DifferentialAbundance:
         # landmarks, then the second density on one; the first density on the other)
         tasks = []
         if self.method == "ratio":
-            check_n_landmarks(self.ratio_n_landmarks, pooled.shape[0], "ratio_n_landmarks")
             ratio_args = (x1, x2, pooled, pooled_ls, ls_factor, density_kwargs, jitter, max_iter, landmarks is not None)
             tasks.append(lambda: self._fit_ratio(*ratio_args))
         fit_densities = self.density_predictor1 is None or self.density_predictor2 is None
@@ -577,7 +582,7 @@ class DifferentialAbundance:
             if self.variance_predictor2 is not None:
                 variance = variance + np.ravel(self.variance_predictor2(X_new, diag=True))
         z = lfc / np.sqrt(variance + self.eps)
-        neg_log10_ptp = -norm.logcdf(-np.abs(z)) / np.log(10)
+        neg_log10_ptp = -log_ndtr(-np.abs(z)) / np.log(10)  # the normal tail (as norm.logcdf)
         result = {
             "log_density_condition1": ld1,
             "log_density_condition2": ld2,

@@ -128,10 +128,12 @@ def _solve_coefficients(LBinv: np.ndarray, AY: np.ndarray, sigma2: float, single
 
 def _lower_inverse(L: np.ndarray) -> np.ndarray:
     """Inverse of a lower-triangular ``L`` (LAPACK ``trtri``: a third of the flops of solving ``L X = I``)."""
-    inv = np.array(np.tril(L), dtype=np.float64, order="F")
+    inv = np.array(L, dtype=np.float64, order="F")  # the one copy; trtri reads and writes the lower triangle
     info = _blas.trtri(inv, lower=True)
     if info != 0:
         raise np.linalg.LinAlgError(f"Triangular inverse failed (LAPACK info {info}).")
+    for j in range(1, inv.shape[0]):  # zero the strictly upper triangle, column by column (contiguous)
+        inv[:j, j] = 0.0
     return inv
 
 
