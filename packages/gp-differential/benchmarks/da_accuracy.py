@@ -35,12 +35,13 @@ carry input hashes), into ``results/da_accuracy_evidence[_heldout|_seeds].json``
 chosen factor and the log evidence of every grid point. ``--evidence-prior-std`` also searches 0.5, 1 and
 2 times the default prior std (``ours_evidence_std``).
 
-Findings of ``--evidence`` (2026-11-22, all 34 settings; the evidence rule has no tuned knob besides its
+Findings of ``--evidence`` (2026-11-22, all 34 settings; re-run with 0.7.1, whose fixed-rule column moved by
+at most 0.0004 and whose evidence columns did not move; the evidence rule has no tuned knob besides its
 grid, so every seed is an evaluation of it): the evidence chooses 2x (51 of 68 choices over the three
 files, with and without the prior-std search) or 4x, never the 8-32x that the trunk's sampling noise on
 seed 1 wants, and its choice anti-correlates with the AUROC over the grid on most settings
 (``results/da_evidence_grid.json``). Mean AUROC fixed / evidence / evidence+prior std: 0.9441 / 0.9411 /
-0.9384 (ten settings), 0.9642 / 0.9548 / 0.9522 (held-out), 0.9478 / 0.9419 / 0.9377 (seeds 5-14);
+0.9384 (ten settings), 0.9642 / 0.9548 / 0.9522 (held-out), 0.9479 / 0.9419 / 0.9377 (seeds 5-14);
 below kompot 2 / 2 / 2, 1 / 2 / 2 and 5 / 6 / 5. So it stays an option, not the default. Why: the
 labels' log evidence over the null model (no ratio, the offset alone; about ``n log 2`` here) is 4-32
 nats at 2-4x and -0.6 to +4.8 at 16-32x on 2,000 cells (26-64 and 1-12 at 3,500 cells): the smooth fits
