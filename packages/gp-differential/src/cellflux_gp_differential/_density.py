@@ -20,7 +20,7 @@ from scipy.optimize import minimize
 from scipy.special import gammaln
 
 from ._batching import map_batches
-from ._jax import DEFAULT_JITTER, as_f64, bucket, jax, jnp, matern52, pad_rows
+from ._jax import DEFAULT_JITTER, aligned_empty, as_f64, bucket, jax, jnp, matern52, on_device, pad_rows
 from ._regression import _lower_inverse, _lower_times
 
 __all__ = ["DensityPredictor", "design_inverse", "fit_density", "predict_density_pair"]
@@ -43,12 +43,18 @@ def _design(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``Lp^{-1}`` (:func:`design_inverse`, unless given) and ``L = K_xu Lp^{-T}``.
 
-    ``L`` by a triangular product with ``Lp^{-1}`` (``trmm``, the flops of the solve it replaces).
+    ``L`` by a triangular product with ``Lp^{-1}`` (``trmm``, the flops of the solve it replaces), in
+    place in one row-major, 64-byte aligned buffer (the kernel's one copy), which :func:`on_device`
+    hands to JAX without another.
     """
     if Linv is None:
         Linv = design_inverse(u, ls, jitter)
-    L = _lower_times(Linv, np.asarray(matern52(u, x, ls))).T
-    return Linv, np.ascontiguousarray(L)
+    K = np.asarray(matern52(u, x, ls))  # (m, n): the orientation of predict's kernels (one compilation)
+    L = aligned_empty(K.shape[::-1])
+    L[...] = K.T
+    del K
+    _lower_times(Linv, L.T, overwrite=True)  # L^T = Lp^{-1} K_ux, column-major: L row-major
+    return Linv, L
 
 
 @jax.jit
@@ -235,6 +241,7 @@ def fit_density(
     )
     mask = pad_rows(np.ones(n), n_pad)
     Linv, L = _design(pad_rows(x, n_pad), u, ls, jitter, Linv)
+    L, mask, V, Vdr = (on_device(a) for a in (L, mask, V, Vdr))  # not copied again at every evaluation
     z0 = np.zeros(L.shape[1])
 
     def fun(z: np.ndarray) -> tuple[float, np.ndarray]:

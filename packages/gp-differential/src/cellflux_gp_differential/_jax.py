@@ -24,7 +24,9 @@ from jax.scipy.linalg import solve_triangular  # noqa: E402
 
 __all__ = [
     "DEFAULT_JITTER",
+    "aligned_empty",
     "as_f64",
+    "on_device",
     "bucket",
     "cholesky_jitter",
     "jnp",
@@ -62,6 +64,33 @@ def matern52(x: jax.Array, y: jax.Array, ls: jax.Array) -> jax.Array:
 def cholesky_jitter(K: jax.Array, jitter: jax.Array) -> jax.Array:
     """Lower Cholesky factor of ``K + jitter * I``."""
     return jnp.linalg.cholesky(K + jitter * jnp.eye(K.shape[0], dtype=K.dtype))
+
+
+#: Alignment (bytes) at which JAX's CPU client uses a C-contiguous numpy buffer without copying it.
+_ALIGN = 64
+
+
+def aligned_empty(shape: tuple[int, ...]) -> np.ndarray:
+    """An uninitialised C-contiguous float64 array whose data start on a 64-byte boundary.
+
+    :func:`on_device` hands such an array to JAX without copying it.
+    """
+    n_bytes = int(np.prod(shape)) * 8
+    raw = np.empty(n_bytes + _ALIGN, dtype=np.uint8)
+    start = -raw.ctypes.data % _ALIGN
+    return raw[start : start + n_bytes].view(np.float64).reshape(shape)
+
+
+def on_device(a: np.ndarray) -> jax.Array:
+    """``a`` as a JAX array, once, for a jitted function called many times (an optimiser's loss).
+
+    Passing a numpy array to a jitted function copies it into a JAX buffer at every call: for the
+    ``cells x landmarks`` design of a density at 50,000 cells (400 MB) that copy was 87% of each loss
+    evaluation (0.31 s against 0.04 s, measured). ``jax.device_put`` of a C-contiguous, 64-byte aligned
+    float64 array (:func:`aligned_empty`) shares its memory on the CPU (no copy, no extra memory; the
+    array must not be modified afterwards); other arrays are copied once.
+    """
+    return jax.device_put(a)
 
 
 def bucket(n: int, step: int = 256) -> int:

@@ -30,7 +30,7 @@ from scipy.optimize import minimize
 from . import _blas
 from ._batching import map_batches
 from ._density import _design
-from ._jax import DEFAULT_JITTER, as_f64, bucket, jax, jnp, matern52, pad_rows
+from ._jax import DEFAULT_JITTER, as_f64, bucket, jax, jnp, matern52, on_device, pad_rows
 from ._regression import _gram_upper, _lower_times, upper_cholesky_in_place
 
 __all__ = ["RatioPredictor", "fit_log_ratio"]
@@ -161,9 +161,10 @@ def fit_log_ratio(
     mask = pad_rows(np.ones(n), n_pad)
     offset = float(np.log(n2 / n1))
     Linv, L = _design(pad_rows(np.vstack([x1, x2]), n_pad), u, ls, jitter)
+    L_jax, labels, mask = (on_device(a) for a in (L, labels, mask))  # not copied again at every evaluation
 
     def fun(z: np.ndarray) -> tuple[float, np.ndarray]:
-        value, grad = _loss_and_grad(z, L, labels, mask, offset, scale)
+        value, grad = _loss_and_grad(z, L_jax, labels, mask, offset, scale)
         return float(value), np.asarray(grad, dtype=np.float64)
 
     if z0 is None:
@@ -180,7 +181,7 @@ def fit_log_ratio(
     if not result.success:
         logger.warning("Log-ratio optimisation stopped early: %s", result.message)
     z = result.x
-    w = np.asarray(_curvature(z, L, mask, offset, scale))
+    w = np.asarray(_curvature(z, L_jax, mask, offset, scale))
     # A = I + scale^2 L^T diag(w) L = U^T U: the upper triangle by syrk (half the flops of the dense
     # product), factorised in place; SciPy's LAPACK without the GIL (:mod:`._blas`), so that fits on
     # other threads run meanwhile
