@@ -5,7 +5,7 @@ whose ``src`` trees are on ``PYTHONPATH``::
 
     PYTHONPATH=$REPO/packages/gp-differential/src:$REPO/packages/core/src python da_scale.py $REPO
 
-Prints one JSON line; ``results/da_scale.json`` holds the 0.6.0 and 0.7.0 lines of one session (same
+Prints one JSON line; ``results/da_scale.json`` holds the lines of two versions from one session (same
 hour). Peak memory is the resident-set increase over the level after the data were prepared.
 """
 
