@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
+from cellflux.deprecation import renamed_parameter
 from cellflux.plugin import PluginManifest
 from cellflux.testing.api import (
+    _describe_class,
     allows_breaking,
     api_problems,
     breaking_changes,
@@ -76,7 +78,7 @@ def test_additions_break_nothing():
     [
         (lambda adata, key, *, mode=Mode.FAST, copy=False: None, "parameter 'n' was removed or renamed"),
         (lambda adata, key, n_cells=10, *, mode=Mode.FAST, copy=False: None, "position 2 was 'n'"),
-        (lambda adata, n, key, *, mode=Mode.FAST, copy=False: None, "position 1 was 'key', is now 'n'"),
+        (lambda adata, n, key, *, mode=Mode.FAST, copy=False: None, "parameter 'key' moved from position 1 to 2"),
         (lambda adata, key, *, n=10, mode=Mode.FAST, copy=False: None, "'n' can no longer be passed by position"),
         (lambda adata, key, n, *, mode=Mode.FAST, copy=False: None, "parameter 'n' lost its default (10)"),
         (lambda adata, key, n=20, *, mode=Mode.FAST, copy=False: None, "default of 'n' changed from 10 to 20"),
@@ -111,6 +113,32 @@ def test_kwargs_absorb_a_removed_keyword_as_deprecation_shims_do():
     def shim(adata, key, n=10, *, mode=Mode.FAST, **kwargs): ...  # copy= still accepted, through **kwargs
 
     assert breaking_changes(_api(f=base), _api(f=shim)) == []
+
+
+def test_a_renamed_parameter_with_its_alias_breaks_nothing_and_removing_the_alias_does():
+    @renamed_parameter("n", "n_cells", since="0.2.0")
+    def renamed(adata, key, n_cells=10, *, mode=Mode.FAST, copy=False): ...
+
+    def alias_dropped(adata, key, n_cells=10, *, mode=Mode.FAST, copy=False): ...
+
+    params = describe_callable(renamed)
+    assert params[-1] == {"name": "n", "kind": "keyword_only", "alias_of": "n_cells", "default": "10"}
+    assert breaking_changes(_api(f=base), _api(f=renamed)) == []
+    assert breaking_changes(_api(f=renamed), _api(f=alias_dropped)) == ["f: parameter 'n' was removed or renamed"]
+
+    class Old:
+        def __init__(self, data, n=10): ...
+
+    class New:
+        @renamed_parameter("n", "size", since="0.2.0")
+        def __init__(self, data, size=10): ...
+
+    def describe(cls):
+        return {"module": "pkg", "version": "0.1.0", "objects": {"C": _describe_class(cls, "test_api")}}
+
+    for cls in (Old, New):
+        cls.__module__ = cls.__init__.__module__ = "test_api"
+    assert breaking_changes(describe(Old), describe(New)) == []
 
 
 def _module(name, **attrs):

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["__version__", "datasets", "pl", "plugins", "pp", "results", "tl"]
 
-_SUBMODULES = ("datasets", "results", "plugin", "testing")
+_SUBMODULES = ("datasets", "deprecation", "results", "plugin", "testing")
 
 
 def _get_registry() -> Registry:

@@ -13,8 +13,9 @@ recursively) and, for a plugin, the ``cf.tl``/``cf.pl``/``cf.pp`` functions its 
 What breaks a caller (:func:`breaking_changes`):
 
 - a public name, method or attribute removed, or a function turned into something else;
-- a parameter removed or renamed (unless the function takes ``**kwargs``, as deprecation shims do),
-  moved to another position, or made keyword-only;
+- a parameter removed or renamed (unless the old name stays accepted: a
+  :func:`~cellflux.deprecation.renamed_parameter` alias, or ``**kwargs``), moved to another position,
+  or made keyword-only;
 - a new parameter without a default, or an old one losing its default;
 - a default value changed (the call still runs, but computes something else);
 - ``*args`` or ``**kwargs`` removed.
@@ -39,6 +40,8 @@ import types
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from ..deprecation import ALIASES_ATTRIBUTE
 
 __all__ = [
     "allows_breaking",
@@ -89,7 +92,9 @@ def describe_callable(obj: Any) -> list[dict[str, str]] | None:
 
     Returns
     -------
-    One dict per parameter, in order, or ``None`` where Python cannot tell the signature.
+    One dict per parameter, in order, then one per deprecated alias (keyword-only, ``"alias_of"`` the
+    parameter's name now; see :func:`cellflux.deprecation.renamed_parameter`); ``None`` where Python
+    cannot tell the signature.
     """
     try:
         signature = inspect.signature(obj)
@@ -100,6 +105,14 @@ def describe_callable(obj: Any) -> list[dict[str, str]] | None:
         entry = {"name": p.name, "kind": _KINDS[p.kind]}
         if p.default is not inspect.Parameter.empty:
             entry["default"] = _default_text(p.default)
+        out.append(entry)
+    # deprecated spellings still accepted (cellflux.deprecation.renamed_parameter): keyword-only aliases
+    by_name = {p["name"]: p for p in out}
+    aliases = getattr(obj.__init__ if inspect.isclass(obj) else obj, ALIASES_ATTRIBUTE, {})
+    for old, (new, _since) in sorted(aliases.items()):
+        entry = {"name": old, "kind": "keyword_only", "alias_of": new}
+        if "default" in by_name.get(new, {}):
+            entry["default"] = by_name[new]["default"]
         out.append(entry)
     return out
 
@@ -211,13 +224,20 @@ def _parameter_changes(where: str, old: list[dict] | None, new: list[dict] | Non
     new_kinds = {p["kind"] for p in new}
     old_positional = [p for p in old if p["kind"] in _POSITIONAL]
     new_positional = [p for p in new if p["kind"] in _POSITIONAL]
+    new_positions = {q["name"]: j for j, q in enumerate(new_positional)}
     for i, p in enumerate(old_positional):
         if i >= len(new_positional):
             if "var_positional" not in new_kinds:
                 out.append(f"{where}: parameter {p['name']!r} can no longer be passed by position (position {i})")
             continue
         q = new_positional[i]
-        if p["kind"] == "positional_or_keyword" and q["name"] != p["name"]:
+        if p["kind"] != "positional_or_keyword" or q["name"] == p["name"]:
+            continue
+        if new_by_name.get(p["name"], {}).get("alias_of") == q["name"]:
+            continue  # renamed in place, the old keyword kept as an alias
+        if p["name"] in new_positions:
+            out.append(f"{where}: parameter {p['name']!r} moved from position {i} to {new_positions[p['name']]}")
+        else:
             out.append(f"{where}: position {i} was {p['name']!r}, is now {q['name']!r}")
     for p in old:
         q = new_by_name.get(p["name"])
@@ -238,7 +258,7 @@ def _parameter_changes(where: str, old: list[dict] | None, new: list[dict] | Non
             out.append(f"{where}: the default of {p['name']!r} changed from {p['default']} to {q['default']}")
     old_names = {p["name"] for p in old}
     for q in new:
-        required = "default" not in q and q["kind"] not in ("var_positional", "var_keyword")
+        required = "default" not in q and "alias_of" not in q and q["kind"] not in ("var_positional", "var_keyword")
         if required and q["name"] not in old_names:
             out.append(f"{where}: new required parameter {q['name']!r}")
     return out
