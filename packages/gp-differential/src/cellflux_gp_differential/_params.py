@@ -13,6 +13,8 @@ import numpy as np
 from scipy.spatial import cKDTree
 from scipy.special import gammaln
 
+from ._threefry import choice_without_replacement
+
 __all__ = [
     "default_length_scale",
     "fractal_dimension",
@@ -48,13 +50,18 @@ def fractal_dimension(x: np.ndarray, k: int = 10, n: int = 500, seed: int = 432)
 
     Same sample (JAX's ``PRNGKey(seed)``), neighbourhoods and log-log regression as
     :func:`mellon.parameters.compute_d_factal`, computed in closed form with numpy instead of a vmapped
-    least-squares solve (which costs seconds of compilation in every fresh process).
+    least-squares solve (which costs seconds of compilation in every fresh process); the sample is
+    JAX's, drawn by :func:`._threefry.choice_without_replacement` without compiling JAX's permutation
+    (0.3 s per cell count in a fresh process).
     """
     import jax
 
     n_cells = x.shape[0]
     if n < n_cells:
-        idx = np.asarray(jax.random.choice(jax.random.PRNGKey(seed), n_cells, shape=(n,), replace=False))
+        if jax.config.jax_threefry_partitionable:  # JAX's default since 0.5
+            idx = choice_without_replacement(seed, n_cells, n)
+        else:
+            idx = np.asarray(jax.random.choice(jax.random.PRNGKey(seed), n_cells, shape=(n,), replace=False))
         query = x[idx]
     else:
         query = x
