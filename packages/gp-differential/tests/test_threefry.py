@@ -59,3 +59,22 @@ def test_fractal_dimension_is_mellons_without_jax_drawing(rng, monkeypatch):
 
     monkeypatch.setattr(jax.random, "choice", refuse)
     assert _params.fractal_dimension(x) == pytest.approx(expected, rel=1e-10)
+
+
+def test_under_the_older_threefry_scheme_jax_draws_and_mellon_is_still_matched(rng):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from mellon.parameters import compute_d_factal
+
+    x = rng.normal(size=(900, 5))
+    ours_now = _params.fractal_dimension(x)
+    before = jax.config.jax_threefry_partitionable
+    jax.config.update("jax_threefry_partitionable", False)
+    try:
+        assert _params.fractal_dimension(x) == pytest.approx(float(compute_d_factal(x)), rel=1e-10)
+        # JAX draws other cells under this scheme: the numpy draw alone would have missed mellon
+        old_scheme = np.asarray(jax.random.choice(jax.random.PRNGKey(432), 900, shape=(500,), replace=False))
+        assert not np.array_equal(old_scheme, choice_without_replacement(432, 900, 500))
+    finally:
+        jax.config.update("jax_threefry_partitionable", before)
+    assert _params.fractal_dimension(x) == ours_now

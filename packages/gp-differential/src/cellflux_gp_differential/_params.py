@@ -58,7 +58,8 @@ def fractal_dimension(x: np.ndarray, k: int = 10, n: int = 500, seed: int = 432)
 
     n_cells = x.shape[0]
     if n < n_cells:
-        if jax.config.jax_threefry_partitionable:  # JAX's default since 0.5
+        threefry = getattr(jax.config, "jax_default_prng_impl", "threefry2x32") == "threefry2x32"
+        if threefry and getattr(jax.config, "jax_threefry_partitionable", False):  # JAX's defaults since 0.5
             idx = choice_without_replacement(seed, n_cells, n)
         else:
             idx = np.asarray(jax.random.choice(jax.random.PRNGKey(seed), n_cells, shape=(n,), replace=False))

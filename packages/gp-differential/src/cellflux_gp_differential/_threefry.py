@@ -12,7 +12,8 @@ indices follow from JAX's algorithm written out in numpy:
 - a permutation of ``n`` sorts ``arange(n)`` by fresh 32-bit random keys (stable sort), in
   ``ceil(3 log n / log(2^32 - 1))`` rounds, each with a new subkey split off the key.
 
-Tested equal to JAX on many sizes; with the partitionable flag off (older JAX) callers use JAX itself.
+Tested equal to JAX on many sizes; with the partitionable flag off (older JAX) or another default PRNG
+(``jax_default_prng_impl``), callers use JAX itself.
 """
 
 from __future__ import annotations
