@@ -168,3 +168,17 @@ def test_namespace_is_read_only_and_resolves(fake_modules):
         tl.g = fake_function
     with pytest.raises(AttributeError):
         tl.__wrapped__  # noqa: B018 - dunder lookups never go to the registry
+
+
+def test_load_target_imports_dotted_attributes_and_refuses_bad_references():
+    import collections
+    import os.path
+
+    from cellflux.plugin import load_target
+
+    assert load_target("os.path:join") is os.path.join
+    assert load_target("collections:OrderedDict.fromkeys") == collections.OrderedDict.fromkeys
+    with pytest.raises(ValueError, match="is not a 'module:attr' reference"):
+        load_target("os.path.join")
+    with pytest.raises(AttributeError):
+        load_target("os.path:no_such_name")

@@ -12,7 +12,7 @@ from importlib import metadata
 from typing import Any
 
 from ._catalogue import package_providing
-from .plugin import NAMESPACES, Command, PluginManifest, parse_target
+from .plugin import NAMESPACES, Command, PluginManifest, load_target
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -176,11 +176,8 @@ class Registry:
         if cached is not None:
             return cached
         claim = self._claim(namespace, name)
-        module_name, attr = parse_target(claim.target)
         try:
-            obj: Any = importlib.import_module(module_name)
-            for part in attr.split("."):
-                obj = getattr(obj, part)
+            obj = load_target(claim.target)
         except Exception as error:
             raise ImportError(
                 f"cf.{namespace}.{name} from plugin {claim.plugin.name!r} ({claim.plugin.distribution}) could not be "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 import warnings
@@ -11,7 +10,7 @@ from collections.abc import Sequence
 
 from ._registry import Registry, default_registry
 from ._version import __version__
-from .plugin import parse_target
+from .plugin import load_target
 
 __all__ = ["main"]
 
@@ -93,11 +92,7 @@ def _print_plugins(registry: Registry) -> int:
 
 def _run_plugin_command(registry: Registry, name: str, args: list[str]) -> int:
     _, command = registry.command(name)
-    module_name, attr = parse_target(command.target)
-    func = importlib.import_module(module_name)
-    for part in attr.split("."):
-        func = getattr(func, part)
-    result = func(args)
+    result = load_target(command.target)(args)
     return int(result or 0)
 
 

@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Command", "NAMESPACES", "PluginManifest", "lazy_exports", "parse_target"]
+__all__ = ["Command", "NAMESPACES", "PluginManifest", "lazy_exports", "load_target", "parse_target"]
 
 #: The namespaces a plugin can add functions to.
 NAMESPACES = ("tl", "pl", "pp")
@@ -61,6 +61,28 @@ def parse_target(target: str) -> tuple[str, str]:
         raise ValueError(f"{target!r} is not a 'module:attr' reference (e.g. 'my_plugin._tools:my_score').")
     module, attr = target.split(":")
     return module, attr
+
+
+def _import_attribute(module: str, attr: str) -> Any:
+    value: Any = importlib.import_module(module)
+    for part in attr.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def load_target(target: str) -> Any:
+    """Import the object a ``"module:attr"`` string refers to (``attr`` may be dotted).
+
+    Parameters
+    ----------
+    target
+        A reference such as ``"cellflux_kernels._tools:transition_matrix"``.
+
+    Returns
+    -------
+    The object; import errors and missing attributes propagate.
+    """
+    return _import_attribute(*parse_target(target))
 
 
 @dataclass(frozen=True)
@@ -175,11 +197,7 @@ def lazy_exports(
     def __getattr__(name: str) -> Any:
         if name not in resolved:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        module, attr = resolved[name]
-        value: Any = importlib.import_module(module)
-        for part in attr.split("."):
-            value = getattr(value, part)
-        return value
+        return _import_attribute(*resolved[name])
 
     def __dir__() -> list[str]:
         return sorted(resolved)

@@ -203,15 +203,14 @@ def describe_api(module: str, manifest: Any | None = None) -> dict[str, Any]:
             (p.manifest for p in default_registry().loaded if p.manifest and p.manifest.module == module), None
         )
     if manifest is not None:
-        from ..plugin import NAMESPACES, parse_target
+        from ..plugin import NAMESPACES, load_target
 
         for namespace in NAMESPACES:
             for name, target in sorted(manifest.functions(namespace).items()):
-                where, attr = parse_target(target)
-                value: Any = importlib.import_module(where)
-                for part in attr.split("."):
-                    value = getattr(value, part)
-                objects[f"{namespace}.{name}"] = {"kind": "function", "parameters": describe_callable(value)}
+                objects[f"{namespace}.{name}"] = {
+                    "kind": "function",
+                    "parameters": describe_callable(load_target(target)),
+                }
     return {"module": module, "version": str(getattr(package, "__version__", "")), "objects": objects}
 
 

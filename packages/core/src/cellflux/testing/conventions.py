@@ -188,7 +188,7 @@ class ConventionCheck:
             n_conditions=2, seed=0)``.
         """
         from .._registry import default_registry
-        from ..plugin import parse_target
+        from ..plugin import load_target
 
         registry = default_registry()
         func = registry.resolve(self.namespace, self.name)
@@ -198,8 +198,7 @@ class ConventionCheck:
         (info,) = [p for p in registry.loaded if p.name == self.plugin]
         target = info.manifest.examples.get(str(self))
         _require(bool(target), f"{self.plugin} declares no example for {self} (manifest `examples`)")
-        module, attr = parse_target(target)
-        example = getattr(__import__(module, fromlist=[attr]), attr)
+        example = load_target(target)
         if adata is None:
             from ..datasets import simulate
 
