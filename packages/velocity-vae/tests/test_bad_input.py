@@ -79,3 +79,28 @@ def test_tool_refuses_to_overwrite_before_training(prepared):
     adata.layers["velocity"] = np.zeros(adata.shape, dtype=np.float32)
     with pytest.raises(KeyError, match="already exist"):
         cf.tl.velocity_vae(adata)
+
+
+def test_tool_fits_around_a_gene_its_filter_drops(prepared):
+    adata = _fresh(prepared)
+    adata.layers["Mu"][:, 4] = 0  # no unspliced at all: the steady-state filter drops it
+    cf.tl.velocity_vae(adata, max_epochs=1, n_samples=2, n_hidden=16, batch_size=128)
+    assert not adata.var["velocity_vae_genes"].iloc[4]
+    assert np.isnan(adata.layers["velocity"][:, 4]).all()
+    assert np.isfinite(adata.layers["velocity"][:, adata.var["velocity_vae_genes"].to_numpy()]).all()
+
+
+def test_tool_without_the_filter_still_refuses_an_all_zero_gene(prepared):
+    adata = _fresh(prepared)
+    adata.layers["Mu"][:, 4] = 0
+    keys = {slot: set(getattr(adata, slot).keys()) for slot in ("obs", "var", "layers", "uns")}
+    with pytest.raises(ValueError, match="all zero"):
+        cf.tl.velocity_vae(adata, max_epochs=1, filter_on_r2=False)
+    assert keys == {slot: set(getattr(adata, slot).keys()) for slot in ("obs", "var", "layers", "uns")}
+
+
+def test_tool_refuses_more_stored_samples_than_draws(prepared):
+    adata = _fresh(prepared)
+    with pytest.raises(ValueError, match="n_velocity_samples must be between 0 and n_samples"):
+        cf.tl.velocity_vae(adata, max_epochs=1, n_samples=4, n_velocity_samples=10)
+    assert "velocity" not in adata.layers

@@ -246,3 +246,57 @@ def test_default_optimizer_is_scvi_tools_adamw_with_the_same_hyper_parameters():
     torch.testing.assert_close(params[0], reference_params[0])
     custom = {"lr": 0.1, "weight_decay": 0.0, "optimizer": "Adam"}
     assert _plan_with_fused_adamw(custom) == custom
+
+
+def test_initial_rates_are_velovis_where_the_data_sets_them_and_defaults_elsewhere():
+    from cellflux_velocity_vae._model import _softplus_inverse, initial_rates
+
+    us = np.array([0.4, 0.0, 0.3, 0.0, 25.0])
+    ms = np.array([0.8, 0.5, 0.0, 0.0, 1.0])
+    alpha, gamma = initial_rates(us, ms, gamma_init_data=True)
+    # VeloVI's own formulas where they are finite (gene 2: no spliced at the top, capped at 10 as VeloVI does)
+    np.testing.assert_allclose(alpha[[0, 2, 4]], _softplus_inverse(us[[0, 2, 4]]))
+    np.testing.assert_allclose(gamma[[0, 4]], np.clip(_softplus_inverse(us[[0, 4]] / ms[[0, 4]]), None, 10))
+    assert gamma[2] == 10.0
+    # no unspliced at the top: VeloVI's -inf / NaN replaced by the module's defaults
+    assert np.all(np.isfinite(alpha)) and np.all(np.isfinite(gamma))
+    assert alpha[1] == alpha[3] == 0.0 and gamma[1] == gamma[3] == -1.0
+    assert initial_rates(us, ms, gamma_init_data=False)[1] is None
+
+
+@pytest.mark.parametrize("gamma_init_data", [False, True])
+def test_a_gene_with_almost_no_unspliced_trains_without_nan(prepared, gamma_init_data):
+    import scvi
+
+    adata = prepared.copy()
+    mu = adata.layers["Mu"].copy()
+    mu[:, 0] = 0.0
+    mu[0, 0] = 1.0  # unspliced in one cell of 600: its top-1% median is 0
+    adata.layers["Mu"] = mu
+    scvi.settings.seed = 0
+    VELOVI.setup_anndata(adata, spliced_layer="Ms", unspliced_layer="Mu")
+    model = VELOVI(adata, n_hidden=16, gamma_init_data=gamma_init_data)
+    assert all(torch.isfinite(p).all() for p in model.module.parameters())
+    model.train(max_epochs=2, enable_progress_bar=False, batch_size=128)
+    assert all(torch.isfinite(p).all() for p in model.module.parameters())
+    assert np.isfinite(model.get_velocity(n_samples=2, return_numpy=True)).all()
+
+
+def test_permutation_scores_on_sparse_layers_equal_dense(trained):
+    from scipy import sparse
+
+    adata = trained.adata.copy()
+    adata.obs["type"] = np.where(np.arange(adata.n_obs) % 2 == 0, "a", "b")
+    sparse_data = adata.copy()
+    for layer in ("Ms", "Mu"):
+        sparse_data.layers[layer] = sparse.csr_matrix(sparse_data.layers[layer])
+    VELOVI.setup_anndata(sparse_data, spliced_layer="Ms", unspliced_layer="Mu")
+    on_sparse = VELOVI(sparse_data, n_hidden=64)
+    on_sparse.module.load_state_dict(trained.module.state_dict())
+    on_sparse.is_trained_ = True
+    torch.manual_seed(0)
+    dense_scores, _ = trained.get_permutation_scores("type", adata=adata, seed=0)
+    torch.manual_seed(0)
+    sparse_scores, _ = on_sparse.get_permutation_scores("type", seed=0)
+    np.testing.assert_allclose(sparse_scores.to_numpy(), dense_scores.to_numpy(), rtol=1e-5, atol=1e-6)
+    assert np.isfinite(sparse_scores.to_numpy()).all()

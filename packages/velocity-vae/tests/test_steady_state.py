@@ -142,3 +142,18 @@ def test_default_path_never_imports_scvelo():
         "assert 'scvelo' not in sys.modules, 'scvelo was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_stochastic_fit_of_an_exact_steady_state_is_its_ratio(dtype):
+    rng = np.random.default_rng(0)
+    s = rng.gamma(2.0, 1.0, (300, 3))
+    u = 0.5 * s + rng.normal(0.0, 0.1, s.shape).clip(0)
+    u[:, 1] = 0.3 * s[:, 1]  # u = 0.3 s exactly: the deterministic residual variance is 0 in float64
+    result = fit_stochastic(*(m.astype(dtype) for m in (s, u, s * s, u * s)))
+    assert result["gamma"][1] == pytest.approx(0.3, rel=1e-5)
+    assert np.isfinite(result["gamma"]).all()
+    np.testing.assert_allclose(result["velocity"][:, 1], 0.0, atol=1e-5)
+    # the other genes are untouched by the exact one
+    other = fit_stochastic(*(m[:, [0, 2]].astype(dtype) for m in (s, u, s * s, u * s)))
+    np.testing.assert_allclose(result["gamma"][[0, 2]], other["gamma"], rtol=1e-6)

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from scipy import sparse
 from scvi.data import AnnDataManager
 from scvi.data.fields import LayerField
 from scvi.dataloaders import DataSplitter
@@ -25,7 +24,7 @@ from ._constants import REGISTRY_KEYS
 from ._module import VELOVAE
 from ._queries import VelocityQueriesMixin
 from ._serialize import from_plain, to_plain
-from ._validate import check_layers, check_same_genes
+from ._validate import check_layers, check_same_genes, dense
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -57,8 +56,36 @@ def _softplus_inverse(x: np.ndarray) -> np.ndarray:
         return np.where(x > 20, x, np.log(np.expm1(np.minimum(x, 20))))
 
 
-def _dense(matrix: Any) -> np.ndarray:
-    return np.asarray(matrix.toarray() if sparse.issparse(matrix) else matrix)
+#: Unconstrained degradation rate where the data cannot set one (the module's own default).
+_DEFAULT_GAMMA_UNCONSTR = -1.0
+
+
+def initial_rates(
+    us_upper: np.ndarray, ms_upper: np.ndarray, gamma_init_data: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Unconstrained transcription and (optionally) degradation rates to start from, per gene.
+
+    As VeloVI: ``alpha = us_upper`` and ``gamma = us_upper / ms_upper`` (softplus-inverse, ``gamma``'s
+    capped at 10). Where a switching target is zero (a gene with unspliced counts in fewer than about
+    0.5% of cells) VeloVI starts from ``-inf`` (or NaN for ``gamma``, ``0 / 0``), which never trains and,
+    with ``gamma_init_data``, turns the first step's parameters into NaN; such genes start from the
+    module's defaults here (``alpha_unconstr = 0``, ``gamma_unconstr = -1``). Every other gene starts
+    where VeloVI's would.
+
+    Returns
+    -------
+    ``(alpha_unconstr, gamma_unconstr)``; ``gamma_unconstr`` is ``None`` unless ``gamma_init_data``.
+    """
+    us_upper = np.asarray(us_upper, dtype=np.float64)
+    ms_upper = np.asarray(ms_upper, dtype=np.float64)
+    alpha = np.where(us_upper > 0, _softplus_inverse(np.where(us_upper > 0, us_upper, 1.0)), 0.0)
+    if not gamma_init_data:
+        return alpha, None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = us_upper / ms_upper
+    usable = ratio > 0  # NaN (0 / 0) is not; +inf (no spliced in the top cells) is capped at 10 as in VeloVI
+    gamma = np.where(usable, np.minimum(_softplus_inverse(np.where(usable, ratio, 1.0)), 10.0), _DEFAULT_GAMMA_UNCONSTR)
+    return alpha, gamma
 
 
 def switch_targets(spliced: np.ndarray, unspliced: np.ndarray, quantile: float = 0.99) -> tuple[np.ndarray, np.ndarray]:
@@ -124,10 +151,10 @@ class VELOVI(VelocityQueriesMixin, VAEMixin, UnsupervisedTrainingMixin, BaseMode
     ) -> None:
         super().__init__(adata)
         self.n_latent = n_latent
-        spliced = _dense(self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY))
-        unspliced = _dense(self.adata_manager.get_from_registry(REGISTRY_KEYS.U_KEY))
+        spliced = dense(self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY))
+        unspliced = dense(self.adata_manager.get_from_registry(REGISTRY_KEYS.U_KEY))
         us_upper, ms_upper = switch_targets(spliced, unspliced)
-        gamma_unconstr = np.clip(_softplus_inverse(us_upper / ms_upper), None, 10) if gamma_init_data else None
+        alpha_unconstr, gamma_unconstr = initial_rates(us_upper, ms_upper, gamma_init_data)
         self.module = self._module_cls(
             n_input=self.summary_stats["n_vars"],
             n_hidden=n_hidden,
@@ -135,7 +162,7 @@ class VELOVI(VelocityQueriesMixin, VAEMixin, UnsupervisedTrainingMixin, BaseMode
             n_layers=n_layers,
             dropout_rate=dropout_rate,
             gamma_unconstr_init=gamma_unconstr,
-            alpha_unconstr_init=_softplus_inverse(us_upper),
+            alpha_unconstr_init=alpha_unconstr,
             alpha_1_unconstr_init=np.zeros(us_upper.shape),
             lambda_alpha_unconstr_init=np.zeros(us_upper.shape),
             switch_spliced=ms_upper,

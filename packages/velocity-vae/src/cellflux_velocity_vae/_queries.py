@@ -15,13 +15,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 import torch
-from scipy import sparse
 from scipy.stats import ttest_ind
 
 from . import _posterior as post
 from ._constants import REGISTRY_KEYS, STATES
 from ._uncertainty import STATISTICS, directional_statistics
-from ._validate import check_same_genes
+from ._validate import check_same_genes, dense
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -460,8 +459,7 @@ class VelocityQueriesMixin:
         bdata = adata.copy()
         for key in (REGISTRY_KEYS.X_KEY, REGISTRY_KEYS.U_KEY):
             registry = manager.data_registry[key]
-            values = manager.get_from_registry(key)
-            values = np.array(values.toarray() if sparse.issparse(values) else values, dtype=np.float32)
+            values = np.array(dense(manager.get_from_registry(key)), dtype=np.float32)
             for label in pd.unique(labels):
                 rows = np.flatnonzero(labels == label)
                 order = rng.random((rows.size, values.shape[1])).argsort(axis=0)
@@ -475,7 +473,7 @@ class VelocityQueriesMixin:
         def abs_error(data: AnnData) -> np.ndarray:
             m = self.get_anndata_manager(data, required=True)
             fit_s, fit_u = self.get_expression_fit(data, n_samples=10, return_numpy=True)
-            obs_s, obs_u = (np.asarray(m.get_from_registry(k)) for k in (REGISTRY_KEYS.X_KEY, REGISTRY_KEYS.U_KEY))
+            obs_s, obs_u = (dense(m.get_from_registry(k)) for k in (REGISTRY_KEYS.X_KEY, REGISTRY_KEYS.U_KEY))
             return np.abs(fit_s - obs_s) + np.abs(fit_u - obs_u)
 
         error, error_p = abs_error(adata), abs_error(bdata)

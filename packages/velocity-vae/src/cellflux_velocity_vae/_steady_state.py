@@ -12,11 +12,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
+from ._validate import dense
+
 __all__ = ["fit_steady_state", "fit_stochastic"]
-
-
-def _dense(x: np.ndarray | sparse.spmatrix) -> np.ndarray:
-    return np.asarray(x.toarray() if sparse.issparse(x) else x, dtype=np.float64)
 
 
 def fit_steady_state(
@@ -45,7 +43,7 @@ def fit_steady_state(
     -------
     ``gamma`` (the steady-state ratio), ``r2`` and ``velocity_genes`` (bool) per gene.
     """
-    s, u = _dense(spliced), _dense(unspliced)
+    s, u = dense(spliced, np.float64), dense(unspliced, np.float64)
     norm = s / np.clip(s.max(axis=0), 1e-3, None) + u / np.clip(u.max(axis=0), 1e-3, None)
     extreme = norm >= np.percentile(norm, percentile, axis=0)
     se, ue = s * extreme, u * extreme
@@ -84,7 +82,9 @@ def fit_stochastic(
     through the origin: ``u ≈ gamma s`` on the extreme cells (``s / max s + u / max u`` or ``s``
     at or above its ``percentile``-th percentile) and ``2 <us> + u ≈ gamma (2 <ss> - s)`` on all
     cells, each weighted by the inverse variance of its residual (of the deterministic fit, and of
-    a plain fit of the second regression). Other genes keep the deterministic ratio.
+    a plain fit of the second regression). Other genes keep the deterministic ratio. A regression
+    that fits a gene exactly (residual variance 0, where the weights are infinite) gives its own
+    solution, the limit of the weighted one (instead of ``inf / inf``).
 
     Parameters
     ----------
@@ -100,8 +100,8 @@ def fit_stochastic(
     ``gamma`` (stochastic ratio, float32 as scVelo), ``gamma_deterministic``, ``r2`` and
     ``velocity_genes`` of the deterministic fit, and ``velocity`` (``u - gamma s``, cells x genes).
     """
-    s, u = _dense(spliced), _dense(unspliced)
-    mss, mus = _dense(second_spliced), _dense(second_cross)
+    s, u = dense(spliced, np.float64), dense(unspliced, np.float64)
+    mss, mus = dense(second_spliced, np.float64), dense(second_cross, np.float64)
     if not (s.shape == u.shape == mss.shape == mus.shape):
         raise ValueError(
             f"first- and second-order moments must have the same shape, got {s.shape}, {u.shape}, "
@@ -123,6 +123,12 @@ def fit_stochastic(
         numerator = (sw * uw).sum(0) / res_var + (var_ss * cov_us).sum(0) / res2_var
         denominator = (sw * sw).sum(0) / res_var + (var_ss * var_ss).sum(0) / res2_var
         gamma_sto = numerator / denominator
+        # a regression that fits exactly (residual variance 0) has infinite weight: the limit is its own
+        # solution (the first one's if both do) instead of inf / inf
+        first = (sw * uw).sum(0) / (sw * sw).sum(0)
+        gamma_sto = np.where(res2_var == 0, gamma2, gamma_sto)
+        gamma_sto = np.where(res_var == 0, first, gamma_sto)
+        denominator = np.where((res_var == 0) | (res2_var == 0), 1.0, denominator)
     gamma = gamma_det.astype(np.float32)
     gamma[genes] = np.nan_to_num(np.where(denominator > 0, gamma_sto, 0.0))
     return {

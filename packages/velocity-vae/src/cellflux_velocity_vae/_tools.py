@@ -11,7 +11,7 @@ from cellflux.results import Results, resolve_target
 
 from ._keys import Key
 from ._uncertainty import STATISTICS
-from ._validate import check_layers, layer_values
+from ._validate import check_layers, dense, layer_values
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -97,8 +97,9 @@ def velocity_vae(
     seed
         Seed of scvi-tools (``scvi.settings.seed``), set before training.
     n_velocity_samples
-        Also store this many posterior velocity samples per cell in
-        ``uns[key_added]["velocity_samples"]`` (samples x cells x genes; 0 stores none).
+        Also store this many of the ``n_samples`` posterior velocity draws per cell in
+        ``uns[key_added]["velocity_samples"]`` (samples x cells x genes; 0 stores none; at most
+        ``n_samples``).
     train_kwargs
         Further keyword arguments of :meth:`VELOVI.train`.
     model_kwargs
@@ -167,7 +168,13 @@ def velocity_vae(
             )
     if n_samples < 2:
         raise ValueError(f"n_samples must be at least 2 for variances and uncertainty, got {n_samples}.")
-    check_layers(data, spliced_layer, unspliced_layer, warn_unscaled=not min_max_scale)
+    if not 0 <= n_velocity_samples <= n_samples:
+        raise ValueError(
+            f"n_velocity_samples must be between 0 and n_samples ({n_samples}), got {n_velocity_samples}: the "
+            "stored samples are among the n_samples posterior draws; raise n_samples to store more."
+        )
+    # all-zero genes (e.g. no unspliced counts) are dropped by the steady-state filter, and get NaN
+    check_layers(data, spliced_layer, unspliced_layer, warn_unscaled=not min_max_scale, allow_zero_genes=filter_on_r2)
     results = _fit(
         data,
         spliced_layer=spliced_layer,
@@ -231,8 +238,8 @@ def _fit(data: AnnData, **kw: Any) -> dict[str, Any]:
         obs=data.obs[[]].copy(),
         var=data.var[[c for c in ("highly_variable",) if c in data.var]].copy(),
         layers={
-            kw["spliced_layer"]: np.asarray(_dense(layer_values(data, kw["spliced_layer"])), dtype=np.float32),
-            kw["unspliced_layer"]: np.asarray(_dense(layer_values(data, kw["unspliced_layer"])), dtype=np.float32),
+            kw["spliced_layer"]: dense(layer_values(data, kw["spliced_layer"]), np.float32),
+            kw["unspliced_layer"]: dense(layer_values(data, kw["unspliced_layer"]), np.float32),
         },
     )
     spans = {}
@@ -247,6 +254,7 @@ def _fit(data: AnnData, **kw: Any) -> dict[str, Any]:
         min_max_scale=kw["min_max_scale"],
         filter_on_r2=kw["filter_on_r2"],
     )
+    check_layers(work, kw["spliced_layer"], kw["unspliced_layer"], warn_unscaled=False)  # the filter kept none
     genes = np.asarray(data.var_names.isin(work.var_names))
     span_s, span_u = spans["spliced_layer"][genes], spans["unspliced_layer"][genes]
     scvi.settings.seed = kw["seed"]
@@ -291,15 +299,8 @@ def _fit(data: AnnData, **kw: Any) -> dict[str, Any]:
         "n_epochs": len(history["elbo_train"]),
     }
     if kw["n_velocity_samples"]:
-        k = min(kw["n_velocity_samples"], n)
-        results["samples"] = full(velo[:k] * span_s / scaling)
+        results["samples"] = full(velo[: kw["n_velocity_samples"]] * span_s / scaling)
     return results
-
-
-def _dense(matrix: Any) -> np.ndarray:
-    from scipy import sparse
-
-    return matrix.toarray() if sparse.issparse(matrix) else np.asarray(matrix)
 
 
 def example(adata: AnnData) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from scipy import sparse
 if TYPE_CHECKING:
     from anndata import AnnData
 
-__all__ = ["check_layers", "check_same_genes", "layer_values"]
+__all__ = ["check_layers", "check_same_genes", "dense", "layer_values"]
 
 logger = logging.getLogger(__name__)
 
@@ -20,6 +20,11 @@ _FIX_MOMENTS = (
     "compute first-order moments first (scvelo.pp.moments, or cellflux_velocity_vae.moments) and "
     "scale them with cellflux_velocity_vae.preprocess_data"
 )
+
+
+def dense(matrix: np.ndarray | sparse.spmatrix, dtype: np.dtype | type | None = None) -> np.ndarray:
+    """``matrix`` as a dense array of ``dtype`` (sparse matrices densified; no copy when already one)."""
+    return np.asarray(matrix.toarray() if sparse.issparse(matrix) else matrix, dtype=dtype)
 
 
 def layer_values(adata: AnnData, layer: str) -> np.ndarray | sparse.spmatrix:
@@ -33,11 +38,18 @@ def _data(matrix: np.ndarray | sparse.spmatrix) -> np.ndarray:
     return matrix.data if sparse.issparse(matrix) else np.asarray(matrix)
 
 
-def check_layers(adata: AnnData, spliced_layer: str, unspliced_layer: str, warn_unscaled: bool = True) -> None:
+def check_layers(
+    adata: AnnData,
+    spliced_layer: str,
+    unspliced_layer: str,
+    warn_unscaled: bool = True,
+    allow_zero_genes: bool = False,
+) -> None:
     """Check that both layers exist and hold finite, non-negative values with no all-zero gene.
 
     Raises ``KeyError``/``ValueError`` naming the layer and the fix; warns when a layer is not
     min-max scaled (values above 1), which veloVI's initialisation and priors assume.
+    ``allow_zero_genes`` lets all-zero genes through (for callers whose gene filter drops them).
     """
     for layer in (spliced_layer, unspliced_layer):
         matrix = layer_values(adata, layer)
@@ -56,7 +68,7 @@ def check_layers(adata: AnnData, spliced_layer: str, unspliced_layer: str, warn_
             )
         column_max = np.asarray(matrix.max(axis=0).toarray() if sparse.issparse(matrix) else matrix.max(axis=0)).ravel()
         zero = np.flatnonzero(column_max <= 0)
-        if zero.size:
+        if zero.size and not allow_zero_genes:
             names = ", ".join(map(str, adata.var_names[zero[:5]]))
             raise ValueError(
                 f"{zero.size} gene(s) are all zero in adata.layers[{layer!r}] (e.g. {names}); drop them "
