@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import cellflux as cf
+from cellflux._keys import TruthKey
 
 pytest.importorskip("scanpy")
 pytest.importorskip("matplotlib")
@@ -101,6 +102,32 @@ def test_one_condition_skips_the_differential_step(tmp_path):
     assert record.status == "skipped"
     assert "only one condition ('control')" in record.message
     assert "only one condition" in (tmp_path / "report.html").read_text()
+
+
+def test_default_conditions_follow_the_categories_not_the_cell_order(tmp_path):
+    from cellflux._pipeline._context import Context
+    from cellflux._pipeline.differential import _conditions
+
+    adata = cf.datasets.simulate(n_cells=200, n_genes=40, n_conditions=2, seed=1)
+    assert adata.obs["condition"].iloc[0] == "treated"  # the first cell is of the second category
+    ctx = Context(adata=adata, out=tmp_path, config=PipelineConfig(), title="t", source="simulation")
+    assert _conditions(ctx) == ("condition", ("control", "treated"))
+    adata.obs["condition"] = adata.obs["condition"].cat.reorder_categories(["treated", "control"])
+    assert _conditions(ctx) == ("condition", ("treated", "control"))
+    adata.obs["condition"] = adata.obs["condition"].astype(str)  # plain strings: order of appearance
+    assert _conditions(ctx) == ("condition", ("treated", "control"))
+
+
+def test_reversed_conditions_are_scored_against_the_reversed_truth(tmp_path):
+    pytest.importorskip("cellflux_gp_differential")
+    adata = cf.datasets.simulate(n_cells=400, n_genes=60, n_conditions=2, seed=1)
+    config = PipelineConfig(steps=("preprocess", "differential"), conditions=("treated", "control"), quick=True)
+    ctx = run_pipeline(adata, tmp_path, config, stream=None)
+    scores = {metric: float(value) for step, metric, value, _ in ctx.scores if step == "differential"}
+    # the planted depletion in "treated" is an enrichment of "control" over "treated": still found
+    assert scores["DA AUROC (planted lineage vs other cells, by the log fold change)"] > 0.8
+    assert scores["DA log fold change vs planted (Spearman)"] > 0.2
+    assert np.corrcoef(adata.obs["gp_da_log_fold_change"], adata.obs[TruthKey.DA_LOG_FOLD_CHANGE])[0, 1] < 0
 
 
 def test_bad_options_are_refused():

@@ -92,6 +92,8 @@ def test_provenance_key_collision_is_refused(adata):
         ("uns", {"a": (1, 2)}, "tuple"),
         ("uns", {1: "a"}, "non-string key"),
         ("obsm", sparse.coo_matrix(np.zeros((30, 2))), "convert it to CSR"),
+        ("obs", np.array(["2020-01-01"] * 30, dtype="datetime64[D]"), "cannot store"),
+        ("uns", {"a/b": 1}, "nested group"),
     ],
 )
 def test_bad_values_are_refused_before_anything_is_written(adata, slot, value, message):
@@ -102,6 +104,56 @@ def test_bad_values_are_refused_before_anything_is_written(adata, slot, value, m
         results.write(adata)
     assert "first" not in adata.obs
     assert "res" not in adata.uns
+
+
+def test_overwriting_removes_what_the_previous_result_wrote_and_this_one_does_not(adata, tmp_path):
+    first = make_results()
+    first.add("obs", "res_score", np.ones(30)).add("var", "res_fdr", np.zeros(8))
+    first.add("layers", "res_layer", np.zeros((30, 8))).add("obs", "existing", np.full(30, 2.0))
+    first.write(adata, overwrite=True)
+    adata.write_h5ad(tmp_path / "first.h5ad")
+    adata = ad.read_h5ad(tmp_path / "first.h5ad")  # the old provenance as h5ad gives it back
+    adata.obs["other_tool"] = 5.0
+    second = make_results().add("obs", "res_score", np.full(30, 3.0))
+    second.write(adata, overwrite=True)
+    assert "res_fdr" not in adata.var and "res_layer" not in adata.layers and "existing" not in adata.obs
+    assert (adata.obs["res_score"] == 3.0).all() and (adata.obs["other_tool"] == 5.0).all()
+    assert {k: list(v) for k, v in adata.uns["res"]["provenance"]["written"].items()} == {
+        "obs": ["res_score"],
+        "uns": ["res"],
+    }
+
+
+def test_a_failed_overwrite_restores_the_previous_result(adata):
+    make_results().add("obs", "res_score", np.ones(30)).add("var", "res_fdr", np.zeros(8)).write(adata)
+    second = make_results().add("obs", "res_score", np.zeros(30)).add("obsm", "res_emb", np.zeros((30, 2)))
+    original_setitem = type(adata.obsm).__setitem__
+
+    def failing(self, key, value):
+        raise RuntimeError("disk full")
+
+    type(adata.obsm).__setitem__ = failing
+    try:
+        with pytest.raises(RuntimeError, match="disk full"):
+            second.write(adata, overwrite=True)
+    finally:
+        type(adata.obsm).__setitem__ = original_setitem
+    assert (adata.obs["res_score"] == 1.0).all() and "res_fdr" in adata.var
+    assert list(adata.uns["res"]["provenance"]["written"]["var"]) == ["res_fdr"]
+
+
+def test_keys_with_a_slash_are_refused():
+    with pytest.raises(ValueError, match="nested group.*without '/'"):
+        make_results().add("layers", "imputed_ctrl/day0", np.zeros((30, 8)))
+
+
+def test_varm_data_frames_are_checked_against_var_names(adata):
+    good = pd.DataFrame(np.zeros((8, 2)), index=adata.var_names)
+    make_results().add("varm", "res_loadings", good).write(adata)
+    assert adata.varm["res_loadings"].shape == (8, 2)
+    bad = pd.DataFrame(np.zeros((8, 2)), index=[f"x{i}" for i in range(8)])
+    with pytest.raises(ValueError, match="does not match var_names"):
+        make_results("other").add("varm", "other_loadings", bad).write(adata)
 
 
 def test_dense_obsp_refused_for_large_data():

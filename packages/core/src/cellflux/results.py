@@ -141,6 +141,8 @@ def check_writable(value: Any, where: str) -> None:
         for k, v in value.items():
             if not isinstance(k, str):
                 raise TypeError(f"{where} has a non-string key {k!r}; h5ad stores string keys only.")
+            if "/" in k:
+                raise ValueError(f"{where} has the key {k!r}; h5ad reads a '/' in a key as a nested group.")
             check_writable(v, f"{where}[{k!r}]")
         return
     if isinstance(value, list):
@@ -150,7 +152,7 @@ def check_writable(value: Any, where: str) -> None:
         if value.dtype == object:
             if not all(isinstance(v, str) for v in value.ravel()):
                 raise TypeError(f"{where} is an object array with non-string values; h5ad cannot store it.")
-        elif value.dtype.kind not in "biufcUSM":
+        elif value.dtype.kind not in "biufcUS":
             raise TypeError(f"{where} has dtype {value.dtype}, which h5ad cannot store.")
         return
     if sparse.issparse(value):
@@ -226,6 +228,11 @@ class Results:
             raise ValueError(f"Unknown slot {slot!r}; expected one of {SLOTS}.")
         if not isinstance(key, str) or not key:
             raise ValueError(f"Result keys must be non-empty strings, got {key!r}.")
+        if "/" in key:
+            raise ValueError(
+                f"{slot}[{key!r}]: h5ad reads a '/' in a key as a nested group, so the file would not read back; "
+                "rename what the key is made of (e.g. a condition or cluster name) without '/'."
+            )
         if any(s == slot and k == key for s, k, _ in self._fields):
             raise ValueError(f"{slot}[{key!r}] is added twice to one result.")
         if slot == "uns" and key == self.key:
@@ -293,13 +300,39 @@ class Results:
                     f"{', '.join(taken)} already exist{'s' if len(taken) == 1 else ''}; nothing was written. "
                     "Pass key_added= to write elsewhere, or overwrite=True to replace."
                 )
-        previous = [(slot, key, getattr(adata, slot).get(key, _MISSING)) for slot, key, _ in prepared]
+        stale = _stale_fields(adata, self.key, {(slot, key) for slot, key, _ in prepared}) if overwrite else []
+        touched = [(slot, key) for slot, key, _ in prepared] + stale
+        previous = [(slot, key, getattr(adata, slot).get(key, _MISSING)) for slot, key in touched]
         try:
+            for slot, key in stale:
+                del getattr(adata, slot)[key]
             for slot, key, value in prepared:
                 getattr(adata, slot)[key] = value
         except Exception:
             _restore(adata, previous)
             raise
+
+
+def _stale_fields(adata: AnnData, key: str, fields: set[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Fields the previous result under ``uns[key]`` wrote (its provenance) that this one does not.
+
+    Overwriting removes them, so no field of an earlier call with other options (e.g. FDR columns of a
+    run with null genes) is left beside the new results, as if this call had made it.
+    """
+    old = adata.uns.get(key)
+    written = old.get(ProvenanceKey.PROVENANCE, {}).get("written") if isinstance(old, Mapping) else None
+    if not isinstance(written, Mapping):
+        return []
+    stale = []
+    for slot, keys in written.items():
+        if slot not in SLOTS:
+            continue
+        container = getattr(adata, slot)
+        for name in np.atleast_1d(np.asarray(keys, dtype=object)).tolist():
+            name = str(name)
+            if (slot, name) not in fields and not (slot == "uns" and name == key) and name in container:
+                stale.append((slot, name))
+    return stale
 
 
 _MISSING = object()
@@ -347,7 +380,10 @@ def _prepare(adata: AnnData, slot: str, key: str, value: Any) -> Any:
             raise ValueError(f"{where} has shape {value.shape}, expected {shape}.")
         if slot == "obsp" and not sparse.issparse(value) and n_obs > MAX_DENSE_OBSP:
             raise ValueError(f"{where} is a dense {n_obs} x {n_obs} matrix; store it as a scipy CSR matrix.")
-        if isinstance(value, pd.DataFrame) and not value.index.equals(adata.obs_names):
-            raise ValueError(f"{where}: the DataFrame's index does not match obs_names.")
+        names = adata.var_names if slot == "varm" else adata.obs_names
+        if isinstance(value, pd.DataFrame) and not value.index.equals(names):
+            raise ValueError(
+                f"{where}: the DataFrame's index does not match {'var' if slot == 'varm' else 'obs'}_names."
+            )
     check_writable(value, where)
     return value

@@ -22,9 +22,11 @@ def _conditions(ctx: Context) -> tuple[str, tuple[str, str]]:
         raise StepSkipped("no condition column: pass --groupby COLUMN (and --conditions A B)")
     if groupby not in obs:
         raise KeyError(f"--groupby {groupby!r} is not a column of obs; available: {list(obs.columns)}")
-    values = obs[groupby].astype(str)
-    present = list(dict.fromkeys(values.cat.categories if hasattr(values, "cat") else values.unique()))
-    present = [c for c in present if (values == c).any()]
+    column = obs[groupby]
+    # a categorical's own order (the first category is the reference), else the order of appearance
+    order = column.cat.categories if hasattr(column, "cat") else column.unique()
+    values = column.astype(str)
+    present = [c for c in dict.fromkeys(map(str, order)) if (values == c).any()]
     if cfg.conditions is not None:
         missing = [c for c in cfg.conditions if c not in present]
         if missing:
@@ -85,13 +87,30 @@ def run(ctx: Context) -> None:
     )
     ctx.objects["conditions"] = (groupby, conditions)
     if ctx.has_truth and TruthKey.DA in adata.obs:
-        _score(ctx)
+        _score(ctx, groupby, conditions)
 
 
-def _score(ctx: Context) -> None:
+def _truth_orientation(adata, groupby: str, conditions: tuple[str, str]) -> float | None:
+    """+1 if ``conditions`` are the simulator's (first, second), -1 if reversed, ``None`` if not its conditions."""
+    if groupby != TruthKey.CONDITION:
+        return None
+    names = [str(c) for c in adata.uns.get("simulation", {}).get("condition_names", [])][:2]
+    if len(names) < 2:
+        return None
+    if list(conditions) == names:
+        return 1.0
+    return -1.0 if list(conditions) == names[::-1] else None
+
+
+def _score(ctx: Context, groupby: str, conditions: tuple[str, str]) -> None:
     adata = ctx.adata
+    orientation = _truth_orientation(adata, groupby, conditions)
+    if orientation is None:
+        ctx.info("differential analysis not scored: the compared conditions are not the simulator's two")
+        return
     lfc = adata.obs["gp_da_log_fold_change"].to_numpy(dtype=np.float64)
-    true_lfc = adata.obs[TruthKey.DA_LOG_FOLD_CHANGE].to_numpy(dtype=np.float64)
+    # the simulator's truth is log(second / first condition): turned to the order the step compared
+    true_lfc = orientation * adata.obs[TruthKey.DA_LOG_FOLD_CHANGE].to_numpy(dtype=np.float64)
     # the planted lineage: largest |true log fold change| (the others shift slightly by renormalisation)
     planted = np.abs(true_lfc) >= 0.5 * np.abs(true_lfc).max() if np.abs(true_lfc).max() > 0 else true_lfc != 0
     sign = float(np.sign(true_lfc[planted].mean())) if planted.any() else 1.0
