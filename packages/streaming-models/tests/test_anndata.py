@@ -42,3 +42,12 @@ def test_pca_streaming_bad_input_leaves_adata_untouched(log_adata):
         cf.tl.pca_streaming(log_adata, n_components=3, layer="log1p", algorithm="exact")
     assert set(log_adata.obsm) == set(before.obsm) and set(log_adata.uns) == set(before.uns)
     np.testing.assert_array_equal(log_adata.layers["log1p"], before.layers["log1p"])
+
+
+def test_missing_batch_labels_are_named(log_adata):
+    log_adata.obs["b"] = np.where(np.arange(log_adata.n_obs) % 2 == 0, "x", "y").astype(object)
+    log_adata.obs.loc[log_adata.obs_names[:3], "b"] = np.nan
+    before = set(log_adata.var)
+    with pytest.raises(ValueError, match=r"obs\['b'\] has 3 missing value"):
+        cf.pp.highly_variable_genes_streaming(log_adata, n_top_genes=10, batch_key="b")
+    assert set(log_adata.var) == before

@@ -137,3 +137,21 @@ def test_nan_in_shard_is_an_error(shard_paths, tmp_path):
     dataset = ShardDataset(ShardCollection([bad]), batch_size=50)
     with pytest.raises(ValueError, match="nan.h5ad.*NaN"):
         list(dataset)
+
+
+def test_nullable_obs_columns_are_read_and_missing_values_named(tmp_path):
+    import pandas as pd
+
+    adata = ad.AnnData(sparse.random(50, 10, density=0.3, format="csr", dtype=np.float32, random_state=0))
+    adata.obs["batch"] = pd.array(np.arange(50) % 3, dtype="Int64")
+    adata.obs["flag"] = pd.array(np.arange(50) % 2 == 0, dtype="boolean")
+    path = tmp_path / "nullable.h5ad"
+    adata.write_h5ad(path)
+    collection = ShardCollection([path], obs_columns={"batch_index_n": "batch", "flag_n": "flag"})
+    np.testing.assert_array_equal(collection.obs_values(0, "batch"), np.arange(50) % 3)
+    np.testing.assert_array_equal(collection.obs_values(0, "flag"), np.arange(50) % 2 == 0)
+    adata.obs["batch"] = pd.array([None] + list(np.arange(49) % 3), dtype="Int64")
+    missing = tmp_path / "missing.h5ad"
+    adata.write_h5ad(missing)
+    with pytest.raises(ValueError, match=r"obs column 'batch' of shard .*missing.h5ad.* 1 missing value"):
+        ShardCollection([missing], obs_columns={"batch_index_n": "batch"}).obs_values(0, "batch")

@@ -32,6 +32,12 @@ def batch_codes(adata: AnnData, batch_key: str | None) -> tuple[np.ndarray | Non
     if batch_key not in adata.obs:
         raise KeyError(f"obs[{batch_key!r}] does not exist; pass an existing obs column as batch_key.")
     values = pd.Categorical(adata.obs[batch_key])
+    missing = int(np.count_nonzero(values.codes < 0))
+    if missing:
+        raise ValueError(
+            f"obs[{batch_key!r}] has {missing} missing value(s); fill them (e.g. with a batch of their own) or drop "
+            "those cells."
+        )
     return values.codes.astype(np.int64), len(values.categories)
 
 

@@ -122,6 +122,21 @@ class ShardFile:
             codes = item["codes"][...]
             categories = _decode(item["categories"][...])
             return pd.Categorical.from_codes(codes, categories=categories)
+        if isinstance(item, h5py.Group) and "values" in item and "mask" in item:
+            # anndata's nullable encodings (Int64, boolean, nullable strings): values plus a missing mask
+            missing = int(np.count_nonzero(item["mask"][...]))
+            if missing:
+                raise ValueError(
+                    f"obs column {column!r} of shard {str(self.path)!r} has {missing} missing value(s); fill them "
+                    "(or drop those cells) before streaming."
+                )
+            item = item["values"]
+        if not isinstance(item, h5py.Dataset):
+            encoding = item.attrs.get("encoding-type", "unknown")
+            raise ValueError(
+                f"obs column {column!r} of shard {str(self.path)!r} has the encoding {encoding!r}, which is not read "
+                "here; store it as numbers, strings or a categorical."
+            )
         values = item[...]
         return _decode(values) if values.dtype.kind in "SO" else values
 
