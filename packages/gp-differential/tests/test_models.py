@@ -106,3 +106,28 @@ def test_de_bad_inputs(arrays):
         DifferentialExpression().fit(x[m1], bad, x[m2], y[m2])
     with pytest.raises(ValueError, match="rows"):
         DifferentialExpression().fit(x[m1], y[m2], x[m2], y[m2])
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"sigma": np.nan}, "sigma must be a positive number"),
+        ({"sigma": 0.0}, "sigma must be a positive number"),
+        ({"ls": -2.0}, "ls must be a positive number"),
+        ({"ls_factor": np.nan}, "ls_factor must be a positive number"),
+    ],
+)
+def test_de_non_positive_scales_are_refused_before_any_work(arrays, options, match):
+    x, y, m1, m2 = arrays["x"], arrays["y"], arrays["m1"], arrays["m2"]
+    model = DifferentialExpression(random_state=0)
+    with pytest.raises(ValueError, match=match):
+        model.fit(x[m1], y[m1], x[m2], y[m2], **options)
+    assert model.computed_landmarks is None and model.model1 is None
+
+
+def test_expression_model_refuses_a_nan_noise(arrays):
+    from cellflux_gp_differential import ExpressionModel
+
+    x, y, m1 = arrays["x"], arrays["y"], arrays["m1"]
+    with pytest.raises(ValueError, match="sigma must be a positive number"):
+        ExpressionModel(random_state=0).fit(x[m1], y[m1], sigma=np.nan)

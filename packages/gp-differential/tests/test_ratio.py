@@ -138,6 +138,11 @@ def test_ratio_landmarks_default_and_explicit(arrays):
         ({"n_landmarks": 100_000}, {}, "n_landmarks"),
         ({}, {"n_neighbors": 0}, "n_neighbors"),
         ({}, {"landmarks": np.zeros((5, 2))}, "landmarks"),
+        ({}, {"ls_factor": np.nan}, "ls_factor must be a positive number"),
+        ({}, {"ls_factor": -1.0}, "ls_factor must be a positive number"),
+        ({}, {"ls": 0.0}, "ls must be a positive number"),
+        ({}, {"ls": np.nan}, "ls must be a positive number"),
+        ({}, {"d": 0}, "d must be a positive number"),
     ],
 )
 def test_da_bad_fit_inputs_are_refused_before_any_work(arrays, init, fit, match):

@@ -94,6 +94,33 @@ def test_differential_expression_distance_is_the_engine_s(prepared, arrays, dist
     assert back.uns["gp_de"]["params"]["distance"] == distance
 
 
+def test_overwriting_with_fewer_outputs_leaves_no_stale_fields(prepared, arrays, tmp_path):
+    names = arrays["names"]
+    genes = list(prepared.var_names[:20])
+    cf.tl.differential_expression(
+        prepared, conditions=names, layer="log_normalized", genes=genes, n_null_genes=40, **KW
+    )
+    assert "gp_de_tail_fdr" in prepared.var and "gp_de_fold_change" in prepared.layers
+    cf.tl.differential_expression(
+        prepared,
+        conditions=names,
+        layer="log_normalized",
+        genes=genes[0],  # one gene, as a string
+        n_null_genes=0,
+        store_layers=False,
+        overwrite=True,
+        **KW,
+    )
+    # the FDR columns and layers of the first call are gone: they do not describe the second
+    for column in ("gp_de_pvalue", "gp_de_local_fdr", "gp_de_tail_fdr", "gp_de_is_de"):
+        assert column not in prepared.var
+    assert not any(k.startswith("gp_de_") for k in prepared.layers)
+    assert prepared.var["gp_de_tested"].sum() == 1
+    assert prepared.uns["gp_de"]["params"]["genes"] == [genes[0]]
+    prepared.write_h5ad(tmp_path / "de.h5ad")
+    assert list(ad.read_h5ad(tmp_path / "de.h5ad").uns["gp_de"]["params"]["genes"]) == [genes[0]]
+
+
 def test_gp_smooth_fits_one_condition(prepared, arrays):
     names = arrays["names"]
     cf.tl.gp_smooth(
@@ -150,6 +177,17 @@ def test_gp_smooth_fits_one_condition(prepared, arrays):
         (lambda a, n: cf.tl.differential_abundance(a, conditions=n, obsm_key="X_nan", **KW), "NaN or inf", ValueError),
         (lambda a, n: cf.tl.differential_abundance(a, conditions=n, ratio_ls="ml", **KW), "ratio_ls", ValueError),
         (lambda a, n: cf.tl.differential_abundance(a, conditions=n, n_jobs=0, **KW), "n_jobs", ValueError),
+        (lambda a, n: cf.tl.differential_abundance(a, conditions=n, ls=0.0, **KW), "ls must be", ValueError),
+        (
+            lambda a, n: cf.tl.differential_abundance(a, conditions=("a/1", "b"), **{**KW, "groupby": "slashed"}),
+            "contains '/'",
+            ValueError,
+        ),
+        (
+            lambda a, n: cf.tl.differential_expression(a, conditions=n, layer="log_normalized", sigma=np.nan, **KW),
+            "sigma must be",
+            ValueError,
+        ),
         (
             lambda a, n: cf.tl.differential_abundance(a, conditions=n, groupby="tiny", n_landmarks=5),
             "at least 10",
@@ -169,6 +207,7 @@ def test_bad_inputs_leave_adata_untouched(prepared, arrays, call, match, error):
     tiny = np.array([names[0]] * prepared.n_obs, dtype=object)
     tiny[:5] = names[1]
     prepared.obs["tiny"] = tiny
+    prepared.obs["slashed"] = np.where(prepared.obs["condition"].astype(str) == names[0], "a/1", "b")
     before = _snapshot(prepared)
     with pytest.raises(error, match=match):
         call(prepared, names)

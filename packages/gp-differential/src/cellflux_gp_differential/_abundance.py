@@ -27,7 +27,7 @@ from ._ratio_evidence import DEFAULT_EVIDENCE_LS_FACTORS, check_grid, select_rat
 from ._ratio_samples import fit_sample_ratio_variance
 from ._sample_variance import SampleVarianceEstimator
 from ._threads import resolve_n_jobs, thread_map
-from ._validate import check_cells, check_groups, check_landmarks, check_n_landmarks
+from ._validate import check_cells, check_groups, check_landmarks, check_n_landmarks, check_positive
 
 __all__ = [
     "DEFAULT_LFC_THRESHOLD",
@@ -314,6 +314,9 @@ class DifferentialAbundance:
             raise TypeError(f"Unknown density options {sorted(unknown)}; expected some of {sorted(_DENSITY_KWARGS)}.")
         x1 = check_cells(X_condition1, "X_condition1")
         x2 = check_cells(X_condition2, "X_condition2", n_features=x1.shape[1])
+        ls_factor = check_positive(ls_factor, "ls_factor")
+        for name in ("ls", "d"):
+            check_positive(density_kwargs.get(name), name)
         pooled = np.vstack([x1, x2])
         have_samples = condition1_sample_indices is not None or condition2_sample_indices is not None
         if have_samples and not self.use_sample_variance_explicit:

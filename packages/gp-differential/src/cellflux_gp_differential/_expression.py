@@ -19,7 +19,7 @@ from ._params import landmarks_kmeans
 from ._regression import _column_sq, check_precision, landmark_design, whiten
 from ._support import supported_distances
 from ._threads import resolve_n_jobs, stage_jobs, thread_map
-from ._validate import check_cells, check_expression, check_landmarks, check_n_landmarks
+from ._validate import check_cells, check_expression, check_landmarks, check_n_landmarks, check_positive
 
 __all__ = ["DifferentialExpression"]
 
@@ -272,6 +272,8 @@ class DifferentialExpression:
             raise ValueError(
                 f"y_condition1 has {y1.shape[1]} genes but y_condition2 has {y2.shape[1]}; pass the same genes."
             )
+        for value, name in ((sigma, "sigma"), (ls, "ls"), (ls_factor, "ls_factor")):
+            check_positive(value, name)  # before any work: a refused fit leaves the model as it was
         have_samples = condition1_sample_indices is not None or condition2_sample_indices is not None
         if have_samples and not self.use_sample_variance_explicit:
             self.use_sample_variance = True

@@ -11,7 +11,14 @@ from ._jax import DEFAULT_JITTER
 from ._params import default_length_scale, landmarks_kmeans, mellon_length_scale, nn_distances
 from ._regression import Design, RegressionPredictor, check_precision, fit_regression, landmark_design, smooth_with
 from ._sample_variance import SampleVarianceEstimator
-from ._validate import check_cells, check_expression, check_groups, check_landmarks, check_n_landmarks
+from ._validate import (
+    check_cells,
+    check_expression,
+    check_groups,
+    check_landmarks,
+    check_n_landmarks,
+    check_positive,
+)
 
 __all__ = [
     "DEFAULT_N_LANDMARKS",
@@ -54,11 +61,9 @@ def resolve_length_scale(x: np.ndarray, ls: float | None, ls_factor: float | Non
     The default is :func:`expression_length_scale`.
     """
     if ls is not None:
-        if not np.isfinite(ls) or ls <= 0:
-            raise ValueError(f"ls must be a positive number, got {ls!r}.")
-        return float(ls)
+        return check_positive(ls, "ls")
     if ls_factor is not None:
-        return mellon_length_scale(nn_distances(x)) * float(ls_factor)
+        return mellon_length_scale(nn_distances(x)) * check_positive(ls_factor, "ls_factor")
     return expression_length_scale(x)
 
 
@@ -169,9 +174,7 @@ class ExpressionModel:
         """
         X = check_cells(X, "X")
         y = check_expression(y, "y", X.shape[0])
-        if sigma <= 0:
-            raise ValueError(f"sigma must be positive, got {sigma}.")
-        self._sigma = float(sigma)
+        self._sigma = check_positive(sigma, "sigma")
         shared = design is not None  # ``whitened`` belongs to the caller's design
         if design is None:
             if landmarks is None:

@@ -52,6 +52,12 @@ def _condition_masks(
     c1, c2 = (str(c) for c in conditions)
     if c1 == c2:
         raise ValueError(f"The two conditions are the same ({c1!r}); pass two different ones.")
+    for c in (c1, c2):
+        if "/" in c:  # the names become parts of result keys, and h5ad reads a '/' as a nested group
+            raise ValueError(
+                f"Condition {c!r} contains '/', which the result keys it names cannot hold in h5ad; rename it "
+                f"(e.g. adata.obs[{groupby!r}] = adata.obs[{groupby!r}].cat.rename_categories(...))."
+            )
     labels = adata.obs[groupby].astype(str).to_numpy()
     available = sorted(set(labels))
     masks = []
@@ -477,7 +483,7 @@ def differential_expression(
         "conditions": [c1, c2],
         "obsm_key": obsm_key,
         "layer": layer,
-        "genes": None if genes is None else list(genes),
+        "genes": None if genes is None else [genes] if isinstance(genes, str) else list(genes),
         "sample_key": sample_key,
         "compute_mahalanobis": compute_mahalanobis,
         "n_null_genes": n_null_genes,
@@ -646,7 +652,7 @@ def gp_smooth(
         "random_state": random_state,
     }
     if genes is not None:
-        params["genes"] = list(genes)
+        params["genes"] = [genes] if isinstance(genes, str) else list(genes)
     results = Results(key_added, function="tl.gp_smooth", plugin=Key.PLUGIN, params=params)
     results.add("layers", key_added, layer_of(smoothed))
     results.add("layers", Key.field(key_added, Key.STD), layer_of(std))

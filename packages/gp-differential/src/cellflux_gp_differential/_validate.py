@@ -61,6 +61,22 @@ def check_expression(y, name: str, n_cells: int):
     return y
 
 
+def check_positive(value, name: str) -> float | None:
+    """``value`` as a float if it is a finite positive number (``None`` passes through), else a ``ValueError``.
+
+    A zero, negative or NaN length scale or noise would otherwise run to the end and return NaN everywhere.
+    """
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a positive number, got {value!r}.") from None
+    if isinstance(value, bool) or not np.isfinite(number) or number <= 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}.")
+    return number
+
+
 def check_n_landmarks(n_landmarks: int | None, n_cells: int | None, name: str = "n_landmarks") -> None:
     """Refuse more landmarks than cells (unless ``n_cells`` is None), or fewer than two.
 
