@@ -131,3 +131,17 @@ def test_expression_model_refuses_a_nan_noise(arrays):
     x, y, m1 = arrays["x"], arrays["y"], arrays["m1"]
     with pytest.raises(ValueError, match="sigma must be a positive number"):
         ExpressionModel(random_state=0).fit(x[m1], y[m1], sigma=np.nan)
+
+
+def test_de_depends_on_the_cells_not_their_order(arrays, rng):
+    x, y, m1, m2 = arrays["x"], arrays["y"][:, :30], arrays["m1"], arrays["m2"]
+    p1, p2 = rng.permutation(int(m1.sum())), rng.permutation(int(m2.sum()))
+
+    def distances(order1, order2):
+        model = DifferentialExpression(n_landmarks=100, random_state=0)
+        model.fit(x[m1][order1], y[m1][order1], x[m2][order2], y[m2][order2])
+        return model.predict(x, compute_mahalanobis=True, progress=False)["mahalanobis_distances"]
+
+    reference = distances(np.arange(int(m1.sum())), np.arange(int(m2.sum())))
+    # up to single-precision rounding of the mixed-precision products (the landmarks are the same)
+    np.testing.assert_allclose(distances(p1, p2), reference, rtol=1e-4)

@@ -16,6 +16,7 @@ from scipy.special import gammaln
 from ._threefry import choice_without_replacement
 
 __all__ = [
+    "canonical_order",
     "default_length_scale",
     "fractal_dimension",
     "mellon_length_scale",
@@ -93,6 +94,15 @@ def mellon_length_scale(nn: np.ndarray) -> float:
     return float(np.exp(np.log(nn).mean() + 3.0))
 
 
+def canonical_order(x: np.ndarray) -> np.ndarray:
+    """Row indices of ``x`` sorted by its coordinates (first column, then the second, ...).
+
+    Random draws of cells made in this order depend on the cells only, not on the order they come in
+    (identical rows are interchangeable), so a reordered AnnData gets the same landmarks and length scale.
+    """
+    return np.lexsort(np.asarray(x).T[::-1])
+
+
 def default_length_scale(x: np.ndarray, *, seed: int = 0) -> float:
     """A data-driven length scale that works on PCA as well as on diffusion components.
 
@@ -105,7 +115,7 @@ def default_length_scale(x: np.ndarray, *, seed: int = 0) -> float:
 
     n = x.shape[0]
     rng = np.random.default_rng(seed)
-    sample = x if n <= _LS_SUBSAMPLE else x[rng.choice(n, _LS_SUBSAMPLE, replace=False)]
+    sample = x if n <= _LS_SUBSAMPLE else x[canonical_order(x)[rng.choice(n, _LS_SUBSAMPLE, replace=False)]]
     ls = float(np.median(pdist(sample))) * LS_PAIRWISE_FRACTION
     if not np.isfinite(ls) or ls <= 0:
         raise ValueError("Could not derive a length scale from the data (degenerate coordinates); pass ls=.")
@@ -117,14 +127,16 @@ def landmarks_kmeans(x: np.ndarray, n_landmarks: int, random_state: int | None, 
 
     Like mellon's landmarks (k-means centroids), but with a random-cell initialisation and ``n_iter``
     Lloyd iterations in chunked matrix products: seconds instead of minutes for thousands of
-    landmarks (scikit-learn's k-means++ seeding is quadratic in the number of centres).
+    landmarks (scikit-learn's k-means++ seeding is quadratic in the number of centres). The starting
+    cells are drawn in :func:`canonical_order`, so the centroids do not depend on the order of the cells
+    (up to the rounding of the cluster sums).
     """
     x = np.asarray(x, dtype=np.float64)
     n = x.shape[0]
     if n_landmarks >= n:
         return x.copy()
     rng = np.random.default_rng(42 if random_state is None else random_state)
-    centres = x[rng.choice(n, n_landmarks, replace=False)].copy()
+    centres = x[canonical_order(x)[rng.choice(n, n_landmarks, replace=False)]]
     chunk = max(1, int(2e7 // n_landmarks))
     scores = np.empty((min(chunk, n), n_landmarks))
     labels = np.empty(n, dtype=np.int64)
