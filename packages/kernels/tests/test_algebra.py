@@ -126,3 +126,25 @@ def test_write_and_read_back_through_h5ad(kernels, adata, tmp_path):
     assert abs(comb.transition_matrix - expr.transition_matrix).max() == 0
     assert back.uns["T_combined"]["expression"] == repr(expr)
     assert "VelocityKernel:0" in comb.params
+
+
+def test_sums_own_their_constants_and_do_not_depend_on_evaluation_order(kernels, adata):
+    vk, ck = kernels
+    pk = PseudotimeKernel(adata, time_key="true_time").compute_transition_matrix()
+    weighted_vk = 0.8 * vk
+    e = weighted_vk + 0.2 * ck
+    e2 = e + 1.0 * pk
+    T2_first = e2.compute_transition_matrix().transition_matrix.copy()
+    T1 = e.compute_transition_matrix().transition_matrix.copy()
+    T2_again = e2.compute_transition_matrix().transition_matrix.copy()
+    assert abs(T2_first - T2_again).max() < 1e-12
+    expected2 = 0.4 * vk.transition_matrix + 0.1 * ck.transition_matrix + 0.5 * pk.transition_matrix
+    assert abs(T2_again - expected2).max() < 1e-12
+    assert abs(T1 - (0.8 * vk.transition_matrix + 0.2 * ck.transition_matrix)).max() < 1e-12
+    assert [t[0].value for t in e] == pytest.approx([0.8, 0.2])
+    assert [t[0].value for t in e2] == pytest.approx([0.4, 0.1, 0.5])
+    assert repr(e).startswith("((0.8 * <VelocityKernel") and "(0.2 * <ConnectivityKernel" in repr(e)
+    assert repr(e2).startswith("((0.4 * <VelocityKernel") and "(0.5 * <PseudotimeKernel" in repr(e2)
+    # the user's own constants are untouched and not shared with the sums
+    assert weighted_vk[0].value == 0.8
+    assert weighted_vk[0] is not e[0][0] and e[0][0] is not e2[0][0]

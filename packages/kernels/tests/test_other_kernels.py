@@ -74,6 +74,20 @@ def test_callable_scheme_and_backward_and_palantir(tiny, assert_stochastic):
     assert pal.params["k"] == 2
 
 
+def test_palantir_refuses_pseudotime_keywords_instead_of_ignoring_them(tiny, assert_stochastic):
+    adata, _ = tiny
+    pal = PalantirKernel(adata, time_key="t")
+    with pytest.raises(TypeError, match=r"\['frac_to_keep', 'threshold_scheme'\].*use PseudotimeKernel"):
+        pal.compute_transition_matrix(frac_to_keep=0.9, threshold_scheme="soft")
+    with pytest.raises(TypeError, match=r"\['nu'\]"):
+        pal.compute_transition_matrix(nu=0.2)
+    assert pal._transition_matrix is None
+    # CellRank's no-op keywords stay accepted
+    pal.compute_transition_matrix(k=2, show_progress_bar=False, n_jobs=2)
+    assert_stochastic(pal.transition_matrix)
+    assert pal.params == {"k": 2, "density_normalize": True, "time_key": "t"}
+
+
 def test_pseudotime_bad_input(tiny):
     adata, _ = tiny
     adata.obs["bad"] = [0.0, np.nan, 1.0, 2.0, 3.0]
@@ -104,6 +118,28 @@ def test_cytotrace_writes_scores_and_biases_the_graph(adata, assert_stochastic):
         CytoTRACEKernel(adata).compute_cytotrace(n_genes=20)
     with pytest.raises(KeyError, match="layers\\['nope'\\]"):
         CytoTRACEKernel(adata).compute_cytotrace(layer="nope")
+
+
+@pytest.mark.parametrize("aggregation", ["gmean", "hmean"])
+def test_cytotrace_refuses_a_nan_or_constant_score_and_writes_nothing(adata, aggregation):
+    adata.X = sparse.csr_matrix(adata.layers["spliced"])
+    Ms = np.asarray(adata.layers["Ms"])
+    adata.layers["scaled"] = Ms - Ms.mean(axis=0)
+    ctk = CytoTRACEKernel(adata)
+    with pytest.raises(
+        ValueError, match=r"NaN or infinite for \d+ of 400 cells: adata.layers\['scaled'\] has negative"
+    ):
+        ctk.compute_cytotrace(layer="scaled", aggregation=aggregation, n_genes=20)
+    adata.layers["ones"] = np.ones_like(Ms)
+    with pytest.raises(ValueError, match="same .* for every cell"):
+        ctk.compute_cytotrace(layer="ones", aggregation=aggregation, n_genes=20)
+    assert not {"ct_score", "ct_pseudotime", "ct_num_exp_genes"} & set(adata.obs)
+    assert not {"ct_gene_corr", "ct_correlates"} & set(adata.var) and "ct_params" not in adata.uns
+    with pytest.raises(ValueError, match="compute_cytotrace"):
+        ctk.compute_transition_matrix()
+    # on the non-negative default layer the same aggregation works
+    ctk.compute_cytotrace(aggregation=aggregation, n_genes=20)
+    assert np.isfinite(adata.obs["ct_pseudotime"]).all() and adata.obs["ct_score"].max() == 1.0
 
 
 def test_precomputed_from_key_array_sparse_and_alone(adata, assert_stochastic):

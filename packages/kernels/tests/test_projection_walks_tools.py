@@ -108,3 +108,14 @@ def test_stream_grid_leaves_empty_space_blank():
     centre = np.argmin(np.abs(ys))
     near_cells = np.abs(xs + 5.0) < 0.3
     np.testing.assert_allclose(u[centre, near_cells], 1.0)  # the field is kept where the cells are
+
+
+def test_the_readme_example_runs_as_written(adata):
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    assert "cf.tl.transition_matrix(adata" in code
+    exec(code, {"adata": adata})  # our own README
+    assert abs(adata.obsp["T_fwd"] - adata.obsp["T_one_call"]).max() < 1e-12

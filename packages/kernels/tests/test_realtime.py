@@ -138,6 +138,24 @@ def test_write_and_read_back(course, tmp_path):
         k.__invert__()
 
 
+def test_threshold_none_survives_an_h5ad_round_trip(course, tmp_path):
+    adata, _, couplings = course
+    k = ck.RealTimeKernel(adata, time_key="day", couplings=couplings).compute_transition_matrix(
+        threshold=None, show_progress_bar=False
+    )
+    key = k.write_to_adata()
+    adata.write_h5ad(tmp_path / "rt.h5ad")
+    back = ck.read_kernel(ad.read_h5ad(tmp_path / "rt.h5ad"), key)
+    assert back.params["threshold"] is None and back.params["conn_weight"] is None
+    replay = {name: back.params[name] for name in ("threshold", "self_transitions", "conn_weight")}
+    # replaying the stored parameters (couplings are not stored) gives the same matrix, not threshold="auto"'s
+    fresh = ck.RealTimeKernel(adata, time_key="day", couplings=couplings)
+    again = fresh.compute_transition_matrix(**replay, show_progress_bar=False).transition_matrix
+    assert abs(again - k.transition_matrix).max() < 1e-12
+    auto = fresh.compute_transition_matrix(show_progress_bar=False).transition_matrix
+    assert abs(auto - k.transition_matrix).max() > 1e-6
+
+
 def test_bad_inputs(course):
     adata, _, couplings = course
     before = adata.copy()

@@ -219,3 +219,71 @@ def test_cells_without_neighbours_and_disconnected_graphs(adata, caplog):
     with caplog.at_level("WARNING"):
         VelocityKernel(adata)
     assert "2 components" in caplog.text and "200 cells" in caplog.text
+
+
+def _powered_correlation(power):
+    def sim(v, D, scale):
+        c = D @ v.ravel() / (np.linalg.norm(D, axis=1) * np.linalg.norm(v) + 1e-12)
+        c = np.sign(c) * np.abs(c) ** power
+        e = np.exp(scale * c - (scale * c).max())
+        return e / e.sum(), c
+
+    return sim
+
+
+def test_a_different_callable_similarity_is_not_served_from_the_cache(adata, monkeypatch):
+    vk = VelocityKernel(adata)
+    first, cubed = _powered_correlation(1), _powered_correlation(3)
+    T1 = vk.compute_transition_matrix(similarity=first, softmax_scale=4.0, show_progress_bar=False).transition_matrix
+    T2 = vk.compute_transition_matrix(similarity=cubed, softmax_scale=4.0, show_progress_bar=False).transition_matrix
+    fresh = VelocityKernel(adata).compute_transition_matrix(
+        similarity=cubed, softmax_scale=4.0, show_progress_bar=False
+    )
+    assert abs(T1 - T2).max() > 1e-3
+    assert abs(T2 - fresh.transition_matrix).max() < 1e-12
+    # both callables are called "..._powered_correlation.<locals>.sim": params keep a storable string
+    assert isinstance(vk.params["similarity"], str) and vk.params["similarity"] == fresh.params["similarity"]
+    # the same callable object again reuses the matrix without recomputing
+    import cellflux_kernels._kernels._velocity as velocity_module
+
+    def fail(*args, **kwargs):
+        raise AssertionError("recomputed")
+
+    monkeypatch.setattr(velocity_module, "similarity_callable", fail)
+    again = vk.compute_transition_matrix(similarity=cubed, softmax_scale=4.0, show_progress_bar=False)
+    assert again.transition_matrix is T2
+
+
+def test_gene_subset_survives_an_h5ad_round_trip(adata, tmp_path):
+    import anndata as ad
+
+    from cellflux_kernels import read_kernel
+
+    subset = list(adata.var_names[:30])
+    vk = VelocityKernel(adata, gene_subset=subset).compute_transition_matrix(softmax_scale=4.0, show_progress_bar=False)
+    key = vk.write_to_adata()
+    adata.write_h5ad(tmp_path / "vk.h5ad")
+    back = read_kernel(ad.read_h5ad(tmp_path / "vk.h5ad"), key)
+    assert isinstance(back, VelocityKernel)
+    assert list(back.genes) == subset
+    recomputed = back.compute_transition_matrix(softmax_scale=4.0, show_progress_bar=False).transition_matrix
+    assert abs(recomputed - vk.transition_matrix).max() < 1e-12
+    # all genes: nothing stored, all genes again
+    full = VelocityKernel(adata)
+    assert "gene_subset" not in full._init_kwargs() or full._init_kwargs()["gene_subset"] is None
+
+
+@pytest.mark.parametrize("mode", ["deterministic", "stochastic", "monte_carlo", "sampling"])
+def test_a_cell_whose_neighbours_share_its_expression_moves_uniformly(adata, assert_stochastic, mode):
+    conn = adata.obsp["connectivities"].tocsr()
+    nbrs = conn.indices[conn.indptr[0] : conn.indptr[1]]
+    adata.layers["Ms"][nbrs] = adata.layers["Ms"][0]  # every displacement from cell 0 is zero
+    vk = VelocityKernel(adata).compute_transition_matrix(
+        mode=mode, softmax_scale=4.0, seed=0, n_samples=20, show_progress_bar=False
+    )
+    T = vk.transition_matrix
+    assert_stochastic(T)
+    assert np.isfinite(T.data).all()
+    np.testing.assert_array_equal(np.sort(T[0].indices), np.sort(nbrs))
+    np.testing.assert_allclose(T[0].data, 1.0 / len(nbrs), rtol=1e-12)
+    np.testing.assert_array_equal(vk.logits[0].data, 0.0)

@@ -93,7 +93,8 @@ def _average_softmax(noise, base, dn, snorm, valid, scale, p_out, l_out):  # pra
     """Per cell: the mean over samples of the masked softmax of ``scale * (noise + base) / (|v| |d|)``.
 
     A sample whose every edge is masked (zero norms) contributes nothing; a cell with no contribution
-    at all gets uniform probabilities over its edges (CellRank's fallback).
+    at all (e.g. every neighbour has the cell's expression, so every displacement is zero) gets
+    uniform probabilities over its edges and logits 0, as a zero-velocity cell does.
     """
     c, k = base.shape
     n_samples = noise.shape[0]
@@ -103,18 +104,21 @@ def _average_softmax(noise, base, dn, snorm, valid, scale, p_out, l_out):  # pra
         inv = np.empty(k)
         for j in range(k):
             inv[j] = 1.0 / dn[r, j] if valid[r, j] and dn[r, j] != 0.0 else 0.0
+        # counted, not detected through an infinite maximum: fastmath assumes there are no infinities
+        n_edges = 0
+        for j in range(k):
+            if inv[j] != 0.0:
+                n_edges += 1
         contributed = 0
         for s in range(n_samples):
             sn = snorm[r, s]
-            if sn == 0.0:
+            if sn == 0.0 or n_edges == 0:
                 continue
-            top = -np.inf
+            top = -1e300
             for j in range(k):
                 if inv[j] != 0.0:
                     z[j] = (np.float64(noise[s, r * k + j]) + base[r, j]) * inv[j] / sn
                     top = max(top, scale * z[j])
-            if top == -np.inf:
-                continue
             total = 0.0
             for j in range(k):
                 if inv[j] != 0.0:

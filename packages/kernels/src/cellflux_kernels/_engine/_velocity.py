@@ -22,6 +22,7 @@ from ._edges import edge_logits, row_center_norm, row_softmax
 __all__ = [
     "BackwardMode",
     "EdgeResult",
+    "all_masked_rows",
     "edges_to_csr",
     "SIMILARITIES",
     "estimate_softmax_scale",
@@ -54,7 +55,8 @@ class EdgeResult:
     masked
         Edges whose similarity is undefined (zero norm); they get probability 0.
     uniform
-        Rows whose velocity is exactly zero; they get uniform probabilities and logits 0.
+        Rows whose velocity is exactly zero, or whose every edge would be masked (e.g. every neighbour
+        has the cell's expression); they get uniform probabilities and logits 0.
     """
 
     logits: np.ndarray
@@ -148,11 +150,21 @@ def similarity_logits(
         show_progress_bar=show_progress_bar,
     )
     uniform = np.zeros(len(indptr) - 1, dtype=bool) if transpose else zero
+    # a row whose every similarity is undefined (all displacements zero, or no velocity direction)
+    # is treated like a zero-velocity cell: uniform over its neighbours
+    uniform = uniform | all_masked_rows(indptr, masked)
     if uniform.any():
         rows_uniform = np.repeat(uniform, np.diff(indptr))
         logits[rows_uniform] = 0.0
         masked[rows_uniform] = False
     return EdgeResult(logits=logits, masked=masked, uniform=uniform)
+
+
+def all_masked_rows(indptr: np.ndarray, masked: np.ndarray) -> np.ndarray:
+    """Per CSR row: whether it has edges and every one of them is masked."""
+    degree = np.diff(indptr)
+    n_masked = np.add.reduceat(masked.astype(np.int64), indptr[:-1]) if len(masked) else np.zeros(len(degree))
+    return (degree > 0) & (np.where(degree > 0, n_masked, -1) == degree)
 
 
 def similarity_callable(

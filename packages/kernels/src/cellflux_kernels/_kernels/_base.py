@@ -2,8 +2,9 @@
 
 ``0.8 * vk + 0.2 * ck`` builds ``KernelAdd(KernelMul(Constant(0.8), vk), KernelMul(Constant(0.2), ck))``.
 Computing an expression reads every *unique* base kernel's matrix once (computing it with defaults
-if it has none), normalises the constants of a sum to add up to 1, multiplies element-wise in
-products and row-normalises the result.
+if it has none), weights the terms of a sum by its constants (each sum holds its own copies,
+normalised to add up to 1 when the sum is built; the user's constants are never changed),
+multiplies element-wise in products and row-normalises the result.
 """
 
 from __future__ import annotations
@@ -308,6 +309,8 @@ class Kernel(KernelExpression):
     directed: bool = True
     #: whether ``~kernel`` can flip the direction
     invertible: bool = True
+    #: parameters that every computation records and that may be ``None`` (dropped on write, restored on read)
+    _nullable_params: tuple[str, ...] = ()
 
     def __init__(self, adata: AnnData, *, backward: bool = False) -> None:
         from anndata import AnnData as _AnnData
@@ -408,7 +411,11 @@ class Kernel(KernelExpression):
             raise KeyError(f"adata.uns[{key!r}] lacks the kernel's 'init'/'params'; was it written by write_to_adata?")
         kernel = cls(adata, **dict(info[Key.INIT]))
         matrix = adata.obsp[key]
-        kernel._set_transition_matrix(matrix.copy() if copy else matrix, _to_python(info["params"]))
+        params = _to_python(info["params"])
+        # h5ad cannot store None, so write_to_adata drops it: restore the parameters whose None means something
+        for name in cls._nullable_params:
+            params.setdefault(name, None)
+        kernel._set_transition_matrix(matrix.copy() if copy else matrix, params)
         return kernel
 
     def _format_params(self) -> str:
@@ -668,9 +675,35 @@ class KernelMul(_Nary):
 
 
 class KernelAdd(_Nary):
-    """A weighted sum of kernels; the constants of its terms are normalised to sum to 1."""
+    """A weighted sum of kernels; the constants of its terms are normalised to sum to 1.
+
+    The sum holds its own copies of the constants, normalised when it is built: ``e = 0.8 * vk + 0.2 * ck``
+    and ``e + 1.0 * pk`` have the weights ``0.8, 0.2`` and ``0.4, 0.1, 0.5``, whatever is computed first.
+    """
 
     _symbol = "+"
+
+    def __init__(self, *children: KernelExpression) -> None:
+        super().__init__(*self._own_terms(children))
+
+    @staticmethod
+    def _own_terms(children: tuple[KernelExpression, ...]) -> list[KernelExpression]:
+        """The terms with this sum's own constants, normalised to add up to 1.
+
+        Every weighted term ``c * expr`` is rebuilt as ``Constant(c / total) * expr``: a sum never shares
+        (and so never changes) the constants of the expressions it was built from, so each expression's
+        weights and matrix do not depend on which other expressions were computed before.
+        """
+        weighted = [t for t in children if isinstance(t, KernelMul) and t._constant() is not None]
+        total = sum(t._constant().value for t in weighted)  # type: ignore[union-attr]
+        terms: list[KernelExpression] = []
+        for t in children:
+            if isinstance(t, KernelMul) and t._constant() is not None:
+                c, expr = t._split()
+                terms.append(KernelMul(Constant(c.value / total), expr))
+            else:
+                terms.append(t)
+        return terms
 
     @classmethod
     def _build(cls, left: KernelExpression, right: KernelExpression) -> KernelExpression:
@@ -686,19 +719,7 @@ class KernelAdd(_Nary):
                 terms.append(KernelMul(Constant(1.0), side))
         return cls(*terms)
 
-    def _normalize_constants(self) -> None:
-        consts = [t._constant() for t in self._children if isinstance(t, KernelMul) and t._constant() is not None]
-        total = sum(c.value for c in consts)
-        for c in consts:
-            c.value = c.value / total
-
-    def compute_transition_matrix(self) -> KernelAdd:
-        """Normalise the constants to sum to 1, then combine the base kernels' matrices."""
-        self._normalize_constants()
-        return super().compute_transition_matrix()  # type: ignore[return-value]
-
     def _evaluate(self, cache: dict[int, sparse.csr_matrix], *, top: bool = False) -> sparse.csr_matrix | float:
-        self._normalize_constants()
         total: sparse.csr_matrix | None = None
         for child in self._children:
             value = child._evaluate(cache, in_sum=True) if isinstance(child, KernelMul) else _child_value(child, cache)

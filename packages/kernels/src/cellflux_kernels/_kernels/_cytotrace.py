@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import numpy as np
 from anndata import AnnData
+from scipy import sparse
 
 from .._engine._cytotrace import aggregate, gene_correlation, num_expressed_genes
 from .._keys import Key
@@ -71,6 +72,13 @@ class CytoTRACEKernel(PseudotimeKernel):
         overwrite
             Replace existing CytoTRACE results.
 
+        Raises
+        ------
+        ValueError
+            If the aggregated score is NaN or infinite for some cell (``"gmean"`` and ``"hmean"`` need
+            non-negative expression; centred or scaled data have negative values) or the same for every
+            cell (no pseudotime can be derived). Nothing is written then.
+
         Returns
         -------
         ``self``; writes ``obs["ct_score"]``, ``obs["ct_pseudotime"]`` (``1 - score``),
@@ -111,6 +119,7 @@ class CytoTRACEKernel(PseudotimeKernel):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             score = aggregate(expression, aggregation)
+        _check_score(score, expression, layer or "X", aggregation)
         score = score - score.min()
         score = score / score.max()
         gene_corr = np.full(adata.n_vars, np.nan)
@@ -134,3 +143,24 @@ class CytoTRACEKernel(PseudotimeKernel):
         self._pseudotime = 1.0 - score
         self._transition_matrix = None
         return self
+
+
+def _check_score(score: np.ndarray, expression: Any, layer: str, aggregation: str) -> None:
+    """Refuse a score that is not finite everywhere or does not vary (before anything is written)."""
+    bad = ~np.isfinite(score)
+    if bad.any():
+        where = "adata.X" if layer == "X" else f"adata.layers[{layer!r}]"
+        if np.nanmin(expression.toarray() if sparse.issparse(expression) else np.asarray(expression)) < 0:
+            cause = (
+                f"{where} has negative values, for which aggregation={aggregation!r} is undefined. "
+                "Use aggregation='mean' or 'median', or a non-negative layer (e.g. layer='Ms' or counts)"
+            )
+        else:
+            cause = f"{where} has NaN or infinite values. Use a layer with finite values"
+        raise ValueError(f"The CytoTRACE score is NaN or infinite for {int(bad.sum())} of {len(score)} cells: {cause}.")
+    if score.max() == score.min():
+        raise ValueError(
+            f"The CytoTRACE score ({aggregation!r} of layer {layer!r}) is the same ({score[0]:.6g}) for every cell, "
+            "so no pseudotime can be derived from it (e.g. 'gmean'/'hmean' are 0 in every cell with a zero value). "
+            "Use aggregation='mean' or 'median', or another layer."
+        )

@@ -155,11 +155,19 @@ class PalantirKernel(PseudotimeKernel):
 
     The connectivities are density-normalised, then every edge into the pseudotemporal past is
     removed except each cell's ``floor(degree / k) - 1`` strongest ones (at most 30), so that the graph
-    stays connected. Same parameters as :class:`PseudotimeKernel`.
+    stays connected. Built with the same parameters as :class:`PseudotimeKernel`; its
+    :meth:`compute_transition_matrix` has its own (``k``, ``density_normalize``), not
+    ``threshold_scheme``, ``frac_to_keep``, ``b`` or ``nu``.
     """
 
     def compute_transition_matrix(  # type: ignore[override]
-        self, k: int = 3, density_normalize: bool = True, check_irreducibility: bool = False, **_: Any
+        self,
+        k: int = 3,
+        density_normalize: bool = True,
+        check_irreducibility: bool = False,
+        show_progress_bar: bool = True,
+        n_jobs: int | None = None,
+        **kwargs: Any,
     ) -> PalantirKernel:
         """Bias the (density-normalised) graph Palantir's way.
 
@@ -171,11 +179,27 @@ class PalantirKernel(PseudotimeKernel):
             Density-normalise the connectivities first.
         check_irreducibility
             Also warn when the biased graph is not strongly connected.
+        show_progress_bar, n_jobs
+            Accepted for CellRank compatibility; the computation is vectorised.
+        kwargs
+            Not supported: :class:`PseudotimeKernel`'s ``threshold_scheme``, ``frac_to_keep``, ``b``
+            and ``nu`` (or any other keyword) raise a :class:`TypeError` rather than being ignored.
 
         Returns
         -------
         ``self``, with :attr:`transition_matrix` and :attr:`params` updated.
+
+        Raises
+        ------
+        TypeError
+            For any keyword not listed above.
         """
+        if kwargs:
+            raise TypeError(
+                f"PalantirKernel.compute_transition_matrix() does not take {sorted(kwargs)}: the Palantir scheme "
+                "is set by k and density_normalize only. For threshold_scheme, frac_to_keep, b or nu use "
+                "PseudotimeKernel."
+            )
         if k < 1:
             raise ValueError(f"k must be a positive integer, got {k}.")
         conn = density_normalize_conn(self._conn) if density_normalize else self._conn

@@ -154,6 +154,8 @@ class RealTimeKernel(Kernel):
         """The couplings by ``(source, target)`` (``None`` where not computed yet)."""
         return self._couplings
 
+    _nullable_params = ("threshold", "conn_weight")
+
     def _init_kwargs(self) -> dict[str, Any]:
         return {"time_key": self._time_key, "policy": self._policy, "conn_key": self._conn_key}
 

@@ -50,6 +50,8 @@ class VelocityKernel(Kernel):
     For every edge ``(i, j)`` of the kNN graph the displacement ``x_j - x_i`` is compared with the
     velocity ``v_i`` (Pearson correlation, cosine similarity or dot product), and a softmax with
     ``softmax_scale`` over the neighbours gives the probabilities, as CellRank's ``VelocityKernel``.
+    A cell with zero velocity, or whose every similarity is undefined (all its neighbours have its
+    expression, so every displacement is zero), moves uniformly to its neighbours in every mode.
 
     Parameters
     ----------
@@ -65,6 +67,7 @@ class VelocityKernel(Kernel):
         Velocity.
     gene_subset
         Genes to use: names, a boolean mask or a ``var`` column; by default ``var[f"{vkey}_genes"]`` when present.
+        :meth:`write_to_adata` stores the selected gene names, so :func:`read_kernel` uses the same genes.
     conn_key
         ``obsp`` key of the kNN connectivities whose non-zeros are the candidate transitions.
     """
@@ -91,6 +94,8 @@ class VelocityKernel(Kernel):
             mask = resolve_gene_subset(adata, gene_subset)
         else:
             mask = None
+        # the genes selected (by name), stored by write_to_adata so that read_kernel selects them again
+        self._subset_names = None if mask is None or mask.all() else [str(g) for g in np.asarray(adata.var_names[mask])]
         self._X, self._V, self.genes = self._read_xv(X, V, mask)
         self._logits_cache: dict[tuple[str, str | None], EdgeResult] = {}
         self._moments: tuple[np.ndarray, np.ndarray] | None = None
@@ -154,6 +159,8 @@ class VelocityKernel(Kernel):
             "xkey": self._xkey,
             "vkey": self._vkey,
             "conn_key": self._conn_key,
+            # None (all genes) is not stored; an empty list is not possible (a subset selects >= 1 gene)
+            "gene_subset": self._subset_names,
         }
 
     def _edge_logits(self, similarity: str, backward_mode: str | None, show: bool) -> EdgeResult:
@@ -215,7 +222,8 @@ class VelocityKernel(Kernel):
             displacement back to this cell) or ``"negate"`` (negate the velocity).
         similarity
             ``"correlation"``, ``"cosine"``, ``"dot_product"`` or a callable
-            ``f(v, D, softmax_scale) -> (probabilities, logits)`` applied row by row.
+            ``f(v, D, softmax_scale) -> (probabilities, logits)`` applied row by row. :attr:`params`
+            stores a callable's name; a later call reuses the matrix only for the same callable object.
         softmax_scale
             Scale of the softmax; ``None`` estimates it as ``1 / median(|logits|)`` of a deterministic run.
         n_samples
@@ -264,14 +272,16 @@ class VelocityKernel(Kernel):
             params["seed"] = seed
         if variance_key is not None and mode != "deterministic":
             params["variance_key"] = variance_key
+        # what the reuse check compares: the parameters, with a custom similarity as the callable itself
+        # (params keep only its name, which h5ad can store but two different callables may share)
+        requested = {**params, "similarity": similarity}
         if (
             self._transition_matrix is not None
-            and self._requested == params
+            and self._requested == requested
             and (mode == "deterministic" or seed is not None)
         ):
             logger.debug("Reusing the transition matrix computed with the same parameters.")
             return self
-        requested = dict(params)
 
         indptr, indices, n = self._conn.indptr, self._conn.indices, self.shape[0]
         if softmax_scale is None:
