@@ -150,7 +150,7 @@ def test_nullable_obs_columns_are_read_and_missing_values_named(tmp_path):
     collection = ShardCollection([path], obs_columns={"batch_index_n": "batch", "flag_n": "flag"})
     np.testing.assert_array_equal(collection.obs_values(0, "batch"), np.arange(50) % 3)
     np.testing.assert_array_equal(collection.obs_values(0, "flag"), np.arange(50) % 2 == 0)
-    adata.obs["batch"] = pd.array([None] + list(np.arange(49) % 3), dtype="Int64")
+    adata.obs["batch"] = pd.array([None, *(np.arange(49) % 3)], dtype="Int64")
     missing = tmp_path / "missing.h5ad"
     adata.write_h5ad(missing)
     with pytest.raises(ValueError, match=r"obs column 'batch' of shard .*missing.h5ad.* 1 missing value"):
