@@ -86,7 +86,8 @@ def macrostates(
     ``None``, or the copy with ``copy=True``. Writes ``obs[key_added]`` (categorical macrostates),
     ``obsm[key_added + "_memberships"]`` (DataFrame of memberships), ``obsm[key_added + "_schur"]`` (Schur
     vectors) and ``uns[key_added]`` (names, colours, coarse transition matrix ``coarse_T``, coarse initial and
-    stationary distributions, eigenvalues, crispness, parameters).
+    stationary distributions, eigenvalues, parameters; ``crispness`` and ``n_states_tried`` only when GPCCA
+    optimised, i.e. not for ``n_states=1``).
     """
     target = resolve_target(adata, mod=mod, copy=copy)
     ad = target.adata
@@ -99,9 +100,10 @@ def macrostates(
         "colors": [g.colors[n] for n in names],
         "eigenvalues_real": g._schur.eigenvalues.real,
         "eigenvalues_imag": g._schur.eigenvalues.imag,
-        "crispness": g.crispness.to_numpy(),
-        "n_states_tried": g.crispness.index.to_numpy(),
     }
+    if g.crispness is not None:  # None for a single macrostate (no GPCCA optimisation)
+        uns["crispness"] = g.crispness.to_numpy()
+        uns["n_states_tried"] = g.crispness.index.to_numpy()
     if g.coarse_T is not None:
         uns["coarse_T"] = g.coarse_T.to_numpy()
         uns["coarse_init"] = g.coarse_initial_distribution.to_numpy()

@@ -9,7 +9,7 @@ import numpy as np
 from scipy import sparse
 
 from ._checks import ChainStructure, ReducibleChainError, chain_structure
-from ._linsolve import SolveReport, solve_transient
+from ._linsolve import AUTO_DIRECT_MAX, SolveError, SolveReport, solve_transient
 
 __all__ = ["AbsorptionResult", "absorption_probabilities", "absorption_times", "check_absorbing"]
 
@@ -17,6 +17,12 @@ logger = logging.getLogger(__name__)
 
 #: Negative or excess mass below this is rounding of the solver; above, the result is refused.
 CLIP_TOL = 1e-3
+#: ``solver="auto"`` accepts an iterative solution whose rows sum to 1 within ``ROWSUM_FACTOR * tol`` (at most
+#: :data:`CLIP_TOL`); otherwise it re-solves (tighter GMRES above :data:`~._linsolve.AUTO_DIRECT_MAX` transient
+#: states, then a sparse LU).
+ROWSUM_FACTOR = 100.0
+#: Smallest tolerance of the tighter re-solve of ``solver="auto"``.
+MIN_RESOLVE_TOL = 1e-12
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,71 @@ def check_absorbing(matrix: sparse.csr_matrix, absorbing: np.ndarray, structure:
         )
 
 
+def _deviation(x: np.ndarray) -> tuple[float, float]:
+    """Largest deviation of the rows of ``x`` (clipped to ``[0, 1]``) from summing to 1, and the clipped mass."""
+    lo, hi = float(-x.min(initial=0.0)), float(x.max(initial=1.0) - 1.0)
+    dev = float(np.abs(np.clip(x, 0.0, 1.0).sum(axis=1) - 1.0).max(initial=0.0))
+    return (dev if np.isfinite(dev) else np.inf), max(lo, hi, 0.0)
+
+
+def _solve_probabilities(q: sparse.csr_matrix, s: np.ndarray, solve_kwargs: dict) -> tuple[np.ndarray, SolveReport]:
+    """Solve ``(I - q) x = s``; with ``solver="auto"``, re-solve until the rows of ``x`` sum to 1.
+
+    Every row of the exact solution sums to 1 (the transient rows of the chain are stochastic and every cell
+    can reach an absorbing set), so the row sums measure the error of an iterative solution. A relative residual
+    of ``tol`` does not bound that error on an ill-conditioned (near-metastable) chain: the error can be of order
+    1. ``"auto"`` therefore accepts an iterative solution only if its rows sum to 1 within
+    ``min(ROWSUM_FACTOR * tol, CLIP_TOL)``; otherwise it re-solves with GMRES and a tolerance scaled by the
+    observed deviation (above :data:`~._linsolve.AUTO_DIRECT_MAX` transient states) and, if that is not enough
+    either, with a sparse LU. An explicitly chosen solver is used as asked.
+    """
+    x, report = solve_transient(q, s, **solve_kwargs)
+    if solve_kwargs.get("solver", "auto") != "auto" or report.solver == "direct":
+        return x, report
+    tol = float(solve_kwargs.get("tol", 1e-6))
+    accept = min(ROWSUM_FACTOR * tol, CLIP_TOL)
+    dev, clipped = _deviation(x)
+    if dev <= accept and clipped <= accept:
+        return x, report
+    logger.info(
+        "The %s solve (relative residual %.3g) gave fate probabilities whose rows sum to 1 only within %.3g; "
+        "the system is ill-conditioned, re-solving more accurately.",
+        report.solver,
+        report.max_residual,
+        max(dev, clipped),
+    )
+    if q.shape[0] > AUTO_DIRECT_MAX:
+        tighter = max(tol * 0.1 * accept / max(dev, clipped), MIN_RESOLVE_TOL)
+        try:
+            x2, report2 = solve_transient(q, s, **{**solve_kwargs, "tol": tighter})
+        except SolveError:
+            pass
+        else:
+            dev, clipped = _deviation(x2)
+            if report2.solver == "direct" or (dev <= accept and clipped <= accept):
+                return x2, report2
+    return solve_transient(q, s, **{**solve_kwargs, "solver": "direct"})
+
+
+def _inaccurate_message(x: np.ndarray, dev: float, clipped: float, report: SolveReport) -> str:
+    bad = int(np.sum(np.abs(np.clip(x, 0.0, 1.0).sum(axis=1) - 1.0) > CLIP_TOL))
+    what = (
+        f"Fate probabilities of {bad} cell(s) do not sum to 1 (max deviation {dev:.3g})"
+        if dev > CLIP_TOL
+        else f"The solve returned fate probabilities outside [0, 1] by {clipped:.3g}"
+    )
+    if report.solver == "direct":
+        return (
+            f"{what} although the sparse direct solve has relative residual {report.max_residual:.3g}: some cells "
+            "cannot reach any terminal state (or the chain is numerically singular)."
+        )
+    return (
+        f"{what} after the {report.solver} solve with tol={report.tol:g} (relative residual "
+        f"{report.max_residual:.3g}): the iterative solve is not accurate enough for this ill-conditioned chain. "
+        "Use solver='direct' or solver='auto' (which checks the result and re-solves), or decrease tol."
+    )
+
+
 def absorption_probabilities(
     matrix: sparse.csr_matrix,
     sets: list[np.ndarray],
@@ -106,21 +177,12 @@ def absorption_probabilities(
     rows = matrix[trans]
     q = rows[:, trans]
     s = np.column_stack([np.asarray(rows[:, idx].sum(axis=1)).ravel() for idx in sets])
-    x, report = solve_transient(q, s, **solve_kwargs)
-    lo, hi = float(-x.min(initial=0.0)), float(x.max(initial=1.0) - 1.0)
-    clipped = max(lo, hi, 0.0)
-    if clipped > CLIP_TOL:
-        raise ValueError(
-            f"The solve returned fate probabilities outside [0, 1] by {clipped:.3g} (residual "
-            f"{report.max_residual:.3g}); decrease tol or use solver='direct'."
-        )
+    x, report = _solve_probabilities(q, s, solve_kwargs)
+    dev, clipped = _deviation(x)
+    if clipped > CLIP_TOL or dev > CLIP_TOL:
+        raise ValueError(_inaccurate_message(x, dev, clipped, report))
     x = np.clip(x, 0.0, 1.0)
     sums = x.sum(axis=1, keepdims=True)
-    if np.any(np.abs(sums - 1.0) > CLIP_TOL):
-        raise ValueError(
-            f"Fate probabilities of {int(np.sum(np.abs(sums - 1) > CLIP_TOL))} cell(s) do not sum to 1 "
-            f"(max deviation {np.abs(sums - 1).max():.3g}): some cells cannot reach any terminal state."
-        )
     x /= sums
     probs = np.zeros((n, len(sets)))
     probs[trans] = x
@@ -173,7 +235,7 @@ def absorption_times(
         h = [np.ones(len(trans))]
     else:
         s = np.column_stack([np.asarray(rows[:, idx].sum(axis=1)).ravel() for idx in sets])
-        b, _ = solve_transient(q, s, **solve_kwargs)
+        b, _ = _solve_probabilities(q, s, solve_kwargs)
         h = [np.clip(b[:, j], 0.0, None) for j in range(len(sets))]
     for j, idx in enumerate(sets):
         hj = h[j]

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .._engine._absorption import absorption_probabilities, absorption_times
-from .._engine._priming import priming_degree
+from .._engine._priming import REFERENCE_EPS, priming_degree
 from .._engine._states import parse_keys
 from ._states import StatesMixin
 
@@ -59,7 +59,10 @@ class FateMixin(StatesMixin):
         solver
             ``"direct"`` (sparse LU), ``"gmres"`` (all lineages in lockstep), ``"lgmres"``, ``"bicgstab"``, or
             ``"auto"`` (GMRES, with the two-level preconditioner from 2,500 transient cells; if it converges
-            slowly, direct up to 5,000 transient cells, else GMRES with another preconditioner).
+            slowly, direct up to 5,000 transient cells, else GMRES with another preconditioner). ``"auto"`` also
+            checks that the rows of its solution sum to 1 within ``100 * tol``: on an ill-conditioned
+            (near-metastable) chain a small residual does not mean accurate probabilities, and it then re-solves
+            (direct up to 5,000 transient cells; above, GMRES with a tighter tolerance, then direct).
         preconditioner
             For iterative solvers: ``"twolevel"`` (aggregation coarse-grid correction, for large chains),
             ``"ilu"``, ``"jacobi"`` or ``None``.
@@ -84,6 +87,9 @@ class FateMixin(StatesMixin):
             A closed class of the chain contains no terminal state.
         SolveError
             An iterative solve did not converge (its residual is in the message).
+        ValueError
+            An explicitly chosen iterative solver returned probabilities that do not sum to 1 (the message names
+            the solver and ``tol``), or even the direct solve did (some cells cannot reach a terminal state).
         """
         names, sets = self._absorbing_sets(keys)
         if len(names) == 1:
@@ -179,7 +185,15 @@ class FateMixin(StatesMixin):
 
         Returns
         -------
-        The priming degree in ``[0, 1]``; also sets :attr:`priming_degree`.
+        The priming degree in ``[0, 1]`` (finite); also sets :attr:`priming_degree`.
+
+        Notes
+        -----
+        With ``"kl_divergence"``, the reference (mean fate probabilities of the early cells) is floored at
+        ``1e-6`` (:data:`~cellflux_estimators._engine._priming.REFERENCE_EPS`) and renormalised, so a lineage the
+        early cells have probability 0 for gives a large but finite divergence to the cells that can reach it
+        instead of an infinite one (which is NaN after scaling); a warning names such lineages. A reference
+        without zeros is unchanged.
         """
         if self._fate_probabilities is None:
             raise RuntimeError("Compute fate probabilities first (compute_fate_probabilities).")
@@ -196,6 +210,19 @@ class FateMixin(StatesMixin):
         elif early_cells is not None:
             arr = np.asarray(early_cells)
             mask = arr.astype(bool) if arr.dtype == bool else self.obs_names.isin(arr.astype(str))
-        values = priming_degree(self._fate_probabilities.to_numpy(), method=method, early=mask)
+        probs = self._fate_probabilities.to_numpy()
+        if method == "kl_divergence" and mask is not None and mask.any():
+            ref = probs[mask].mean(axis=0)
+            unreached = [
+                str(c) for c, r in zip(self._fate_probabilities.columns, ref, strict=True) if r < REFERENCE_EPS
+            ]
+            if unreached:
+                logger.warning(
+                    "The early cells have (almost) zero probability for lineage(s) %s; their reference probability "
+                    "is floored at %g, so cells reaching them get a large, finite priming divergence.",
+                    unreached,
+                    REFERENCE_EPS,
+                )
+        values = priming_degree(probs, method=method, early=mask)
         self._priming_degree = pd.Series(values, index=self.obs_names, name="priming_degree")
         return self._priming_degree

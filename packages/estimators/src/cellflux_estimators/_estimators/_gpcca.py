@@ -138,12 +138,35 @@ class GPCCA(PlotMixin, DriversMixin, DecompositionMixin):
 
     def _ensure_schur(self, n: int) -> None:
         if self._schur is None:
-            self.compute_schur(max(n + 1, 10))
+            n_obs = self.transition_matrix.shape[0]
+            if n >= n_obs:
+                raise ValueError(
+                    f"{n} macrostates need {n} Schur vectors, but a chain of {n_obs} states has at most {n_obs - 1} "
+                    f"(the Schur decomposition is partial); use n_states < {n_obs}."
+                )
+            # one vector more than needed to see whether n splits a complex pair, at least 10 to reuse them
+            self.compute_schur(min(max(n + 1, 10), n_obs - 1))
         elif self._schur.vectors.shape[1] < n:
             raise ValueError(
                 f"{n} macrostates need {n} Schur vectors, but only {self._schur.vectors.shape[1]} were computed. "
                 f"Call compute_schur(n_components={n + 1}) first."
             )
+
+    def _check_assignment(self, k: int, n_cells: int | None, cluster_key: str | None) -> None:
+        """Refuse ``n_cells`` and ``cluster_key`` that cannot work for ``k`` macrostates, before any optimisation."""
+        if n_cells is not None:
+            if isinstance(n_cells, bool) or not isinstance(n_cells, (int, np.integer)) or n_cells <= 0:
+                raise ValueError(f"n_cells must be a positive integer or None, got {n_cells!r}.")
+            n_obs = self.transition_matrix.shape[0]
+            if n_cells * k > n_obs:
+                raise ValueError(
+                    f"n_cells={n_cells} is too many: {k} macrostates with {n_cells} cells each need {n_cells * k} "
+                    f"cells, but there are {n_obs}. Use n_cells <= {n_obs // k}, fewer states, or n_cells=None."
+                )
+        if cluster_key is not None:
+            adata = self._require_adata("Naming states from clusters")
+            if cluster_key not in adata.obs:
+                raise KeyError(f"adata.obs[{cluster_key!r}] does not exist; pass an existing cluster column.")
 
     def _state_names(self, labels: np.ndarray, k: int, cluster_key: str | None) -> list[str]:
         if cluster_key is None:
@@ -183,14 +206,30 @@ class GPCCA(PlotMixin, DriversMixin, DecompositionMixin):
         Self; sets :attr:`macrostates`, :attr:`macrostates_memberships`, :attr:`coarse_T`,
         :attr:`coarse_initial_distribution` and :attr:`coarse_stationary_distribution`; clears terminal and
         initial states.
+
+        Raises
+        ------
+        ValueError
+            If ``n_cells * n_states`` exceeds the number of cells, or ``n_states`` is not below it; both are
+            checked before the Schur decomposition and the optimisation. A call that fails leaves the earlier
+            macrostates (and crispness) as they were.
+        KeyError
+            If ``cluster_key`` is not a column of ``adata.obs`` (checked first, too).
         """
+        if isinstance(n_states, (int, np.integer)) and not isinstance(n_states, bool):
+            self._check_assignment(int(n_states), n_cells, cluster_key)
+        elif isinstance(n_states, Sequence) and len(n_states) == 2:
+            self._check_assignment(max(min(int(v) for v in n_states), 3), n_cells, cluster_key)
         n = self._resolve_n_states(n_states, select)
         if n == 1:
+            self._check_assignment(1, n_cells, cluster_key)
             pi = self._stationary_distribution()
             if pi is None:
                 raise ValueError(f"One macrostate needs an irreducible chain. {self.structure.describe()}")
             memberships = pi[:, None] / pi.max()
             self._set_macrostates(memberships, None, n_cells, cluster_key)
+            self._gpcca = None
+            self.params["macrostates"] = {"n_states": 1, "n_cells": n_cells, "cluster_key": cluster_key}
             return self
         hi = n if isinstance(n, int) else n[1]
         self._ensure_schur(hi)
@@ -198,6 +237,7 @@ class GPCCA(PlotMixin, DriversMixin, DecompositionMixin):
             logger.warning("n_states=%d would split a complex-conjugate pair; using n_states=%d.", n, n + 1)
             n += 1
             self._ensure_schur(n)
+        self._check_assignment(n if isinstance(n, int) else n[0], n_cells, cluster_key)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             res = optimize_gpcca(
@@ -211,8 +251,8 @@ class GPCCA(PlotMixin, DriversMixin, DecompositionMixin):
             )
         for w in caught:
             logger.warning("%s", w.message)
-        self._gpcca = res
         self._set_macrostates(res.memberships, res, n_cells, cluster_key)
+        self._gpcca = res  # only once the macrostates are set: a failed call leaves the earlier results
         self.params["macrostates"] = {"n_states": res.n_states, "n_cells": n_cells, "cluster_key": cluster_key}
         return self
 
@@ -351,7 +391,8 @@ class GPCCA(PlotMixin, DriversMixin, DecompositionMixin):
         ----------
         states
             ``None`` (all macrostates), a macrostate name or list of names, a dict of state name to cells,
-            ``{obs_column: [clusters]}``, or a categorical Series.
+            ``{obs_column: [clusters]}``, a categorical Series indexed by the cell names (aligned by its index),
+            or a 1-d array/:class:`pandas.Categorical` with one value per cell, in the cells' order.
         n_cells
             Cells per state when choosing macrostates.
         allow_overlap

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from .._keys import Key
 from ._base import BaseEstimator
 
 __all__ = ["PlotMixin"]
@@ -39,12 +40,30 @@ class PlotMixin(BaseEstimator):
     def plot_macrostates(self, which: str = "macrostates", **kwargs: Any):
         """Plot macrostates, terminal or initial states (``which``) on an embedding.
 
+        Parameters
+        ----------
+        which
+            ``"macrostates"``, ``"terminal"`` or ``"initial"``.
+        kwargs
+            For the embedding plot.
+
         Returns
         -------
         The matplotlib figure.
+
+        Raises
+        ------
+        ValueError
+            If ``which`` is not one of the choices above.
         """
-        keys = {"macrostates": "macrostates", "terminal": "term_states", "initial": "init_states"}
-        key = f"{keys[which]}_{'bwd' if self.backward else 'fwd'}"
+        keys = {
+            "macrostates": Key.macrostates(self.backward),
+            "terminal": Key.terminal(self.backward),
+            "initial": Key.initial(self.backward),
+        }
+        if which not in keys:
+            raise ValueError(f"which={which!r} is not supported; use one of {list(keys)}.")
+        key = keys[which]
         return _pl("_embedding", "macrostates")(self, key=key, **kwargs)
 
     def plot_fate_probabilities(self, **kwargs: Any):

@@ -26,15 +26,34 @@ def _categorical(labels: np.ndarray, names: list[str], index: pd.Index) -> pd.Se
 def states_from_spec(est: BaseEstimator, states: Any, cluster_key: str | None = None) -> pd.Series:
     """Turn a dict/Series state specification into a categorical Series over the cells.
 
-    ``states`` may be a categorical Series (one value per cell, NaN outside states), a dict of state name to
-    cell names or integer indices, or ``{obs_column: [cluster, ...]}`` to take whole clusters.
+    ``states`` may be a categorical Series indexed by the cell names (aligned by its index, in any order; NaN
+    outside states), a 1-d array or :class:`pandas.Categorical` with one value per cell in the cells' order, a
+    dict of state name to cell names or integer indices, or ``{obs_column: [cluster, ...]}`` to take whole
+    clusters.
     """
     index = est.obs_names
+    if isinstance(states, (np.ndarray, pd.Categorical)):
+        if states.ndim != 1 or len(states) != len(index):
+            raise ValueError(f"The states array has shape {states.shape}; expected one value per cell ({len(index)}).")
+        states = pd.Series(states, index=index)
     if isinstance(states, pd.Series):
         if len(states) != len(index):
             raise ValueError(f"The states Series has {len(states)} values; expected one per cell ({len(index)}).")
         series = states.astype("category")
-        series.index = index
+        labels = series.index.astype(str)
+        if not labels.equals(index):
+            if labels.has_duplicates:
+                raise ValueError("The states Series' index has duplicate cell names; it must hold each cell once.")
+            missing = index.difference(labels, sort=False)
+            if len(missing):
+                raise ValueError(
+                    f"The states Series is aligned by its index, but {len(missing)} of the {len(index)} cell names "
+                    f"are not in it (e.g. {list(missing[:3])}). Index it by the cell names (obs_names), or pass "
+                    "positional values as an array (series.to_numpy())."
+                )
+            series = series.set_axis(labels).reindex(index)
+        else:
+            series = series.set_axis(index)
         for name in series.cat.categories:
             check_state_name(str(name))
         series = series.cat.rename_categories({c: str(c) for c in series.cat.categories})
@@ -138,8 +157,9 @@ class StatesMixin(BaseEstimator):
         Parameters
         ----------
         states
-            A dict of state name to cell names or indices; ``{obs_column: [cluster, ...]}`` for whole clusters; or
-            a categorical Series over the cells (NaN outside states).
+            A dict of state name to cell names or indices; ``{obs_column: [cluster, ...]}`` for whole clusters; a
+            categorical Series indexed by the cell names (aligned by its index; NaN outside states); or a 1-d
+            array/:class:`pandas.Categorical` with one value per cell, in the cells' order.
         cluster_key
             Clusters whose colours the states take.
         merge
