@@ -60,7 +60,7 @@ class FateMixin(StatesMixin):
             ``"direct"`` (sparse LU), ``"gmres"`` (all lineages in lockstep), ``"lgmres"``, ``"bicgstab"``, or
             ``"auto"`` (GMRES, with the two-level preconditioner from 2,500 transient cells; if it converges
             slowly, direct up to 5,000 transient cells, else GMRES with another preconditioner). ``"auto"`` also
-            checks that the rows of its solution sum to 1 within ``100 * tol``: on an ill-conditioned
+            checks that the rows of its solution sum to 1 within ``min(100 * tol, 1e-3)``: on an ill-conditioned
             (near-metastable) chain a small residual does not mean accurate probabilities, and it then re-solves
             (direct up to 5,000 transient cells; above, GMRES with a tighter tolerance, then direct).
         preconditioner
