@@ -8,6 +8,7 @@ import sys
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 
 import cellflux as cf
@@ -128,6 +129,35 @@ def test_reversed_conditions_are_scored_against_the_reversed_truth(tmp_path):
     assert scores["DA AUROC (planted lineage vs other cells, by the log fold change)"] > 0.8
     assert scores["DA log fold change vs planted (Spearman)"] > 0.2
     assert np.corrcoef(adata.obs["gp_da_log_fold_change"], adata.obs[TruthKey.DA_LOG_FOLD_CHANGE])[0, 1] < 0
+    # the report names the planted lineage as the strongest enrichment of control over treated
+    assert _named_cluster(ctx.found[0], "enrichment") in _planted_clusters(adata, ctx)
+
+
+def _named_cluster(found: str, label: str) -> str:
+    match = re.search(rf"strongest {label}: cluster (\S+), median log fold change ([-+][0-9.]+)", found)
+    assert match is not None, found
+    return match.group(1)
+
+
+def _planted_clusters(adata, ctx) -> set[str]:
+    """Clusters whose cells are (nearly) all of the planted, differentially abundant lineage."""
+    planted = adata.obs[TruthKey.DA_LOG_FOLD_CHANGE].to_numpy() < -0.5
+    share = pd.Series(planted).groupby(adata.obs[ctx.objects["cluster_key"]].astype(str).to_numpy()).mean()
+    return set(share.index[share > 0.9])
+
+
+def test_report_names_the_strongest_clusters_even_when_no_cell_is_called(tmp_path):
+    pytest.importorskip("cellflux_gp_differential")
+    adata = cf.datasets.simulate(n_cells=400, n_genes=60, n_conditions=2, seed=1)
+    ctx = run_pipeline(adata, tmp_path, PipelineConfig(steps=("preprocess", "differential"), quick=True), stream=None)
+    found = ctx.found[0]
+    # 400 cells: the planted depletion is ranked well but no cell reaches the posterior tail threshold
+    assert "0 depleted" in found
+    assert _named_cluster(found, "depletion") in _planted_clusters(adata, ctx)
+    z = adata.obs["gp_da_zscore"].groupby(adata.obs[ctx.objects["cluster_key"]].astype(str).to_numpy()).median()
+    assert _named_cluster(found, "depletion") == z.idxmin()
+    assert _named_cluster(found, "enrichment") == z.idxmax()
+    assert "strongest depletion" in (tmp_path / "report.html").read_text()
 
 
 def test_bad_options_are_refused():

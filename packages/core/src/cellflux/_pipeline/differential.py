@@ -80,14 +80,39 @@ def run(ctx: Context) -> None:
     is_de = adata.var["gp_de_is_de"].to_numpy(dtype=bool)
     top = adata.var["gp_de_mahalanobis"].sort_values(ascending=False).index[:5]
     ctx.info(f"differential expression: {int(is_de.sum())} gene(s) at FDR 5%; top: {', '.join(map(str, top))}")
+    strongest = _strongest_clusters(adata, ctx.objects.get("cluster_key"))
     ctx.found.append(
-        f"differential abundance ({conditions[1]} vs {conditions[0]}): {n_up} cells enriched, {n_down} depleted; "
+        f"differential abundance ({conditions[1]} vs {conditions[0]}): {n_up} cells enriched, {n_down} depleted"
+        f"{f' ({strongest})' if strongest else ''}; "
         f"differential expression: {int(is_de.sum())} gene{'s' if int(is_de.sum()) != 1 else ''} at 5% FDR "
         f"(top by Mahalanobis distance: {', '.join(map(str, top[:3]))})"
     )
     ctx.objects["conditions"] = (groupby, conditions)
     if ctx.has_truth and TruthKey.DA in adata.obs:
         _score(ctx, groupby, conditions)
+
+
+def _strongest_clusters(adata, cluster_key: str | None) -> str:
+    """The clusters whose median DA z-score is lowest and highest, described in words ("" without clusters).
+
+    Cells are called on their posterior tail probability, which on a small data set can call none even where
+    the ranking is good; the clusters' medians say where the change is strongest regardless (not a call).
+    """
+    if cluster_key is None or cluster_key not in adata.obs:
+        return ""
+    frame = adata.obs[["gp_da_zscore", "gp_da_log_fold_change"]].astype(np.float64)
+    medians = frame.groupby(adata.obs[cluster_key].astype(str).to_numpy()).median().dropna()
+    if medians.empty:
+        return ""
+    parts = []
+    for label, row in (
+        ("depletion", medians["gp_da_zscore"].idxmin()),
+        ("enrichment", medians["gp_da_zscore"].idxmax()),
+    ):
+        z, lfc = medians.loc[row, "gp_da_zscore"], medians.loc[row, "gp_da_log_fold_change"]
+        if (z < 0) if label == "depletion" else (z > 0):
+            parts.append(f"strongest {label}: cluster {row}, median log fold change {lfc:+.2f}, z {z:+.1f}")
+    return "; ".join(parts)
 
 
 def _truth_orientation(adata, groupby: str, conditions: tuple[str, str]) -> float | None:
