@@ -39,10 +39,12 @@ def test_demo_without_plugins_skips_their_steps_and_writes_the_report(no_plugins
     assert adata.shape == (300, 60)
     assert set(adata.obs["condition"].cat.categories) == {"control", "treated"}
     report = (out / "report.html").read_text()
-    assert "velocity: needs the preprocess step, which did not run" in report
-    assert "kernels: needs the preprocess and velocity steps" in report
+    # the steps the selected ones need are run too (before 0.3.2 they were skipped "for want of preprocess")
+    assert "also running preprocess: the selected steps need them" in report
+    assert "needs the preprocess step" not in report
     err = capsys.readouterr().err
-    assert "[1/4] velocity" in err and "SKIPPED" in err
+    assert "also running preprocess" in err and "[1/5] preprocess   done" in err
+    assert "velocity" in err and "SKIPPED" in err  # its plugin is missing: said so
     # a second run refuses to overwrite, with a clear message and exit code 2
     assert main([*args, "velocity"]) == 2
     assert "--overwrite" in capsys.readouterr().err
@@ -77,3 +79,52 @@ def test_a_step_whose_plugin_is_missing_says_what_to_install(no_plugins):
 
     with pytest.raises(StepSkipped, match="pip install cellflux-velocity-vae"):
         require_function("tl", "velocity_vae", "cellflux-velocity-vae")
+
+
+def test_wrong_column_options_are_refused_before_any_step(no_plugins, tmp_path, capsys):
+    import cellflux as cf
+
+    data = tmp_path / "data.h5ad"
+    cf.datasets.simulate(n_cells=200, n_genes=40, n_conditions=2, seed=0).write_h5ad(data)
+    out = tmp_path / "out"
+    cases = [
+        (["--conditions", "A", "B"], "--conditions ['A', 'B'] not in obs['condition']; present: ['control', 'tr"),
+        (["--groupby", "nope"], "--groupby 'nope' is not a column of obs"),  # also when differential is not run
+        (["--cluster-key", "nope"], "--cluster-key 'nope' is not a column of obs"),
+    ]
+    for options, message in cases:
+        assert main(["run", str(data), "--out", str(out), "--steps", "preprocess", *options]) == 2
+        err = capsys.readouterr().err
+        assert message in err, err
+        assert "[1/" not in err  # refused before the first step
+        assert not out.exists()  # and nothing written
+
+
+def test_a_file_that_is_not_h5ad_is_an_error(no_plugins, tmp_path, capsys):
+    data = tmp_path / "counts.h5ad"
+    data.write_text("gene,cell\n")
+    assert main(["run", str(data), "--out", str(tmp_path / "out")]) == 2
+    assert "counts.h5ad is not a readable h5ad file" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_demo_zero_cells_is_an_error_not_the_default(no_plugins, tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "out"), "--n-cells", "0"]) == 2
+    assert "n_cells` must be an integer >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_overwrite_removes_the_previous_runs_figures_and_shards(no_plugins, tmp_path):
+    out = tmp_path / "demo"
+    args = ["demo", "--quick", "--out", str(out), "--n-cells", "200", "--n-genes", "40", "--steps", "preprocess"]
+    assert main(args) == 0
+    figures = out / "figures"
+    (figures / "02_velocity.png").write_bytes(b"stale")  # as left by an earlier run with the velocity step
+    (figures / "my_notes.png").write_bytes(b"mine")  # not the pipeline's
+    (out / "shards").mkdir()
+    (out / "shards" / "shard_0.h5ad").write_bytes(b"stale")
+    assert main([*args, "--overwrite"]) == 0
+    assert not (figures / "02_velocity.png").exists()
+    assert not (out / "shards").exists()
+    assert (figures / "my_notes.png").read_bytes() == b"mine"
+    assert (figures / "01_overview.png").is_file()  # this run's figure

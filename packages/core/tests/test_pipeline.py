@@ -19,7 +19,7 @@ pytest.importorskip("matplotlib")
 for _module in ("cellflux_kernels", "cellflux_estimators", "cellflux_velocity_vae"):
     pytest.importorskip(_module)
 
-from cellflux._pipeline import PipelineConfig, run_pipeline  # noqa: E402
+from cellflux._pipeline import STEPS, PipelineConfig, run_pipeline  # noqa: E402
 
 QUICK_STEPS = ("preprocess", "velocity", "kernels", "fates", "streaming")
 
@@ -158,6 +158,29 @@ def test_report_names_the_strongest_clusters_even_when_no_cell_is_called(tmp_pat
     assert _named_cluster(found, "depletion") == z.idxmin()
     assert _named_cluster(found, "enrichment") == z.idxmax()
     assert "strongest depletion" in (tmp_path / "report.html").read_text()
+
+
+def test_selected_steps_bring_the_steps_they_need():
+    from cellflux._pipeline._context import with_prerequisites
+
+    config = PipelineConfig(steps=("fates",))
+    assert config.steps == ("preprocess", "velocity", "kernels", "fates")
+    assert config.added_steps == ("preprocess", "velocity", "kernels")
+    assert PipelineConfig(steps=("streaming",)).steps == ("preprocess", "streaming")
+    assert PipelineConfig(steps=("preprocess", "differential")).added_steps == ()
+    assert with_prerequisites(STEPS) == STEPS
+
+
+def test_missing_cluster_labels_stay_missing(tmp_path):
+    adata = cf.datasets.simulate(n_cells=200, n_genes=40, n_conditions=1, seed=0)
+    labels = adata.obs["clusters"].astype(object).to_numpy()
+    labels[::7] = np.nan
+    adata.obs["clusters"] = labels
+    run_pipeline(adata, tmp_path, PipelineConfig(steps=("preprocess",), quick=True), stream=None)
+    back = ad.read_h5ad(tmp_path / "cellflux.h5ad").obs["clusters"]
+    assert "nan" not in back.cat.categories  # not a cluster named "nan"
+    assert back.isna().sum() == len(labels[::7])
+    assert (back.astype(object)[~back.isna()] == pd.Series(labels).dropna().to_numpy()).all()
 
 
 def test_bad_options_are_refused():

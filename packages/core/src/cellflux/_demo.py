@@ -66,8 +66,8 @@ def run_demo(
 
     config = _config(quick, seed, steps, velocity=velocity or ("scvelo" if quick else "vae"))
     check_output(out, overwrite=overwrite)
-    n_cells = n_cells or (1_000 if quick else 3_000)
-    n_genes = n_genes or (200 if quick else 500)
+    n_cells = (1_000 if quick else 3_000) if n_cells is None else n_cells
+    n_genes = (200 if quick else 500) if n_genes is None else n_genes
     start = time.perf_counter()
     if stream is not None:
         print(f"simulating {n_cells:,} cells x {n_genes:,} genes, 3 lineages, 2 conditions (seed {seed})", file=stream)
@@ -153,7 +153,10 @@ def run_file(
         n_terminal=n_terminal,
     )
     check_output(out, overwrite=overwrite)
-    adata = ad.read_h5ad(path)
+    try:
+        adata = ad.read_h5ad(path)
+    except OSError as error:  # h5py: not an HDF5 file, truncated, no permission
+        raise ValueError(f"{path} is not a readable h5ad file: {error}") from None
     return run_pipeline(
         adata, out, config, title=f"cellflux run: {path.name}", source=str(path), overwrite=overwrite, stream=stream
     )

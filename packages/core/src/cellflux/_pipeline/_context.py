@@ -10,7 +10,16 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from anndata import AnnData
 
-__all__ = ["REQUIRES", "STEPS", "VELOCITY_MODES", "Context", "PipelineConfig", "StepRecord", "StepSkipped"]
+__all__ = [
+    "REQUIRES",
+    "STEPS",
+    "VELOCITY_MODES",
+    "Context",
+    "PipelineConfig",
+    "StepRecord",
+    "StepSkipped",
+    "with_prerequisites",
+]
 
 logger = logging.getLogger("cellflux.pipeline")
 
@@ -24,8 +33,19 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     "kernels": ("preprocess", "velocity"),
     "fates": ("kernels",),
     "differential": ("preprocess",),
-    "streaming": (),
+    "streaming": ("preprocess",),
 }
+
+
+def with_prerequisites(steps: tuple[str, ...]) -> tuple[str, ...]:
+    """``steps`` and every step they need (:data:`REQUIRES`, transitively), in the order of :data:`STEPS`."""
+    needed, todo = set(), list(steps)
+    while todo:
+        step = todo.pop()
+        if step not in needed:
+            needed.add(step)
+            todo.extend(REQUIRES[step])
+    return tuple(s for s in STEPS if s in needed)
 
 
 class StepSkipped(Exception):
@@ -39,7 +59,8 @@ class PipelineConfig:
     Parameters
     ----------
     steps
-        Steps to run, in the order of :data:`STEPS`.
+        Steps to run, in the order of :data:`STEPS`. The steps they need (:data:`REQUIRES`) are added:
+        a step runs on what the steps before it wrote in the same run.
     velocity
         ``"vae"`` (cellflux-velocity-vae), ``"scvelo"`` (the steady-state model) or ``"precomputed"``
         (an existing ``layers["velocity"]``).
@@ -79,6 +100,8 @@ class PipelineConfig:
     n_neighbors: int = 30
     quick: bool = False
     seed: int = 0
+    #: The steps added to ``steps`` because a selected step needs them (set on creation).
+    added_steps: tuple[str, ...] = field(default=(), init=False)
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.steps if s not in STEPS]
@@ -86,7 +109,9 @@ class PipelineConfig:
             raise ValueError(f"Unknown step(s) {unknown}; choose among {', '.join(STEPS)}.")
         if not self.steps:
             raise ValueError(f"No step selected; choose among {', '.join(STEPS)}.")
-        self.steps = tuple(s for s in STEPS if s in self.steps)
+        selected = tuple(s for s in STEPS if s in self.steps)
+        self.steps = with_prerequisites(selected)
+        self.added_steps = tuple(s for s in self.steps if s not in selected)
         if self.velocity not in VELOCITY_MODES:
             raise ValueError(f"velocity={self.velocity!r} is not one of {', '.join(VELOCITY_MODES)}.")
         if self.conditions is not None and len(self.conditions) != 2:

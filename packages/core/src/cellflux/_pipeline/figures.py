@@ -12,7 +12,7 @@ import numpy as np
 from .._keys import TruthKey
 from ._context import Context
 
-__all__ = ["FIGURES", "draw_figures"]
+__all__ = ["FIGURES", "FOLDER", "draw_figures", "is_pipeline_figure"]
 
 logger = logging.getLogger(__name__)
 
@@ -206,6 +206,18 @@ FIGURES: list[tuple[str, str, str, tuple[str, ...], Callable[[Context], Any]]] =
         de_volcano,
     ),
 ]
+
+
+def is_pipeline_figure(name: str) -> bool:
+    """Whether a file name is one :func:`draw_figures` writes (``NN_<figure>[_K].png``)."""
+    stem = name.removesuffix(".png")
+    if stem == name or len(stem) < 4 or not stem[:2].isdigit() or stem[2] != "_":
+        return False
+    i = int(stem[:2]) - 1
+    if not 0 <= i < len(FIGURES):
+        return False
+    base = f"{stem[:2]}_{FIGURES[i][0]}"
+    return stem == base or (stem.startswith(base + "_") and stem[len(base) + 1 :].isdigit())
 
 
 def draw_figures(ctx: Context) -> None:

@@ -79,13 +79,20 @@ def run(ctx: Context) -> None:
     _clusters(ctx)
 
 
+def check_cluster_key(obs, key: str) -> None:
+    """Refuse a ``--cluster-key`` that is not a column of ``obs``."""
+    if key not in obs:
+        raise ValueError(f"--cluster-key {key!r} is not a column of obs; available: {list(obs.columns)}")
+
+
 def _clusters(ctx: Context) -> None:
     cfg, adata = ctx.config, ctx.adata
     key = cfg.cluster_key or ("clusters" if "clusters" in adata.obs else None)
     if key is not None:
-        if key not in adata.obs:
-            raise KeyError(f"--cluster-key {key!r} is not a column of obs; available: {list(adata.obs.columns)}")
-        adata.obs[key] = adata.obs[key].astype(str).astype("category")
+        check_cluster_key(adata.obs, key)
+        column = adata.obs[key]
+        # labels as strings, missing values kept missing (not a category "nan")
+        adata.obs[key] = column.astype(str).where(column.notna()).astype("category")
         ctx.objects["cluster_key"] = key
         return
     from sklearn.cluster import KMeans

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -16,7 +17,7 @@ from .scoring import has_truth
 if TYPE_CHECKING:
     from anndata import AnnData
 
-__all__ = ["H5AD", "check_output", "run_pipeline"]
+__all__ = ["H5AD", "check_options", "check_output", "run_pipeline"]
 
 logger = logging.getLogger("cellflux.pipeline")
 
@@ -30,6 +31,39 @@ def check_output(out: str | Path, *, overwrite: bool) -> Path:
     if existing and not overwrite:
         raise FileExistsError(f"{', '.join(existing)} exist; pass --overwrite or choose another --out.")
     return out
+
+
+def check_options(ctx: Context) -> None:
+    """Check the options that name ``obs`` columns and conditions against the data, before any step runs.
+
+    A wrong ``--cluster-key``, ``--groupby`` or ``--conditions`` is refused here, not when its step starts
+    (which lost the work of the steps before it), and also when the step using it is not selected.
+    """
+    from .differential import _conditions
+    from .preprocess import check_cluster_key
+
+    if ctx.config.cluster_key is not None:
+        check_cluster_key(ctx.adata.obs, ctx.config.cluster_key)
+    if "differential" in ctx.config.steps or ctx.config.groupby is not None or ctx.config.conditions is not None:
+        try:
+            _conditions(ctx)
+        except StepSkipped as reason:  # no condition column or one condition: the step says so, unless asked for
+            if ctx.config.conditions is not None:
+                raise ValueError(str(reason)) from None
+        except KeyError as error:
+            raise ValueError(str(error.args[0])) from None
+
+
+def _remove_previous_outputs(out: Path) -> None:
+    """With ``overwrite``: the figures and shards of an earlier run in ``out``, which this run may not redraw."""
+    from .figures import FOLDER, is_pipeline_figure
+    from .streaming import SHARDS
+
+    for path in (out / FOLDER).glob("*.png"):
+        if is_pipeline_figure(path.name):
+            path.unlink()
+    if (out / SHARDS).is_dir():
+        shutil.rmtree(out / SHARDS)
 
 
 def _progress(stream: TextIO | None, text: str, end: str = "\n") -> None:
@@ -91,18 +125,44 @@ def run_pipeline(
     title, source
         Shown at the top of the report.
     overwrite
-        Replace a previous run's results in ``out``.
+        Replace a previous run's results in ``out`` (its figures and shards are removed first, so that
+        none of them outlives the run that made it).
     stream
         Where the progress display goes, e.g. ``sys.stderr`` (``None``: nowhere).
 
     Returns
     -------
     The pipeline's context: records of the steps, scores, figures and log.
+
+    Raises
+    ------
+    FileExistsError
+        If ``out`` holds a previous run's results and not ``overwrite``.
+    ValueError
+        If ``cluster_key``, ``groupby`` or ``conditions`` name what ``adata`` does not have (checked before
+        any step runs). A run that stops on an error removes the output folder if it created it.
     """
     config = config or PipelineConfig()
     out = check_output(out, overwrite=overwrite)
-    out.mkdir(parents=True, exist_ok=True)
     ctx = Context(adata=adata, out=out, config=config, title=title, source=source, has_truth=has_truth(adata))
+    check_options(ctx)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run(ctx, stream, overwrite=overwrite)
+    except BaseException:
+        if created:  # nothing of an aborted run is left behind in a folder it created
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _run(ctx: Context, stream: TextIO | None, *, overwrite: bool) -> Context:
+    config, out, adata = ctx.config, ctx.out, ctx.adata
+    if overwrite:
+        _remove_previous_outputs(out)
+    if config.added_steps:
+        ctx.info(f"also running {', '.join(config.added_steps)}: the selected steps need them")
+        _progress(stream, f"also running {', '.join(config.added_steps)}: the selected steps need them")
     selected = [s for s in STEPS if s in config.steps]
     total = len(selected) + 1
     for i, name in enumerate(selected, start=1):
