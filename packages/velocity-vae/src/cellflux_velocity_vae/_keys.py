@@ -22,6 +22,8 @@ class Key:
     LATENT_TIME: Final = "latent_time"
     # var (scVelo's ``fit_*`` names for the dynamical rates)
     FIT_PREFIX: Final = "fit_"
+    # var rates written only with a time-dependent transcription rate
+    TIME_DEPENDENT_RATES: Final = ("alpha_1", "lambda_alpha")
     # uns[key_added]
     SAMPLES: Final = "velocity_samples"
     # default key_added

@@ -30,10 +30,18 @@ def cell_latent_time(gene_time: np.ndarray, t_max: float = 20.0) -> np.ndarray:
     return (mean - lo) / (hi - lo) if hi > lo else np.zeros_like(mean)
 
 
-def _planned_fields(key_added: str, vkey: str, time_key: str, n_velocity_samples: int) -> list[tuple[str, str]]:
+def _rate_names(time_dependent: bool) -> tuple[str, ...]:
+    """The per-gene fields in ``var``; ``alpha_1`` and ``lambda_alpha`` with a time-dependent transcription rate."""
+    names = ("alpha", "beta", "gamma", "switch_time", "scaling", "genes")
+    return (*names, *Key.TIME_DEPENDENT_RATES) if time_dependent else names
+
+
+def _planned_fields(
+    key_added: str, vkey: str, time_key: str, n_velocity_samples: int, time_dependent: bool = False
+) -> list[tuple[str, str]]:
     layers = [vkey, f"{vkey}{Key.VELOCITY_U_SUFFIX}", f"{Key.VARIANCE_PREFIX}{vkey}", f"{key_added}_{Key.FIT_T}"]
     obs = [time_key, *(f"{key_added}_{s}" for s in STATISTICS)]
-    var = [f"{key_added}_{n}" for n in ("alpha", "beta", "gamma", "switch_time", "scaling", "genes")]
+    var = [f"{key_added}_{n}" for n in _rate_names(time_dependent)]
     return (
         [("layers", k) for k in layers] + [("obs", k) for k in obs] + [("var", k) for k in var] + [("uns", key_added)]
     )
@@ -73,7 +81,8 @@ def velocity_vae(
     rates are expressed on veloVI's rescaled time axis (each gene's latent time stretched to
     ``[0, 20]``), as in the veloVI tutorials; velocities are in the units of the input layers (the
     min-max scaling is undone), so scVelo/CellRank-style kernels compare them with displacements
-    in ``layers[spliced_layer]`` directly. Rates are those of the min-max scaled abundances.
+    in ``layers[spliced_layer]`` directly. Rates are those of the min-max scaled abundances (of the
+    input's abundances with ``min_max_scale=False``).
     Genes dropped by the filter get NaN.
 
     Parameters
@@ -144,21 +153,27 @@ def velocity_vae(
         uncertainty of each cell's velocity.
     ``var[f"{key_added}_alpha"]``, ``var[f"{key_added}_beta"]``, ``var[f"{key_added}_gamma"]``
         Transcription, splicing and degradation rates on the rescaled time axis (of the min-max
-        scaled abundances).
+        scaled abundances, or of the input's with ``min_max_scale=False``).
+    ``var[f"{key_added}_alpha_1"]``, ``var[f"{key_added}_lambda_alpha"]``
+        Only with ``model_kwargs={"time_dep_transcription_rate": True}``: the transcription rate
+        relaxes from ``alpha`` to ``alpha_1`` at rate ``lambda_alpha`` during induction (rescaled
+        time axis, as the other rates).
     ``var[f"{key_added}_switch_time"]``, ``var[f"{key_added}_scaling"]``
         Switching time (rescaled) and the time scaling per gene.
     ``var[f"{key_added}_genes"]``
         Whether the gene was modelled (passed the filter).
     ``uns[key_added]``
-        ``params``, ``provenance``, the training ``elbo_train``/``elbo_validation`` history and
-        ``n_epochs``; with ``n_velocity_samples``, ``velocity_samples``.
+        ``params`` (with ``time_dep_transcription_rate``, from ``model_kwargs``), ``provenance``, the
+        training ``elbo_train``/``elbo_validation`` history and ``n_epochs``; with
+        ``n_velocity_samples``, ``velocity_samples``.
     """
     target = resolve_target(adata, mod=mod, copy=copy)
     data = target.adata
+    time_dependent = bool((model_kwargs or {}).get("time_dep_transcription_rate", False))
     if not overwrite:
         taken = [
             f"{s}[{k!r}]"
-            for s, k in _planned_fields(key_added, vkey, time_key, n_velocity_samples)
+            for s, k in _planned_fields(key_added, vkey, time_key, n_velocity_samples, time_dependent)
             if k in getattr(data, s)
         ]
         if taken:
@@ -207,6 +222,7 @@ def velocity_vae(
         "n_velocity_samples": n_velocity_samples,
         "vkey": vkey,
         "time_key": time_key,
+        "time_dep_transcription_rate": time_dependent,
     }
     out = Results(key_added, function="tl.velocity_vae", plugin=_DISTRIBUTION, params=params)
     out.add("layers", vkey, results["velocity"])
@@ -216,7 +232,7 @@ def velocity_vae(
     out.add("obs", time_key, results["latent_time"])
     for j, name in enumerate(STATISTICS):
         out.add("obs", f"{key_added}_{name}", results["directional"][:, j])
-    for name in ("alpha", "beta", "gamma", "switch_time", "scaling", "genes"):
+    for name in _rate_names(time_dependent):
         out.add("var", f"{key_added}_{name}", results[name])
     uns = {k: results[k] for k in ("elbo_train", "elbo_validation", "n_epochs")}
     if n_velocity_samples:
@@ -291,6 +307,8 @@ def _fit(data: AnnData, **kw: Any) -> dict[str, Any]:
         "alpha": full(rates["alpha"] / scaling),
         "beta": full(rates["beta"] / scaling),
         "gamma": full(rates["gamma"] / scaling),
+        "alpha_1": full(rates["alpha_1"] / scaling),
+        "lambda_alpha": full(rates["lambda_alpha"] / scaling),
         "switch_time": full(switch * scaling),
         "scaling": full(scaling),
         "genes": genes,
