@@ -68,6 +68,25 @@ class Key:
         return f"estimator_{_d(backward)}"
 
     @staticmethod
+    def direction(key: str) -> bool | None:
+        """The direction a key names by its suffix.
+
+        Parameters
+        ----------
+        key
+            A key such as ``"macrostates_bwd"``.
+
+        Returns
+        -------
+        ``False`` for a ``_fwd`` key, ``True`` for a ``_bwd`` key, ``None`` for a key without either suffix.
+        """
+        if key.endswith("_fwd"):
+            return False
+        if key.endswith("_bwd"):
+            return True
+        return None
+
+    @staticmethod
     def memberships(key: str) -> str:
         """``obsm`` key of the memberships of the states in ``obs[key]``."""
         return f"{key}_memberships"

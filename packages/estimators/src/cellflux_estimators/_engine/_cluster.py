@@ -132,8 +132,19 @@ def cluster_rows(
     Returns
     -------
     Labels, shape ``(n,)``.
+
+    Raises
+    ------
+    ValueError
+        If ``x`` has a non-finite value (NaN or infinite): it would make every distance to its row meaningless.
     """
     x = np.asarray(x, dtype=np.float64)
+    bad = ~np.isfinite(x).reshape(len(x), -1).all(axis=1)
+    if bad.any():
+        raise ValueError(
+            f"{int(bad.sum())} of the {len(x)} rows to cluster have values that are not finite (NaN or inf), "
+            f"e.g. row {int(np.flatnonzero(bad)[0])}; remove or impute them first."
+        )
     if method == "kmeans":
         if n_clusters is None or n_clusters < 1:
             raise ValueError(f"k-means needs n_clusters >= 1, got {n_clusters!r}.")

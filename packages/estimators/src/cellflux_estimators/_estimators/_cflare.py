@@ -74,13 +74,18 @@ class CFLARE(PlotMixin, DriversMixin, DecompositionMixin):
         n_neighbors, resolution
             Leiden's graph and resolution.
         basis, n_comps
-            Append the first ``n_comps`` columns of ``adata.obsm[basis]`` to the eigenvectors.
+            Append the first ``n_comps`` columns of ``adata.obsm[basis]`` to the eigenvectors (they must be finite).
         scale
-            z-score the features (default: only with a ``basis``).
+            z-score the features (default: only with a ``basis``); constant features become 0.
 
         Returns
         -------
         Self; sets :attr:`terminal_states`.
+
+        Raises
+        ------
+        ValueError
+            If the basis has non-finite values (NaN or inf) in the columns used.
         """
         eig = self._eig
         if eig is None or eig.left is None:
@@ -117,7 +122,15 @@ class CFLARE(PlotMixin, DriversMixin, DecompositionMixin):
             key = basis if basis in adata.obsm else f"X_{basis}"
             if key not in adata.obsm:
                 raise KeyError(f"adata.obsm[{basis!r}] does not exist.")
-            x = np.concatenate([x, np.asarray(adata.obsm[key])[:, :n_comps]], axis=1)
+            extra = np.asarray(adata.obsm[key], dtype=np.float64)[:, :n_comps]
+            bad = ~np.isfinite(extra).all(axis=1)
+            if bad.any():
+                raise ValueError(
+                    f"adata.obsm[{key!r}] (basis={basis!r}) has {int(bad.sum())} of its {len(extra)} cells with values "
+                    f"that are not finite (NaN or inf) in the columns used (n_comps={n_comps}); impute them or pass "
+                    "another basis."
+                )
+            x = np.concatenate([x, extra], axis=1)
         keep = np.ones(self.n_cells, dtype=bool)
         if percentile is not None:
             if not 0 <= percentile <= 100:
@@ -126,7 +139,10 @@ class CFLARE(PlotMixin, DriversMixin, DecompositionMixin):
             keep = np.any(np.abs(left) >= cutoffs, axis=1)
         x = x[keep]
         if scale if scale is not None else basis is not None:
-            x = stats.zscore(x, axis=0)
+            # a constant feature carries no information: 0, instead of the NaN of 0 / 0
+            varies = np.ptp(x, axis=0) > 0
+            x[:, varies] = stats.zscore(x[:, varies], axis=0)
+            x[:, ~varies] = 0.0
         if method == "kmeans" and n_clusters is None:
             n_clusters = len(use) + (percentile is None)
         with single_blas_thread():  # tiny products: extra BLAS threads only spin on a shared machine

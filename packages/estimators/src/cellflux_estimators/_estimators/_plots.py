@@ -17,7 +17,15 @@ def _pl(module: str, name: str):
 
 
 class PlotMixin(BaseEstimator):
-    """``plot_*`` methods: the ``cf.pl`` functions applied to this estimator."""
+    """``plot_*`` methods: the ``cf.pl`` functions applied to this estimator.
+
+    They plot the estimator's own results; the keys default to those of its direction (``lineages_bwd`` etc. for
+    a backward estimator).
+    """
+
+    def _fates_key(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """``kwargs`` with ``key`` defaulting to this direction's fate probabilities."""
+        return {"key": Key.fate_probabilities(self.backward), **kwargs}
 
     def plot_spectrum(self, **kwargs: Any):
         """Plot the spectrum (see :func:`cellflux_estimators._plotting._spectrum.spectrum`).
@@ -73,7 +81,7 @@ class PlotMixin(BaseEstimator):
         -------
         The matplotlib figure.
         """
-        return _pl("_embedding", "fate_probabilities")(self, **kwargs)
+        return _pl("_embedding", "fate_probabilities")(self, **self._fates_key(kwargs))
 
     def plot_coarse_T(self, **kwargs: Any):
         """Plot the coarse-grained transition matrix.
@@ -91,7 +99,7 @@ class PlotMixin(BaseEstimator):
         -------
         The matplotlib figure.
         """
-        return _pl("_aggregate", "aggregate_fate_probabilities")(self, **kwargs)
+        return _pl("_aggregate", "aggregate_fate_probabilities")(self, **self._fates_key(kwargs))
 
     def plot_lineage_drivers(self, lineage: str, **kwargs: Any):
         """Plot the top drivers of a lineage.
@@ -100,7 +108,9 @@ class PlotMixin(BaseEstimator):
         -------
         The matplotlib figure.
         """
-        return _pl("_drivers", "lineage_drivers")(self, lineage=lineage, **kwargs)
+        return _pl("_drivers", "lineage_drivers")(
+            self, lineage=lineage, **{"key": Key.drivers(self.backward), **kwargs}
+        )
 
     def plot_gene_trends(self, genes: list[str], time_key: str, **kwargs: Any):
         """Plot gene trends per lineage.
@@ -109,7 +119,7 @@ class PlotMixin(BaseEstimator):
         -------
         The matplotlib figure.
         """
-        return _pl("_trends", "gene_trends")(self, genes=genes, time_key=time_key, **kwargs)
+        return _pl("_trends", "gene_trends")(self, genes=genes, time_key=time_key, **self._fates_key(kwargs))
 
     def plot_circular_projection(self, **kwargs: Any):
         """Plot the circular projection of the fate probabilities.
@@ -118,7 +128,7 @@ class PlotMixin(BaseEstimator):
         -------
         The matplotlib figure.
         """
-        return _pl("_circular", "circular_projection")(self, **kwargs)
+        return _pl("_circular", "circular_projection")(self, **self._fates_key(kwargs))
 
     def plot_log_odds(self, lineage_1: str, lineage_2: str | None = None, **kwargs: Any):
         """Plot the log-odds of two lineages along pseudotime (``time_key=`` is required).
@@ -127,7 +137,7 @@ class PlotMixin(BaseEstimator):
         -------
         The matplotlib figure.
         """
-        return _pl("_logodds", "log_odds")(self, lineage_1=lineage_1, lineage_2=lineage_2, **kwargs)
+        return _pl("_logodds", "log_odds")(self, lineage_1=lineage_1, lineage_2=lineage_2, **self._fates_key(kwargs))
 
     def plot_fate_pies(self, **kwargs: Any):
         """Plot clusters as pies of their mean fate probabilities on the cluster transition graph.
@@ -136,7 +146,7 @@ class PlotMixin(BaseEstimator):
         -------
         The matplotlib figure.
         """
-        return _pl("_pie", "fate_pies")(self, **kwargs)
+        return _pl("_pie", "fate_pies")(self, **self._fates_key(kwargs))
 
     def plot_cluster_trends(self, genes: list[str], time_key: str, lineage: str, **kwargs: Any):
         """Cluster genes by their trend along a lineage and plot the clusters.
@@ -145,6 +155,7 @@ class PlotMixin(BaseEstimator):
         -------
         The matplotlib figure.
         """
+        kwargs = self._fates_key(kwargs)
         return _pl("_trends", "cluster_trends")(self, genes=genes, time_key=time_key, lineage=lineage, **kwargs)
 
     def plot_drivers_correlation(self, lineage_x: str, lineage_y: str, **kwargs: Any):
@@ -154,4 +165,5 @@ class PlotMixin(BaseEstimator):
         -------
         The matplotlib figure.
         """
+        kwargs = {"key": Key.drivers(self.backward), **kwargs}
         return _pl("_drivers", "drivers_correlation")(self, lineage_x=lineage_x, lineage_y=lineage_y, **kwargs)

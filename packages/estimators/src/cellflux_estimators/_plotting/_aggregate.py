@@ -8,7 +8,7 @@ from typing import Any, Literal
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ._source import colors, fates, finish, to_adata
+from ._source import colors, fates, finish, select_lineages, source
 
 __all__ = ["aggregate_fate_probabilities"]
 
@@ -37,7 +37,7 @@ def aggregate_fate_probabilities(
     mode
         ``"bar"`` (mean per cluster and lineage), ``"violin"`` (one panel per lineage) or ``"heatmap"``.
     lineages
-        Subset of lineages.
+        Subset of lineages (a name or a list; unknown names raise a ``KeyError`` listing the lineages).
     clusters
         Subset of clusters.
     ncols
@@ -49,10 +49,8 @@ def aggregate_fate_probabilities(
     -------
     The matplotlib figure.
     """
-    ad = to_adata(adata)
-    fp = fates(ad, key)
-    if lineages is not None:
-        fp = fp.loc[:, list(lineages)]
+    ad, own = source(adata)
+    fp = select_lineages(fates(ad, key, own), lineages, key)
     if cluster_key not in ad.obs:
         raise KeyError(f"adata.obs[{cluster_key!r}] does not exist.")
     col = ad.obs[cluster_key].astype(str)
@@ -68,7 +66,7 @@ def aggregate_fate_probabilities(
         cl = list(clusters)
     cl = [c for c in cl if (col == c).any()]
     names = list(fp.columns)
-    cmap = colors(ad, key, names)
+    cmap = colors(ad, key, names, own)
     if mode == "bar":
         means = np.array([[fp.loc[(col == c).to_numpy(), n].mean() for n in names] for c in cl])
         fig, ax = plt.subplots(figsize=(1.2 + 0.5 * len(cl) * len(names) / 2, 3.5), layout="constrained")

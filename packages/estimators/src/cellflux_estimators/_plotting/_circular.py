@@ -8,7 +8,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ._source import colors, fates, finish, to_adata
+from ._source import colors, fates, finish, select_lineages, source
 
 __all__ = ["circular_projection", "circular_coordinates"]
 
@@ -52,9 +52,9 @@ def circular_projection(
         Where the fate probabilities are.
     color
         ``obs`` column to colour cells by (categorical or continuous); default: the entropy of the fates
-        (their uncertainty).
+        (their uncertainty). Categories are coloured as in scanpy (``uns[color + "_colors"]``) when set.
     lineages
-        Subset (re-normalised) of the lineages.
+        Subset (re-normalised) of the lineages; unknown names raise a ``KeyError`` listing the lineages.
     size
         Marker size.
     save
@@ -64,10 +64,8 @@ def circular_projection(
     -------
     The matplotlib figure.
     """
-    ad = to_adata(adata)
-    fp = fates(ad, key)
-    if lineages is not None:
-        fp = fp.loc[:, list(lineages)]
+    ad, own = source(adata)
+    fp = select_lineages(fates(ad, key, own), lineages, key)
     if fp.shape[1] < 3:
         raise ValueError(f"A circular projection needs at least 3 lineages, got {fp.shape[1]}.")
     p = fp.to_numpy(dtype=float)
@@ -88,7 +86,7 @@ def circular_projection(
         if hasattr(col, "cat") or col.dtype == object:
             labels = col.astype(str)
             cats = list(dict.fromkeys(col.cat.categories.astype(str))) if hasattr(col, "cat") else sorted(set(labels))
-            cmap = colors(ad, color, cats)
+            cmap = colors(ad, color, cats, own)
             for c in cats:
                 m = (labels == c).to_numpy()
                 ax.scatter(*xy[m].T, s=size, color=cmap[c], label=c, linewidths=0)
@@ -96,7 +94,7 @@ def circular_projection(
         else:
             sc = ax.scatter(*xy.T, c=col.to_numpy(dtype=float), s=size, cmap="viridis", linewidths=0)
             fig.colorbar(sc, ax=ax, shrink=0.7, label=color)
-    lcol = colors(ad, key, list(fp.columns))
+    lcol = colors(ad, key, list(fp.columns), own)
     for name, (x, y) in zip(fp.columns, anchors, strict=True):
         ax.scatter([x], [y], s=80, color=lcol[name], edgecolors="black", zorder=3)
         ax.annotate(name, (x, y), xytext=(1.13 * x, 1.13 * y), ha="center", va="center", fontsize=9)

@@ -8,7 +8,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ._source import coarse, finish, to_adata
+from ._source import coarse, finish, source
 
 __all__ = ["coarse_T"]
 
@@ -27,11 +27,14 @@ def coarse_T(
     Parameters
     ----------
     adata
-        AnnData with ``uns[key]["coarse_T"]`` (``cf.tl.macrostates``) or an estimator.
+        AnnData with ``uns[key]["coarse_T"]`` (``cf.tl.macrostates``) or an estimator (its own coarse matrix is
+        plotted, whatever ``key``).
     key
-        Where the coarse matrix is.
+        Where the coarse matrix is: ``uns[key]``, else the estimator written with ``to_adata`` in the direction
+        the key's suffix names (``uns["estimator_fwd"]`` for ``_fwd``, ``uns["estimator_bwd"]`` for ``_bwd``).
     order
-        ``"stability"`` (by self-transition), ``"stat_dist"`` or ``None`` (as computed).
+        ``"stability"`` (by self-transition), ``"stat_dist"`` (by the coarse stationary distribution, which
+        exists only for an irreducible transition matrix) or ``None`` (as computed).
     annotate
         Write the values in the cells.
     cmap
@@ -43,15 +46,24 @@ def coarse_T(
     -------
     The matplotlib figure.
     """
-    t, init, stat = coarse(to_adata(adata), key)
+    if order not in ("stability", "stat_dist", None):
+        raise ValueError(f"order={order!r} is not supported; use 'stability', 'stat_dist' or None.")
+    ad, own = source(adata)
+    t, init, stat = coarse(ad, key, own)
     if order == "stability":
         names = list(t.index[np.argsort(np.diag(t.to_numpy()), kind="stable")])
-    elif order == "stat_dist" and stat is not None:
+    elif order == "stat_dist":
+        if stat is None:
+            where = "the estimator" if own is not None else f"adata.uns[{key!r}]"
+            raise ValueError(
+                f"order='stat_dist' sorts by the coarse stationary distribution, but {where} has no coarse "
+                "stationary distribution. cf.tl.macrostates and GPCCA.compute_macrostates compute one only when "
+                "the transition matrix is irreducible (GPCCA(...).structure tells); recompute the macrostates on "
+                "an irreducible matrix, or use order='stability' or order=None."
+            )
         names = list(stat.index[np.argsort(stat.to_numpy(), kind="stable")])
-    elif order is None:
-        names = list(t.index)
     else:
-        raise ValueError(f"order={order!r} is not supported; use 'stability', 'stat_dist' or None.")
+        names = list(t.index)
     t = t.loc[names, names]
     k = len(names)
     fig, (ax, ax_init) = plt.subplots(

@@ -10,8 +10,17 @@ import numpy as np
 import pandas as pd
 from matplotlib.colors import to_rgba
 
-from .._keys import Key
-from ._source import basis_coords, colors, fates, finish, memberships, to_adata
+from ._source import (
+    basis_coords,
+    colors,
+    estimator_hint,
+    fates,
+    finish,
+    memberships,
+    schur,
+    select_lineages,
+    source,
+)
 
 __all__ = ["fate_probabilities", "macrostates", "schur_vectors"]
 
@@ -62,9 +71,11 @@ def schur_vectors(
     Parameters
     ----------
     adata
-        AnnData with ``obsm[key + "_schur"]`` (``cf.tl.macrostates``) or an estimator.
+        AnnData with ``obsm[key + "_schur"]`` (``cf.tl.macrostates``) or an estimator (its own Schur vectors
+        are plotted, whatever ``key``).
     key
-        Where the Schur vectors are.
+        Where the Schur vectors are: ``obsm[key + "_schur"]``, else the estimator's ``obsm["schur_vectors_fwd"]``
+        or ``obsm["schur_vectors_bwd"]``, as the key's suffix names.
     basis
         Embedding in ``obsm["X_<basis>"]``.
     n
@@ -78,15 +89,8 @@ def schur_vectors(
     -------
     The matplotlib figure.
     """
-    ad = to_adata(adata)
-    skey = (
-        f"{key}_schur"
-        if f"{key}_schur" in ad.obsm
-        else next((Key.schur(b) for b in (False, True) if Key.schur(b) in ad.obsm), None)
-    )
-    if skey is None:
-        raise KeyError(f"No Schur vectors in adata.obsm[{key + '_schur'!r}]; run cf.tl.macrostates first.")
-    x = np.asarray(ad.obsm[skey])[:, 1 : n + 1]
+    ad, own = source(adata)
+    x = schur(ad, key, own)[:, 1 : n + 1]
     values = pd.DataFrame(x, columns=[f"Schur vector {i + 1}" for i in range(x.shape[1])])
     return _panels(basis_coords(ad, basis), values, "RdBu_r", ncols, "Schur vectors", save)
 
@@ -107,7 +111,8 @@ def macrostates(
     adata
         AnnData with ``obs[key]`` and ``obsm[key + "_memberships"]`` or an estimator.
     key
-        Where the macrostates are (``term_states_fwd`` shows terminal states).
+        Where the macrostates are (``term_states_fwd`` shows terminal states). A column that is not categorical
+        (strings, integers, booleans; missing values for unassigned cells) is shown as one, categories sorted.
     basis
         Embedding in ``obsm["X_<basis>"]``.
     discrete
@@ -121,15 +126,23 @@ def macrostates(
     -------
     The matplotlib figure.
     """
-    ad = to_adata(adata)
+    ad, own = source(adata)
     coords = basis_coords(ad, basis)
     if discrete:
         if key not in ad.obs:
-            raise KeyError(f"adata.obs[{key!r}] does not exist.")
+            hint = "" if own is None else "; " + estimator_hint(key, own, "compute_macrostates() or set the states")
+            raise KeyError(f"adata.obs[{key!r}] does not exist{hint or '.'}")
         labels = ad.obs[key]
+        if not isinstance(labels.dtype, pd.CategoricalDtype):
+            if pd.api.types.is_float_dtype(labels.dtype) or pd.api.types.is_complex_dtype(labels.dtype):
+                raise ValueError(
+                    f"adata.obs[{key!r}] is numeric ({labels.dtype}), not state labels; pass a column of labels "
+                    "(e.g. .astype('category')), or discrete=False to show the memberships."
+                )
+            labels = labels.astype("category")
         names = [str(c) for c in labels.cat.categories]
-        return _discrete(coords, labels, colors(ad, key, names), key, save)
-    return _panels(coords, memberships(ad, key), "viridis", ncols, f"{key} memberships", save)
+        return _discrete(coords, labels, colors(ad, key, names, own), key, save)
+    return _panels(coords, memberships(ad, key, own), "viridis", ncols, f"{key} memberships", save)
 
 
 def fate_probabilities(
@@ -153,7 +166,7 @@ def fate_probabilities(
     basis
         Embedding in ``obsm["X_<basis>"]``.
     lineages
-        Subset of lineages.
+        Subset of lineages (a name or a list; unknown names raise a ``KeyError`` listing the lineages).
     same_plot
         One panel: each cell coloured by its most likely lineage, opacity by the probability.
     ncols
@@ -165,14 +178,12 @@ def fate_probabilities(
     -------
     The matplotlib figure.
     """
-    ad = to_adata(adata)
-    fp = fates(ad, key)
-    if lineages is not None:
-        fp = fp.loc[:, list(lineages)]
+    ad, own = source(adata)
+    fp = select_lineages(fates(ad, key, own), lineages, key)
     coords = basis_coords(ad, basis)
     if not same_plot:
         return _panels(coords, fp, "viridis", ncols, "fate probabilities", save)
-    cmap = colors(ad, key, list(fp.columns))
+    cmap = colors(ad, key, list(fp.columns), own)
     best = fp.to_numpy().argmax(axis=1)
     rgba = np.array([to_rgba(cmap[fp.columns[b]]) for b in best])
     rgba[:, 3] = np.clip(fp.to_numpy().max(axis=1), 0.1, 1.0)

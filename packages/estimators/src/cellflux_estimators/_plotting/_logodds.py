@@ -8,7 +8,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ._source import colors, fates, finish, to_adata
+from ._source import colors, fates, finish, source
 
 __all__ = ["log_odds", "log_odds_values"]
 
@@ -45,7 +45,7 @@ def log_odds(
     time_key
         Pseudotime in ``obs``.
     cluster_key
-        Colour by these clusters.
+        Colour by these clusters (scanpy's colours ``uns[cluster_key + "_colors"]`` when set).
     key
         Where the fate probabilities are.
     threshold
@@ -61,8 +61,8 @@ def log_odds(
     -------
     The matplotlib figure.
     """
-    ad = to_adata(adata)
-    fp = fates(ad, key)
+    ad, own = source(adata)
+    fp = fates(ad, key, own)
     for name in (lineage_1, lineage_2):
         if name is not None and name not in fp.columns:
             raise KeyError(f"Lineage {name!r} is not among {list(fp.columns)}.")
@@ -83,7 +83,7 @@ def log_odds(
         labels = col.astype(str)
         cats = [str(c) for c in col.cat.categories] if hasattr(col, "cat") else sorted(set(labels))
         cats = [c for c in cats if (labels == c).any()]
-        cmap = colors(ad, cluster_key, cats)
+        cmap = colors(ad, cluster_key, cats, own)
         for c in cats:
             m = (labels == c).to_numpy()
             ax.scatter(t[m], y[m], s=size, color=cmap[c], label=c, linewidths=0)

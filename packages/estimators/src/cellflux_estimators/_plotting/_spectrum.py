@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from .._engine._eigen import eigengap
-from ._source import eigenvalues, finish, to_adata
+from ._source import eigenvalues, finish, source
 
 __all__ = ["spectrum"]
 
@@ -30,9 +30,11 @@ def spectrum(
     Parameters
     ----------
     adata
-        AnnData with eigenvalues from ``cf.tl.macrostates`` (``uns[key]``) or an estimator.
+        AnnData with eigenvalues from ``cf.tl.macrostates`` (``uns[key]``) or an estimator (its own eigenvalues
+        are plotted, whatever ``key``).
     key
-        Where the eigenvalues are.
+        Where the eigenvalues are: ``uns[key]``, else the estimator written with ``to_adata`` in the direction
+        the key's suffix names (``uns["estimator_fwd"]`` for ``_fwd``, ``uns["estimator_bwd"]`` for ``_bwd``).
     n
         Number of eigenvalues (all by default).
     real_only
@@ -50,7 +52,8 @@ def spectrum(
     -------
     The matplotlib figure.
     """
-    ev = eigenvalues(to_adata(adata), key)
+    ad, own = source(adata)
+    ev = eigenvalues(ad, key, own)
     ev = ev[: n or len(ev)]
     if real_only is None:
         real_only = bool(np.all(np.abs(ev.imag) < 1e-12))

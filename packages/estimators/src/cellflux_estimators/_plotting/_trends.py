@@ -11,22 +11,23 @@ import pandas as pd
 
 from .._engine._trends import fit_trends
 from .._estimators._drivers import expression
-from ._source import colors, fates, finish, to_adata
+from ._source import colors, fates, finish, gene_list, select_lineages, source
 
 __all__ = ["cluster_trends", "gene_trends", "trend_heatmap"]
 
 
-def _trends(ad, genes, time_key, key, lineages, layer, n_knots):
+def _trends(ad, genes, time_key, key, lineages, layer, n_knots, own=None):
     if time_key not in ad.obs:
         raise KeyError(f"adata.obs[{time_key!r}] does not exist; pass the pseudotime's column as time_key.")
     missing = [g for g in genes if g not in ad.var_names]
     if missing:
         raise KeyError(f"Gene(s) {missing[:5]} are not in adata.var_names.")
-    fp = fates(ad, key)
-    lineages = list(fp.columns) if lineages is None else list(lineages)
+    fp = fates(ad, key, own)
+    sub = select_lineages(fp, lineages, key)
+    lineages = list(sub.columns)
     x, _ = expression(ad, layer, False)
     x = x[:, ad.var_names.get_indexer(genes)]
-    res = fit_trends(x, ad.obs[time_key].to_numpy(dtype=float), fp.loc[:, lineages].to_numpy(), n_knots=n_knots)
+    res = fit_trends(x, ad.obs[time_key].to_numpy(dtype=float), sub.to_numpy(), n_knots=n_knots)
     return res, lineages, fp
 
 
@@ -50,13 +51,13 @@ def gene_trends(
     adata
         AnnData with fate probabilities in ``obsm[key]`` or an estimator.
     genes
-        Genes to plot.
+        Genes to plot (a name or a list of names).
     time_key
         Pseudotime in ``obs``.
     key
         Where the fate probabilities are.
     lineages
-        Subset of lineages.
+        Subset of lineages (unknown names raise a ``KeyError`` listing the lineages).
     layer
         Expression layer.
     n_knots
@@ -72,10 +73,10 @@ def gene_trends(
     -------
     The matplotlib figure.
     """
-    ad = to_adata(adata)
-    genes = [genes] if isinstance(genes, str) else list(genes)
-    res, lineages, _ = _trends(ad, genes, time_key, key, lineages, layer, n_knots)
-    cmap = colors(ad, key, lineages)
+    ad, own = source(adata)
+    genes = gene_list(genes)
+    res, lineages, _ = _trends(ad, genes, time_key, key, lineages, layer, n_knots, own)
+    cmap = colors(ad, key, lineages, own)
     ncols = min(ncols, len(genes))
     nrows = int(np.ceil(len(genes) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 2.8 * nrows), squeeze=False, layout="constrained")
@@ -116,11 +117,11 @@ def trend_heatmap(
     adata
         AnnData with fate probabilities in ``obsm[key]`` or an estimator.
     genes
-        Genes to show.
+        Genes to show (a name or a list of names).
     time_key
         Pseudotime in ``obs``.
     lineage
-        The lineage.
+        The lineage (an unknown name raises a ``KeyError`` listing the lineages).
     key
         Where the fate probabilities are.
     layer
@@ -134,9 +135,9 @@ def trend_heatmap(
     -------
     The matplotlib figure.
     """
-    ad = to_adata(adata)
-    genes = list(genes)
-    res, _, _ = _trends(ad, genes, time_key, key, [lineage], layer, n_knots)
+    ad, own = source(adata)
+    genes = gene_list(genes)
+    res, _, _ = _trends(ad, genes, time_key, key, [lineage], layer, n_knots, own)
     v = res.values[0]
     lo, hi = v.min(axis=0), v.max(axis=0)
     scaled = (v - lo) / np.where(hi > lo, hi - lo, 1.0)
@@ -176,11 +177,11 @@ def cluster_trends(
     adata
         AnnData with fate probabilities in ``obsm[key]``, or an estimator.
     genes
-        Genes to cluster.
+        Genes to cluster (a name or a list of names).
     time_key
         Pseudotime in ``obs``.
     lineage
-        The lineage.
+        The lineage (an unknown name raises a ``KeyError`` listing the lineages).
     n_clusters
         Number of gene clusters.
     key
@@ -200,11 +201,11 @@ def cluster_trends(
     """
     from .._engine._cluster import kmeans
 
-    ad = to_adata(adata)
-    genes = list(genes)
+    ad, own = source(adata)
+    genes = gene_list(genes)
     if not 1 <= n_clusters <= len(genes):
         raise ValueError(f"n_clusters must be in [1, {len(genes)}] (the number of genes), got {n_clusters}.")
-    res, _, _ = _trends(ad, genes, time_key, key, [lineage], layer, n_knots)
+    res, _, _ = _trends(ad, genes, time_key, key, [lineage], layer, n_knots, own)
     v = res.values[0]
     lo, hi = v.min(axis=0), v.max(axis=0)
     scaled = ((v - lo) / np.where(hi > lo, hi - lo, 1.0)).T  # genes x grid
