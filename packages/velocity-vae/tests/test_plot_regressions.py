@@ -191,3 +191,23 @@ def test_phase_portraits_draw_the_time_dependent_transcription_curve(time_depend
         np.testing.assert_allclose(line, np.column_stack([s, u]), rtol=1e-6)
         u_constant, _ = fitted_trajectory(*rates, switch)
         assert np.abs(u_constant - u).max() > 0.05 * u.max()  # the constant-rate curve is another one
+
+
+def test_phase_portraits_follow_the_models_time_axis(with_moments):
+    short_axis = _run(with_moments, model_kwargs={"t_max": 10.0})
+    assert short_axis.uns["velocity_vae"]["params"]["t_max"] == 10.0
+    gene = _modelled(short_axis, 1)[0]
+    assert np.nanmax(short_axis.layers["velocity_vae_fit_t"]) == pytest.approx(10.0, rel=1e-5)
+    fig = cf.pl.velocity_vae_phase_portraits(short_axis, genes=gene)
+    ax = _panels(fig)[0]
+    assert ax.collections[0].get_clim() == (0.0, 10.0)  # the colour scale spans the model's time axis
+    var = short_axis.var.loc[gene]
+    scaling = float(var["velocity_vae_scaling"])
+    u, s = fitted_trajectory(
+        var["velocity_vae_alpha"] * scaling,
+        var["velocity_vae_beta"] * scaling,
+        var["velocity_vae_gamma"] * scaling,
+        var["velocity_vae_switch_time"] / scaling,
+        t_max=10.0,
+    )
+    np.testing.assert_allclose(ax.lines[0].get_xydata(), np.c_[s, u])  # the curve ends where the time axis does

@@ -183,7 +183,7 @@ def _training_params(adata: AnnData, key_added: str) -> dict[str, Any]:
     return dict(params) if isinstance(params, Mapping) else {}
 
 
-def _scatter_options(user: dict[str, Any], time: np.ndarray) -> tuple[dict[str, Any], bool]:
+def _scatter_options(user: dict[str, Any], time: np.ndarray, t_max: float = 20.0) -> tuple[dict[str, Any], bool]:
     """Options of :meth:`~matplotlib.axes.Axes.scatter`: the defaults updated with the user's.
 
     Parameters
@@ -192,6 +192,8 @@ def _scatter_options(user: dict[str, Any], time: np.ndarray) -> tuple[dict[str, 
         The user's keyword arguments (matplotlib aliases such as ``lw`` allowed).
     time
         The gene-wise latent time of the cells, the default colour.
+    t_max
+        End of the model's time axis (the top of the colour scale).
 
     Returns
     -------
@@ -205,7 +207,7 @@ def _scatter_options(user: dict[str, Any], time: np.ndarray) -> tuple[dict[str, 
     # a colour of the user's replaces the latent time and its colour scale
     by_time = not {"c", "color", "facecolor"} & set(options)
     if by_time:
-        defaults.update(c=time, cmap="gnuplot", vmin=0, vmax=20)
+        defaults.update(c=time, cmap="gnuplot", vmin=0, vmax=t_max)
     return {**defaults, **options}, by_time
 
 
@@ -242,8 +244,9 @@ def phase_portraits(
     **scatter_kwargs
         Passed to :meth:`matplotlib.axes.Axes.scatter`; they replace the defaults (``s=5``,
         ``linewidths=0``, and ``c`` the gene-wise latent time with ``cmap="gnuplot"``, ``vmin=0``,
-        ``vmax=20``). With ``c=``, ``color=`` or ``facecolor=`` the points are not coloured by the
-        latent time (and the colour bar is left unlabelled, or left out when nothing is colour-mapped).
+        ``vmax`` the model's ``t_max``, 20 by default). With ``c=``, ``color=`` or ``facecolor=`` the
+        points are not coloured by the latent time (and the colour bar is left unlabelled, or left out
+        when nothing is colour-mapped).
 
     Returns
     -------
@@ -262,6 +265,7 @@ def phase_portraits(
         raise KeyError(f"Genes not modelled by velocity_vae: {unknown}.")
     params = _training_params(adata, key_added)
     scaled = bool(params.get("min_max_scale", True))
+    t_max = float(params.get("t_max", 20.0))  # the model's time axis (20 unless set in model_kwargs)
     time_dependent = bool(params.get("time_dep_transcription_rate", False))
     if time_dependent:
         missing = [f"{key_added}_{n}" for n in Key.TIME_DEPENDENT_RATES if f"{key_added}_{n}" not in adata.var]
@@ -285,7 +289,7 @@ def phase_portraits(
         ax = axes.flat[j]
         var = adata.var.loc[gene]
         scaling = float(var[f"{key_added}_scaling"])
-        options, by_time = _scatter_options(scatter_kwargs, fit_t[:, j])
+        options, by_time = _scatter_options(scatter_kwargs, fit_t[:, j], t_max)
         points = ax.scatter(s[:, j], u[:, j], **options)
         relaxation = (
             {n: float(var[f"{key_added}_{n}"]) * scaling for n in Key.TIME_DEPENDENT_RATES} if time_dependent else {}
@@ -295,6 +299,7 @@ def phase_portraits(
             var[f"{key_added}_beta"] * scaling,
             var[f"{key_added}_gamma"] * scaling,
             var[f"{key_added}_switch_time"] / scaling,
+            t_max=t_max,
             **relaxation,
         )
         ax.plot(s_fit, u_fit, color="black", lw=1.5, label="fitted dynamics")

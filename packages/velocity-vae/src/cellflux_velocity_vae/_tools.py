@@ -163,7 +163,8 @@ def velocity_vae(
     ``var[f"{key_added}_genes"]``
         Whether the gene was modelled (passed the filter).
     ``uns[key_added]``
-        ``params`` (with ``time_dep_transcription_rate``, from ``model_kwargs``), ``provenance``, the
+        ``params`` (with ``time_dep_transcription_rate`` from ``model_kwargs``, and ``t_max``, the end of
+        the rescaled time axis), ``provenance``, the
         training ``elbo_train``/``elbo_validation`` history and ``n_epochs``; with
         ``n_velocity_samples``, ``velocity_samples``.
     """
@@ -223,6 +224,7 @@ def velocity_vae(
         "vkey": vkey,
         "time_key": time_key,
         "time_dep_transcription_rate": time_dependent,
+        "t_max": results["t_max"],
     }
     out = Results(key_added, function="tl.velocity_vae", plugin=_DISTRIBUTION, params=params)
     out.add("layers", vkey, results["velocity"])
@@ -315,6 +317,7 @@ def _fit(data: AnnData, **kw: Any) -> dict[str, Any]:
         "elbo_train": np.asarray(history["elbo_train"]).ravel().astype(np.float64),
         "elbo_validation": np.asarray(history.get("elbo_validation", [[np.nan]])).ravel().astype(np.float64),
         "n_epochs": len(history["elbo_train"]),
+        "t_max": t_max,
     }
     if kw["n_velocity_samples"]:
         results["samples"] = full(velo[: kw["n_velocity_samples"]] * span_s / scaling)
