@@ -71,7 +71,8 @@ class ShardDataset(IterableDataset):
         transforms and models need dense input. With DataLoader workers, torch warns once (a
         ``UserWarning`` that its CSR layout is "beta") when it rebuilds the tensors in the main process.
     rank, world_size
-        Override the DDP context (by default read from :mod:`torch.distributed`).
+        Override the DDP context (by default read from :mod:`torch.distributed` in the main process;
+        DataLoader workers, whatever their start method, use the main process's).
 
     Notes
     -----
@@ -104,6 +105,9 @@ class ShardDataset(IterableDataset):
         self.rank = rank
         self.world_size = world_size
         self.epoch = 0
+        # the (rank, world size) of the main process, captured when the dataset is pickled for
+        # DataLoader workers: a worker started with "spawn" or "forkserver" has no process group
+        self._main_context: tuple[int, int] | None = None
         self._resume: tuple[int, int] | None = None
         self._np_dtype = torch.empty((), dtype=dtype).numpy().dtype
 
@@ -133,8 +137,28 @@ class ShardDataset(IterableDataset):
         self.epoch = int(state["epoch"])
         self._resume = (self.epoch, int(state["batches_consumed"]))
 
+    def __getstate__(self) -> dict[str, Any]:
+        """The dataset's attributes, with the main process's DDP rank and world size.
+
+        DataLoader workers started with ``spawn`` or ``forkserver`` receive the dataset pickled in
+        the main process and have no process group of their own: they use the captured context.
+        """
+        state = self.__dict__.copy()
+        if get_worker_info() is None:
+            state["_main_context"] = distributed_context()
+        return state
+
+    def _distributed_context(self) -> tuple[int, int]:
+        """(rank, world size): the process group's, or in a worker without one the main process's."""
+        if get_worker_info() is None:
+            return distributed_context()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():  # a forked worker
+            return distributed_context()
+        captured = getattr(self, "_main_context", None)
+        return (0, 1) if captured is None else captured
+
     def _context(self) -> tuple[int, int, int, int]:
-        rank, world_size = distributed_context()
+        rank, world_size = self._distributed_context()
         rank = rank if self.rank is None else self.rank
         world_size = world_size if self.world_size is None else self.world_size
         info = get_worker_info()

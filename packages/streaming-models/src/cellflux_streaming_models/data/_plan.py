@@ -15,10 +15,19 @@ class EpochPlan:
 
     The epoch's cell sequence is shard-major: the shards in ``shard_order``, and inside each shard
     its cells permuted (when shuffling). Batches are consecutive ranges of positions in this
-    sequence. Rank ``r`` of ``W`` gets a contiguous run of ``n_full // W`` full batches; the
-    leftover cells (fewer than ``W`` batches' worth) are split into ``W`` near-equal batches, one per
-    rank, so every rank runs the same number of steps whenever there are at least ``W`` leftover
-    cells, and every cell is read exactly once.
+    sequence. With ``n`` cells, batch size ``b`` and ``W`` ranks, every cell is read exactly once
+    per epoch, every batch has at most ``b`` cells, and every rank runs the same number of steps
+    (DDP's collectives need it):
+
+    - rank ``r`` gets a contiguous run of ``(n // b) // W`` full batches, and the leftover cells
+      (``L``, fewer than ``W`` batches' worth) are split into ``W`` near-equal batches, one per rank,
+      when ``L == 0`` or ``L >= W``;
+    - when ``0 < L < W`` (not every rank would get a leftover cell), the epoch is cut into ``W``
+      contiguous near-equal parts, one per rank; each rank's part is its full batches but one, then
+      the rest (``b`` or ``b + 1`` cells: its last full batch together with its share of the
+      leftover) split into two near-equal batches. This needs ``b >= 2``; with ``b == 1`` the
+      ranks cannot run the same number of steps and :meth:`rank_batches` raises a ``ValueError``,
+      as it does when there are fewer cells than ranks.
 
     Parameters
     ----------
@@ -60,25 +69,57 @@ class EpochPlan:
         return np.random.default_rng([self.seed, self.epoch, 1, shard]).permutation(n)
 
     def rank_batches(self, rank: int, world_size: int) -> list[tuple[int, int]]:
-        """Position ranges ``[start, stop)`` of the batches of one rank."""
+        """Position ranges ``[start, stop)`` of the batches of one rank.
+
+        Parameters
+        ----------
+        rank, world_size
+            The rank and the number of ranks.
+
+        Returns
+        -------
+        The batches, in order; every rank gets the same number.
+
+        Raises
+        ------
+        ValueError
+            If ``rank`` is outside the world, if there are fewer cells than ranks, or if
+            ``batch_size`` is 1 and the number of cells is not a multiple of ``world_size``.
+        """
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside a world of size {world_size}.")
         total = int(self.n_obs_per_shard.sum())
         b = self.batch_size
+        if 0 < total < world_size:
+            raise ValueError(
+                f"The epoch has {total} cells, fewer than the {world_size} processes: every process needs "
+                "at least one cell per epoch to run the same number of steps."
+            )
         n_full = total // b
         per_rank = n_full // world_size
-        start = rank * per_rank * b
-        batches = [(start + i * b, start + (i + 1) * b) for i in range(per_rank)]
         left_start = world_size * per_rank * b
         leftover = total - left_start
+        if 0 < leftover < world_size:
+            # not every rank would get a leftover cell: each rank takes a contiguous, near-equal part of
+            # the epoch (per_rank * b cells, plus one for `leftover` of them), its full batches but one,
+            # then the rest (b or b + 1 cells) in two near-equal batches
+            if b < 2:
+                raise ValueError(
+                    f"batch_size=1 with {total} cells on {world_size} processes: the processes cannot run the "
+                    f"same number of steps; use a larger batch size or a number of cells divisible by {world_size}."
+                )
+            lo = (rank * total) // world_size
+            hi = ((rank + 1) * total) // world_size
+            batches = [(lo + i * b, lo + (i + 1) * b) for i in range(per_rank - 1)]
+            tail = lo + (per_rank - 1) * b
+            middle = tail + (hi - tail) // 2
+            return [*batches, (tail, middle), (middle, hi)]
+        start = rank * per_rank * b
+        batches = [(start + i * b, start + (i + 1) * b) for i in range(per_rank)]
         if leftover > 0:
+            # leftover >= world_size: one batch of at most b cells for every rank
             bounds = left_start + (np.arange(world_size + 1) * leftover) // world_size
-            lo, hi = int(bounds[rank]), int(bounds[rank + 1])
-            if hi > lo:
-                # leftovers of at most W batches: split in near-equal parts of at most batch_size
-                n_parts = -(-(hi - lo) // b)
-                edges = lo + (np.arange(n_parts + 1) * (hi - lo)) // n_parts
-                batches.extend((int(edges[i]), int(edges[i + 1])) for i in range(n_parts))
+            batches.append((int(bounds[rank]), int(bounds[rank + 1])))
         return batches
 
     def replica_batches(self, rank: int, world_size: int, worker: int, num_workers: int) -> list[tuple[int, int]]:

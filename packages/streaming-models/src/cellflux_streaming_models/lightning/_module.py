@@ -11,7 +11,7 @@ from torch import nn
 
 from .._keys import BatchKey
 from ..models import StreamingModel
-from ..transforms import apply_transforms, call_with_batch
+from ..transforms import apply_transforms, augmenting, call_with_batch
 
 __all__ = ["StreamingModule"]
 
@@ -103,10 +103,13 @@ class StreamingModule(pl.LightningModule):
         """Score a validation batch with the model's ``validate``, or with a trainable model's ``forward``.
 
         Per-batch values are logged as epoch means (weighted by the batch sizes); ``forward``'s scalar
-        outputs as ``val_<key>`` (``val_loss``, ...), not in Lightning's sanity check.
+        outputs as ``val_<key>`` (``val_loss``, ...), not in Lightning's sanity check. ``Duplicate``
+        and the augmentations act as in training (:func:`~cellflux_streaming_models.transforms.augmenting`):
+        a contrastive model's ``val_loss`` is its two-view loss.
         """
         n = batch[BatchKey.X_NG].shape[0]
-        batch = apply_transforms(self.transforms, batch)
+        with augmenting(self.transforms):
+            batch = apply_transforms(self.transforms, batch)
         if hasattr(self.model, "validate"):
             values = call_with_batch(self.model.validate, batch)
         elif self.model.trainable and not self.trainer.sanity_checking:  # a model may start from its first batch

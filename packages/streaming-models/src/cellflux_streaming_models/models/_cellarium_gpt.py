@@ -258,7 +258,11 @@ class CellariumGPT(StreamingModel):
         label_nc_dict: Mapping[str, torch.Tensor],
         label_weight_nc_dict: Mapping[str, torch.Tensor],
     ) -> dict[str, torch.Tensor]:
-        """The loss (``loss``) and each token type's mean query cross-entropy (``loss_<type>``, detached)."""
+        """The loss (``loss``) and each token type's mean query cross-entropy (``loss_<type>``, detached).
+
+        Under DDP (with gradients) both are scaled like ``loss``: their means over the processes are
+        the global batch's values.
+        """
         if not set(self.loss_scale_dict) == set(label_nc_dict) == set(label_weight_nc_dict):
             raise ValueError(
                 "label_nc_dict and label_weight_nc_dict must have the keys of loss_scale_dict "
@@ -285,8 +289,10 @@ class CellariumGPT(StreamingModel):
         out: dict[str, torch.Tensor] = {}
         loss = logits[keys[0]].sum() * 0.0
         for key, total, total_weight in zip(keys, sums, totals, strict=True):
+            # under DDP: this process's share of the global weighted mean, times the world size, so that
+            # the mean over processes (what DDP averages and sync_dist logs) is the global mean
             term = total * size / total_weight.clamp(min=1e-12)
-            out[f"loss_{key}"] = (total / total_weight.clamp(min=1e-12)).detach()
+            out[f"loss_{key}"] = term.detach()
             loss = loss + self.loss_scale_dict[key] * term
         out["loss"] = loss
         return out

@@ -15,29 +15,61 @@ from ._base import StreamingModel
 __all__ = ["ContrastiveMLP", "nt_xent"]
 
 
+def _gather_rows(z: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """Every process's rows of ``z`` in rank order, with gradients to the local rows.
+
+    Processes may hold different numbers of rows (``sizes``): each pads its rows to the largest
+    count, the padded blocks are gathered (:func:`torch.distributed.nn.functional.all_gather`, whose
+    backward sums every process's gradient of this process's block) and the padding is dropped.
+    """
+    from torch.distributed.nn.functional import all_gather
+
+    largest = max(sizes)
+    padded = torch.cat([z, z.new_zeros(largest - z.shape[0], *z.shape[1:])]) if largest > z.shape[0] else z
+    return torch.cat([block[:n] for block, n in zip(all_gather(padded), sizes, strict=True)])
+
+
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float, gather: bool = True) -> torch.Tensor:
     """Normalised temperature-scaled cross-entropy of paired, L2-normalised embeddings.
 
     Each of the ``2n`` embeddings must pick its partner among the other ``2n - 1`` by cosine
     similarity divided by ``temperature``; the loss is the mean cross-entropy. Under
     ``torch.distributed`` (and ``gather``) the candidates are every process's embeddings (gathered
-    with gradients), so the loss of a process's cells, averaged by DDP, is the loss of the global batch.
+    with gradients; processes may hold different numbers of cells), so for the same embeddings the
+    loss of a process's cells, weighted by its number of cells, sums over the processes to the loss
+    of the concatenated batch (with equal batches: DDP's average of the losses and of the gradients
+    is that of the concatenated batch). With one cell (``n == 1``) on a single process the partner is
+    the only candidate and the loss is 0.
+
+    Parameters
+    ----------
+    z1, z2
+        The two views' embeddings, cells x dimensions, row ``i`` of each from the same cell.
+    temperature
+        Divides the cosine similarities.
+    gather
+        Under ``torch.distributed``, use every process's embeddings as candidates.
+
+    Returns
+    -------
+    The scalar loss of this process's ``2n`` embeddings.
     """
     n = z1.shape[0]
     if z2.shape != z1.shape or n < 1:
         raise ValueError(f"The two views must have the same non-empty shape; got {tuple(z1.shape)}, {tuple(z2.shape)}.")
     rank, size = world()
     if gather and size > 1:
-        from torch.distributed.nn.functional import all_gather
+        import torch.distributed as dist
 
-        z1_all, z2_all = torch.cat(all_gather(z1)), torch.cat(all_gather(z2))
-        if z1_all.shape[0] != n * size:
-            raise ValueError("Every process needs the same number of cells per batch for the gathered NT-Xent loss.")
+        counts = [torch.zeros(1, dtype=torch.long, device=z1.device) for _ in range(size)]
+        dist.all_gather(counts, torch.tensor([n], dtype=torch.long, device=z1.device))
+        sizes = [int(c) for c in counts]
+        z1_all, z2_all = _gather_rows(z1, sizes), _gather_rows(z2, sizes)
+        offset, total = sum(sizes[:rank]), sum(sizes)
     else:
-        z1_all, z2_all, rank, size = z1, z2, 0, 1
-    total = n * size
+        z1_all, z2_all, offset, total = z1, z2, 0, n
     logits = torch.cat([z1, z2]) @ torch.cat([z1_all, z2_all]).T / temperature
-    own = torch.arange(n, device=z1.device) + rank * n  # each local cell's column among the candidates
+    own = torch.arange(n, device=z1.device) + offset  # each local cell's column among the candidates
     rows = torch.arange(2 * n, device=z1.device)
     self_col = torch.cat([own, own + total])
     partner = torch.cat([own + total, own])
@@ -50,8 +82,18 @@ class ContrastiveMLP(StreamingModel):
 
     Train on batches whose first and second halves are two views of the same cells: the
     ``Duplicate`` transform followed by random augmentations (``BinomialResample``,
-    ``GaussianNoise``, ``RandomGeneDropout``) produces them. Hidden layers are
-    linear, batch norm and ReLU; the output is L2-normalised.
+    ``GaussianNoise``, ``RandomGeneDropout``) produces them. These transforms also act in
+    :class:`~cellflux_streaming_models.lightning.StreamingModule`'s validation, so ``val_loss`` is
+    the same two-view loss on the validation cells (as in cellarium-ml, whose pipeline duplicates
+    and augments validation batches too); prediction embeds the cells unaugmented. Hidden layers
+    are linear, batch norm and ReLU; the output is L2-normalised. A batch of one cell (two rows) is
+    valid: its loss is 0 on one process.
+
+    Under DDP the NT-Xent loss gathers every process's embeddings (see :func:`nt_xent`), but the
+    ``BatchNorm1d`` layers normalise each process's batch with its own statistics (as in
+    cellarium-ml), so training on ``W`` processes is not exactly one process on the ``W`` times
+    larger batch. On GPUs, ``Trainer(sync_batchnorm=True)`` makes them use the global batch's
+    statistics (torch's ``SyncBatchNorm`` does not run on CPU).
 
     Parameters
     ----------
@@ -127,10 +169,11 @@ class ContrastiveMLP(StreamingModel):
     def forward(self, x_ng: torch.Tensor, var_names_g: np.ndarray) -> dict[str, torch.Tensor]:
         """The NT-Xent loss of a batch whose halves are two views of the same cells."""
         self.check_batch(x_ng, var_names_g)
-        if x_ng.shape[0] % 2 or x_ng.shape[0] < 4:
+        if x_ng.shape[0] % 2 or x_ng.shape[0] < 2:
             raise ValueError(
-                f"ContrastiveMLP needs an even batch of two views (>= 4 rows), got {x_ng.shape[0]} rows: "
-                "add the Duplicate transform before the augmentations."
+                f"ContrastiveMLP needs a batch of two views of the same cells (an even, non-zero number of "
+                f"rows: the first half and the second half), got {x_ng.shape[0]} rows; the Duplicate "
+                "transform (before the augmentations) makes them."
             )
         z1, z2 = torch.chunk(self.embed(x_ng), 2)
         return {"loss": nt_xent(z1, z2, self.temperature)}

@@ -13,6 +13,7 @@ from ._base import StreamingModel
 from ._tokenizers import (
     MASK_TOKEN,
     N_SPECIAL_TOKENS,
+    PAD_TOKEN,
     apply_feature_map,
     cell_uniforms,
     perturb_expression,
@@ -168,6 +169,8 @@ class Geneformer(StreamingModel):
         input_ids, attention_mask = rank_value_tokens(x_ng, self.config.max_position_embeddings)
         if feature_map:
             input_ids = apply_feature_map(input_ids, self.var_names_g, feature_map)
+            # a gene mapped to the pad token is padding: not attended to, not in the cell's embedding
+            attention_mask = attention_mask & (input_ids != PAD_TOKEN)
         return input_ids, attention_mask
 
     def _mask(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, cell_index_n: torch.Tensor | None):
@@ -231,7 +234,8 @@ class Geneformer(StreamingModel):
           so the following genes move up;
         - ``feature_activation``: the genes are put at the top of the ranking, in the listed order;
         - ``feature_map``: after ranking, a gene's token is replaced by another token id (``1``
-          masks it, ``0`` pads it).
+          masks it, ``0`` pads it: the position is then left out of the attention and of the
+          embedding, like the padding after a cell's last expressed gene).
 
         Parameters
         ----------

@@ -99,7 +99,7 @@ def rank_value_tokens(x_ng: torch.Tensor, max_length: int) -> tuple[torch.Tensor
 
     Token ids are gene position + 2 (0 pads, 1 masks). Ties keep gene order (a stable sort), genes
     with zero expression become padding, and the sequence is cut to the longest cell's number of
-    expressed genes (at most ``max_length``).
+    expressed genes (at most ``max_length``). NaN, infinite and negative values are a ``ValueError``.
 
     Returns
     -------
@@ -107,6 +107,8 @@ def rank_value_tokens(x_ng: torch.Tensor, max_length: int) -> tuple[torch.Tensor
     """
     if x_ng.ndim != 2:
         raise ValueError(f"x_ng must be a matrix (cells x genes), got shape {tuple(x_ng.shape)}.")
+    if x_ng.numel() and not bool(torch.isfinite(x_ng).all()):
+        raise ValueError("Rank-value tokenisation needs finite expression values, got NaN or infinite values.")
     if x_ng.numel() and bool((x_ng < 0).any()):
         raise ValueError("Rank-value tokenisation needs non-negative expression values.")
     order_ng = torch.sort(x_ng, dim=1, descending=True, stable=True).indices
@@ -120,7 +122,11 @@ def rank_value_tokens(x_ng: torch.Tensor, max_length: int) -> tuple[torch.Tensor
 
 
 def apply_feature_map(input_ids: torch.Tensor, var_names_g: np.ndarray, feature_map: Mapping[str, int]) -> torch.Tensor:
-    """Replace the tokens of genes by other token ids after ranking (e.g. ``{gene: 1}`` masks it)."""
+    """Replace the tokens of genes by other token ids after ranking (e.g. ``{gene: 1}`` masks it).
+
+    ``{gene: 0}`` gives the pad token: clear the attention mask where the result is 0, as
+    :meth:`Geneformer.tokenize_with_perturbations` does.
+    """
     out = input_ids.clone()
     vocab = len(var_names_g) + N_SPECIAL_TOKENS
     genes = list(feature_map)

@@ -1,6 +1,6 @@
 """Transforms as modules: each takes batch keys as arguments and returns the keys it updates."""
 
-from ._augment import BinomialResample, Duplicate, GaussianNoise, RandomGeneDropout
+from ._augment import BinomialResample, Duplicate, GaussianNoise, RandomGeneDropout, augmenting
 from ._filter import Filter
 from ._log1p import Log1p
 from ._normalize_total import NormalizeTotal
@@ -17,5 +17,6 @@ __all__ = [
     "NormalizeTotal",
     "ZScore",
     "apply_transforms",
+    "augmenting",
     "call_with_batch",
 ]

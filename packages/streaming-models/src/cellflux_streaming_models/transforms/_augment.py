@@ -1,11 +1,19 @@
-"""Random augmentations for contrastive learning: duplicate the batch, then perturb the views."""
+"""Random augmentations for contrastive learning: duplicate the batch, then perturb the views.
+
+They act in training mode, and in validation through :func:`augmenting` (which
+:class:`~cellflux_streaming_models.lightning.StreamingModule` uses), so a contrastive model's
+validation loss is its two-view loss; in eval mode otherwise (prediction) they are the identity.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
 
-__all__ = ["BinomialResample", "Duplicate", "GaussianNoise", "RandomGeneDropout"]
+__all__ = ["BinomialResample", "Duplicate", "GaussianNoise", "RandomGeneDropout", "augmenting"]
 
 
 def _rows(x_ng: torch.Tensor, p_apply: float) -> torch.Tensor:
@@ -18,8 +26,45 @@ def _check(lo: float, hi: float, p_apply: float, name: str) -> None:
         raise ValueError(f"{name}: need 0 <= min <= max and p_apply in [0, 1]; got {lo}, {hi}, {p_apply}.")
 
 
-class Duplicate(nn.Module):
-    """Stack the batch on itself (two views of every cell; ``enabled=False`` at prediction)."""
+class _ViewTransform(nn.Module):
+    """A transform that makes or perturbs the views of contrastive learning (see :func:`augmenting`)."""
+
+
+@contextmanager
+def augmenting(modules: Iterable[nn.Module]) -> Iterator[None]:
+    """Let ``Duplicate`` and the augmentations among ``modules`` act although in eval mode.
+
+    Lightning validates in eval mode, where these transforms are the identity (for prediction). A
+    contrastive model's validation loss needs the two views of training: inside this context the
+    view transforms among ``modules`` (and their submodules) are in training mode; their modes are
+    restored on exit. Other modules are untouched.
+
+    Parameters
+    ----------
+    modules
+        Transforms, e.g. a :class:`~cellflux_streaming_models.lightning.StreamingModule`'s.
+
+    Yields
+    ------
+    None
+    """
+    views = [m for module in modules for m in module.modules() if isinstance(m, _ViewTransform)]
+    modes = [m.training for m in views]
+    try:
+        for m in views:
+            m.training = True
+        yield
+    finally:
+        for m, mode in zip(views, modes, strict=True):
+            m.training = mode
+
+
+class Duplicate(_ViewTransform):
+    """Stack the batch on itself: two views of every cell.
+
+    It acts in training mode and in validation (see :func:`augmenting`); in eval mode otherwise
+    (prediction), or with ``enabled=False``, it is the identity.
+    """
 
     def __init__(self, enabled: bool = True) -> None:
         super().__init__()
@@ -30,8 +75,13 @@ class Duplicate(nn.Module):
         return {"x_ng": torch.cat([x_ng, x_ng]) if self.enabled and self.training else x_ng}
 
 
-class BinomialResample(nn.Module):
-    """Thin counts: ``x ~ Binomial(x, p)`` with ``p`` uniform in ``[p_binom_min, p_binom_max]`` per entry."""
+class BinomialResample(_ViewTransform):
+    """Thin counts: ``x ~ Binomial(x, p)`` with ``p`` uniform in ``[p_binom_min, p_binom_max]`` per entry.
+
+    The input must be counts: finite, non-negative integer values (put it before ``NormalizeTotal``,
+    ``Log1p`` or ``ZScore``); anything else is a ``ValueError``, as with cellarium-ml's
+    ``torch.distributions.Binomial``.
+    """
 
     def __init__(self, p_binom_min: float, p_binom_max: float, p_apply: float = 1.0) -> None:
         super().__init__()
@@ -44,13 +94,35 @@ class BinomialResample(nn.Module):
         """Return the resampled counts (rows unchanged with probability ``1 - p_apply``)."""
         if not self.training:
             return {"x_ng": x_ng}
-        p = torch.empty_like(x_ng).uniform_(self.p_binom_min, self.p_binom_max)
-        resampled = torch.binomial(x_ng, p)
-        keep = _rows(x_ng, self.p_apply)
-        return {"x_ng": keep * resampled + (1 - keep) * x_ng}
+        _check_counts(x_ng)
+        keep = torch.rand(x_ng.shape[0], device=x_ng.device) < self.p_apply
+        if not bool(keep.any()):
+            return {"x_ng": x_ng}
+        rows = x_ng[keep]
+        p = torch.empty_like(rows).uniform_(self.p_binom_min, self.p_binom_max)
+        out = x_ng.clone()
+        out[keep] = torch.binomial(rows, p)
+        return {"x_ng": out}
 
 
-class GaussianNoise(nn.Module):
+def _check_counts(x_ng: torch.Tensor) -> None:
+    """Refuse what ``torch.binomial`` cannot resample (it never returns on NaN)."""
+    problems = []
+    if not bool(torch.isfinite(x_ng).all()):
+        problems.append("NaN or infinite values")
+    finite = x_ng.nan_to_num(0.0, 0.0, 0.0)
+    if bool((finite < 0).any()):
+        problems.append(f"negative values (min {float(finite.min()):g})")
+    if bool((finite != finite.round()).any()):
+        problems.append("non-integer values")
+    if problems:
+        raise ValueError(
+            f"BinomialResample needs counts (finite, non-negative integers), got {' and '.join(problems)}: "
+            "put it before NormalizeTotal, Log1p and ZScore."
+        )
+
+
+class GaussianNoise(_ViewTransform):
     """Add normal noise with a standard deviation uniform in ``[sigma_min, sigma_max]`` per entry."""
 
     def __init__(self, sigma_min: float, sigma_max: float, p_apply: float = 1.0) -> None:
@@ -67,7 +139,7 @@ class GaussianNoise(nn.Module):
         return {"x_ng": x_ng + keep * sigma * torch.randn_like(x_ng)}
 
 
-class RandomGeneDropout(nn.Module):
+class RandomGeneDropout(_ViewTransform):
     """Zero each entry with a probability uniform in ``[p_dropout_min, p_dropout_max]`` per cell."""
 
     def __init__(self, p_dropout_min: float, p_dropout_max: float, p_apply: float = 1.0) -> None:
