@@ -28,12 +28,33 @@ def test_cflare_finds_late_cells_and_matches_schur_spectrum(chain):
         c.predict(use=[20])
 
 
-@pytest.mark.skipif(leiden_available(), reason="leidenalg is installed")
-def test_leiden_without_the_package_says_what_to_install(chain):
+def test_leiden_without_the_package_says_what_to_install(chain, monkeypatch):
+    from cellflux_estimators._engine import _cluster
+
+    monkeypatch.setattr(_cluster, "leiden_available", lambda: False)  # as without leidenalg/igraph
     adata, t = chain
     c = CFLARE(t, adata=adata).fit(k=5, use=3, method="kmeans")
     with pytest.raises(ImportError, match="pip install leidenalg igraph"):
         c.predict(use=3, method="leiden")
+
+
+@pytest.mark.skipif(not leiden_available(), reason="needs leidenalg and igraph (the 'leiden' extra)")
+def test_leiden_recovers_separated_groups_and_handles_tiny_inputs(chain):
+    from sklearn.metrics import adjusted_rand_score
+
+    from cellflux_estimators._engine._cluster import cluster_rows
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(centre, 0.1, size=(50, 3)) for centre in (0.0, 5.0, 10.0)])
+    labels = cluster_rows(x, method="leiden", n_neighbors=10, resolution=0.1, seed=0)  # CFLARE's default
+    assert adjusted_rand_score(np.repeat([0, 1, 2], 50), labels) == 1.0
+    np.testing.assert_array_equal(labels, cluster_rows(x, method="leiden", n_neighbors=10, resolution=0.1, seed=0))
+    assert cluster_rows(x[:1], method="leiden", n_neighbors=10, seed=0).tolist() == [0]  # one cell: one cluster
+    adata, t = chain
+    c = CFLARE(t, adata=adata, seed=0).fit(k=5, use=3, method="leiden", cluster_key=TruthKey.CLUSTERS)
+    cells = c.terminal_states.notna().to_numpy()
+    assert cells.sum() > 0
+    assert np.median(adata.obs[TruthKey.TIME].to_numpy()[cells]) > 0.7  # late cells, as with k-means
 
 
 def test_plots_render_what_was_computed(chain, tmp_path):

@@ -162,6 +162,8 @@ def cluster_rows(
         import igraph as ig
         import leidenalg
 
+        if len(x) < 2:  # no graph to partition: one cluster (or none)
+            return np.zeros(len(x), dtype=np.int64)
         k = min(n_neighbors, len(x) - 1)
         _, idx = cKDTree(x).query(x, k=k + 1)
         edges = {(min(i, j), max(i, j)) for i, row in enumerate(idx) for j in row[1:] if i != j}
