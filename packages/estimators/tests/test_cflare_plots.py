@@ -40,14 +40,14 @@ def test_leiden_without_the_package_says_what_to_install(chain, monkeypatch):
 
 @pytest.mark.skipif(not leiden_available(), reason="needs leidenalg and igraph (the 'leiden' extra)")
 def test_leiden_recovers_separated_groups_and_handles_tiny_inputs(chain):
-    from sklearn.metrics import adjusted_rand_score
-
     from cellflux_estimators._engine._cluster import cluster_rows
 
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.normal(centre, 0.1, size=(50, 3)) for centre in (0.0, 5.0, 10.0)])
     labels = cluster_rows(x, method="leiden", n_neighbors=10, resolution=0.1, seed=0)  # CFLARE's default
-    assert adjusted_rand_score(np.repeat([0, 1, 2], 50), labels) == 1.0
+    groups = labels.reshape(3, 50)
+    assert all(len(set(g)) == 1 for g in groups)  # each group is one cluster
+    assert len(set(groups[:, 0])) == 3  # and the three are different clusters
     np.testing.assert_array_equal(labels, cluster_rows(x, method="leiden", n_neighbors=10, resolution=0.1, seed=0))
     assert cluster_rows(x[:1], method="leiden", n_neighbors=10, seed=0).tolist() == [0]  # one cell: one cluster
     adata, t = chain
